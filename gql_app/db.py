@@ -1,0 +1,110 @@
+"""Declarative base, engine and sessionmaker factories, and the per-request session guard."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any, TypeVar
+
+from sqlalchemy import BigInteger, MetaData, bindparam
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.engine import Result
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.sql import Executable
+from sqlalchemy.sql.elements import BindParameter
+
+from gql_app.settings import Settings
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_N_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+T = TypeVar("T")
+
+
+def async_url(url: str) -> str:
+    """Normalise a libpq-style URL to SQLAlchemy's asyncpg dialect."""
+    for prefix in ("postgresql+asyncpg://", "postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+asyncpg://" + url[len(prefix) :]
+    return url
+
+
+def create_engine(settings: Settings, url: str | None = None) -> AsyncEngine:
+    target = url or settings.database_url
+    if not target:
+        raise RuntimeError("no database URL: set DATABASE_URL or start the embedded server")
+    return create_async_engine(
+        async_url(target),
+        pool_size=settings.pool_size,
+        max_overflow=settings.max_overflow,
+        pool_timeout=settings.pool_timeout,
+        pool_recycle=settings.pool_recycle,
+        pool_pre_ping=settings.pool_pre_ping,
+        connect_args={
+            "statement_cache_size": settings.prepared_statement_cache_size,
+            "server_settings": {
+                "statement_timeout": str(settings.statement_timeout_ms),
+                "idle_in_transaction_session_timeout": str(
+                    settings.idle_in_transaction_timeout_ms
+                ),
+                # Short OLTP statements: the JIT only adds latency.
+                "jit": "off",
+                "application_name": "gql_app",
+            },
+        },
+    )
+
+
+def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+
+
+def id_array(values: Sequence[int], name: str = "ids") -> BindParameter[Any]:
+    """All keys as one array parameter: any number of keys, one bind slot."""
+    return bindparam(name, list(values), type_=ARRAY(BigInteger), unique=True)
+
+
+class RequestDB:
+    """The request's one AsyncSession, with access serialized.
+
+    GraphQL resolves sibling fields concurrently; an AsyncSession (and the
+    asyncpg connection under it) must never run two statements at once. Every
+    statement of a request goes through here.
+    """
+
+    __slots__ = ("_lock", "session")
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+        self._lock = asyncio.Lock()
+
+    async def execute(self, statement: Executable, params: dict[str, Any] | None = None) -> Result[Any]:
+        async with self._lock:
+            return await self.session.execute(statement, params)
+
+    async def scalars(self, statement: Executable) -> list[Any]:
+        async with self._lock:
+            return list((await self.session.scalars(statement)).all())
+
+    async def scalar(self, statement: Executable) -> Any:
+        async with self._lock:
+            return await self.session.scalar(statement)
+
+    async def flush(self) -> None:
+        async with self._lock:
+            await self.session.flush()
+
+    @property
+    def lock(self) -> asyncio.Lock:
+        return self._lock

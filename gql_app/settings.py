@@ -1,0 +1,52 @@
+"""One Settings object, read from environment variables once per process."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every knob of the server. Names map to upper-case environment variables.
+
+    ``DATABASE_URL`` has no prefix because every tool already knows that name;
+    the rest carry the ``GQL_`` prefix (``GQL_POOL_SIZE``, ``GQL_SECRET_KEY``...).
+    """
+
+    model_config = SettingsConfigDict(env_prefix="GQL_", extra="ignore")
+
+    database_url: str | None = Field(default=None, validation_alias="DATABASE_URL")
+    """PostgreSQL URL. Unset: an embedded server is started in ``data_dir``."""
+    read_replica_url: str | None = None
+    data_dir: Path = Path(".gql_app")
+
+    pool_size: int = 10
+    max_overflow: int = 5
+    pool_timeout: float = 10.0
+    pool_recycle: int = 1800
+    pool_pre_ping: bool = True
+    statement_timeout_ms: int = 15_000
+    idle_in_transaction_timeout_ms: int = 60_000
+    prepared_statement_cache_size: int = 100
+    """Set to 0 behind PgBouncer in transaction mode."""
+
+    secret_key: str = "dev-secret-change-me"
+    token_ttl_seconds: int = 7 * 24 * 3600
+
+    graphiql: bool = True
+    introspection: bool = True
+
+    default_page_size: int = 20
+    max_page_size: int = 100
+    max_ids: int = 100
+
+    log_level: str = "INFO"
+    slow_query_ms: int = 200
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
