@@ -9,7 +9,12 @@ from typing import Any, TypeVar
 from sqlalchemy import BigInteger, MetaData, bindparam
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Result
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.sql import Executable
 from sqlalchemy.sql.elements import BindParameter
@@ -55,9 +60,7 @@ def create_engine(settings: Settings, url: str | None = None) -> AsyncEngine:
             "statement_cache_size": settings.prepared_statement_cache_size,
             "server_settings": {
                 "statement_timeout": str(settings.statement_timeout_ms),
-                "idle_in_transaction_session_timeout": str(
-                    settings.idle_in_transaction_timeout_ms
-                ),
+                "idle_in_transaction_session_timeout": str(settings.idle_in_transaction_timeout_ms),
                 # Short OLTP statements: the JIT only adds latency.
                 "jit": "off",
                 "application_name": "gql_app",
@@ -89,7 +92,9 @@ class RequestDB:
         self.session = session
         self._lock = asyncio.Lock()
 
-    async def execute(self, statement: Executable, params: dict[str, Any] | None = None) -> Result[Any]:
+    async def execute(
+        self, statement: Executable, params: dict[str, Any] | None = None
+    ) -> Result[Any]:
         async with self._lock:
             return await self.session.execute(statement, params)
 

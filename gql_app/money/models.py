@@ -30,7 +30,9 @@ class Account(Base):
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
     owner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     currency: Mapped[str] = mapped_column(String(3), default="USD", server_default="USD")
-    balance: Mapped[Decimal] = mapped_column(Numeric(14, 2), default=Decimal("0"), server_default="0")
+    balance: Mapped[Decimal] = mapped_column(
+        Numeric(14, 2), default=Decimal("0"), server_default="0"
+    )
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 

@@ -1,0 +1,268 @@
+"""The ``gql-app`` command: serve, migrate, seed, export-schema, create-admin.
+
+Every command uses ``DATABASE_URL`` when it is set, else the embedded
+PostgreSQL in ``GQL_DATA_DIR`` (started on first use).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Annotated
+
+import asyncpg
+import typer
+import uvicorn
+from alembic.config import Config
+from alembic.script import ScriptDirectory
+from sqlalchemy import select
+from sqlalchemy.engine import make_url
+
+from alembic import command
+from gql_app.db import create_engine, create_sessionmaker
+from gql_app.embedded import database_url
+from gql_app.money.models import Account
+from gql_app.seed import connect, database_is_empty, seed, seed_demo, truncate_all
+from gql_app.settings import Settings, get_settings
+from gql_app.users.models import Profile, User
+from gql_app.users.passwords import hash_password
+
+app = typer.Typer(
+    help="gql_app: a GraphQL API server on SQLAlchemy and PostgreSQL.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+ALEMBIC_INI = Path(__file__).resolve().parent.parent / "alembic.ini"
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def resolve_url(settings: Settings) -> tuple[str, bool]:
+    """The database URL and whether it is the embedded server (started here if needed)."""
+    embedded = not settings.database_url
+    url = database_url(settings)
+    if embedded:
+        # database_url() exported DATABASE_URL; settings read earlier must see it.
+        get_settings.cache_clear()
+        typer.echo(f"Using the embedded PostgreSQL in {settings.data_dir / 'pgdata'}", err=True)
+    return url, embedded
+
+
+def shown(url: str) -> str:
+    """``database on host``, for messages: never the password."""
+    parsed = make_url(url)
+    host = parsed.host or parsed.query.get("host") or "localhost"
+    return f"{parsed.database} on {host if isinstance(host, str) else host[0]}"
+
+
+def alembic_config(url: str) -> Config:
+    if not ALEMBIC_INI.is_file():
+        raise typer.BadParameter(f"{ALEMBIC_INI} not found: run gql-app from a source checkout")
+    config = Config(str(ALEMBIC_INI))
+    config.attributes["database_url"] = url  # alembic/env.py prefers it
+    return config
+
+
+async def current_revisions(url: str) -> set[str]:
+    conn = await connect(url)
+    try:
+        rows = await conn.fetch("SELECT version_num FROM alembic_version")
+    except asyncpg.UndefinedTableError:
+        return set()
+    finally:
+        await conn.close()
+    return {row["version_num"] for row in rows}
+
+
+def is_downgrade(config: Config, current: set[str], revision: str) -> bool:
+    """Whether reaching ``revision`` from ``current`` means going back."""
+    if revision == "base" or revision.startswith("-"):
+        return True
+    if revision in {"head", "heads"} or revision.startswith("+") or not current:
+        return False
+    script = ScriptDirectory.from_config(config)
+    target = script.get_revision(revision)
+    if target is None:
+        return False
+    older = {
+        rev.revision
+        for head in current
+        for rev in script.iterate_revisions(head, "base")
+        if rev is not None and rev.revision != head
+    }
+    return target.revision in older
+
+
+def run_migrations(url: str, revision: str = "head") -> None:
+    """Upgrades (or downgrades) the database to ``revision`` with Alembic."""
+    config = alembic_config(url)
+    current = asyncio.run(current_revisions(url))
+    if is_downgrade(config, current, revision):
+        command.downgrade(config, revision)
+    else:
+        command.upgrade(config, revision)
+    now = ", ".join(sorted(asyncio.run(current_revisions(url)))) or "base"
+    typer.echo(f"Database {shown(url)} is at revision {now}", err=True)
+
+
+# --------------------------------------------------------------------------- commands
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to bind.")] = 8000,
+    workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
+    reload: Annotated[
+        bool, typer.Option("--reload/--no-reload", help="Restart on code changes.")
+    ] = False,
+    force_migrate: Annotated[
+        bool,
+        typer.Option(
+            "--migrate", help="Migrate to head first (always done for the embedded server)."
+        ),
+    ] = False,
+) -> None:
+    """Run the GraphQL server (GraphiQL at /graphql)."""
+    settings = Settings()
+    url, embedded = resolve_url(settings)
+    if embedded or force_migrate:
+        run_migrations(url)
+    if embedded and asyncio.run(database_is_empty(url)):
+        typer.echo("Loading the demo data set (logins are listed in gql_app/seed.py)...", err=True)
+        asyncio.run(seed_demo(url))
+    browse = "127.0.0.1" if host in {"0.0.0.0", "::"} else host
+    typer.echo(f"GraphiQL: http://{browse}:{port}/graphql")
+    uvicorn.run(
+        "gql_app.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        reload=reload,
+        log_level=settings.log_level.lower(),
+    )
+
+
+@app.command()
+def migrate(
+    revision: Annotated[
+        str, typer.Option(help="Target revision (head, base, an id, -1...).")
+    ] = "head",
+) -> None:
+    """Migrate the database schema (upgrade to head by default)."""
+    url, _ = resolve_url(Settings())
+    run_migrations(url, revision)
+
+
+@app.command("seed")
+def seed_command(
+    scale: Annotated[int, typer.Option(min=1, help="S users, 10·S posts, 50·S comments...")],
+    seed_value: Annotated[int, typer.Option("--seed", help="Random seed.")] = 42,
+    force: Annotated[bool, typer.Option(help="Truncate every table first.")] = False,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
+) -> None:
+    """Load the deterministic benchmark data set (migrates to head first)."""
+    url, _ = resolve_url(Settings())
+    run_migrations(url)
+    if not asyncio.run(database_is_empty(url)):
+        if not force:
+            typer.echo(
+                "The database already has users; refusing to seed. "
+                "Use --force to truncate every table first.",
+                err=True,
+            )
+            raise typer.Exit(1)
+        asyncio.run(truncate_all(url))
+    try:
+        report = asyncio.run(seed(url, scale, progress=progress, seed=seed_value))
+    except RuntimeError as exc:
+        typer.echo(f"{exc}. Use --force to truncate every table first.", err=True)
+        raise typer.Exit(1) from exc
+    for table, rows in report.rows.items():
+        typer.echo(f"{table:<12} {rows:>12,}")
+    typer.echo(f"{'total':<12} {report.total_rows:>12,}")
+    typer.echo(f"{report.seconds:.2f} s, {report.rows_per_second:,.0f} rows/s")
+
+
+@app.command("export-schema")
+def export_schema(
+    output: Annotated[Path | None, typer.Option(help="Write here instead of stdout.")] = None,
+) -> None:
+    """Print (or write) the GraphQL schema in SDL."""
+    from gql_app.schema import schema  # the whole GraphQL layer; only this command needs it
+
+    sdl = schema.as_str()
+    if output is None:
+        typer.echo(sdl)
+    else:
+        output.write_text(sdl + "\n", encoding="utf-8")
+        typer.echo(f"Wrote {output}", err=True)
+
+
+async def ensure_admin(
+    settings: Settings, url: str, email: str, password: str, username: str
+) -> bool:
+    """Creates the admin (True) or promotes the user with that email (False)."""
+    engine = create_engine(settings, url)
+    try:
+        async with create_sessionmaker(engine)() as session, session.begin():
+            user = await session.scalar(select(User).where(User.email == email))
+            created = user is None
+            if user is None:
+                if await session.scalar(select(User.id).where(User.username == username)):
+                    raise typer.BadParameter(
+                        f"username {username!r} is taken", param_hint="--username"
+                    )
+                user = User(
+                    username=username,
+                    email=email,
+                    password_hash=hash_password(password),
+                    is_admin=True,
+                    is_active=True,
+                )
+                session.add(user)
+                await session.flush()
+            else:
+                user.is_admin = True
+                user.is_active = True
+            if await session.scalar(select(Profile.id).where(Profile.user_id == user.id)) is None:
+                session.add(Profile(user_id=user.id, display_name=user.username))
+            if await session.scalar(select(Account.id).where(Account.owner_id == user.id)) is None:
+                session.add(Account(owner_id=user.id, currency="USD"))
+        return created
+    finally:
+        await engine.dispose()
+
+
+@app.command("create-admin")
+def create_admin(
+    email: Annotated[str, typer.Option(help="The admin's email (the login).")],
+    password: Annotated[str, typer.Option(help="Used when the user is created.")],
+    username: Annotated[
+        str | None, typer.Option(help="Defaults to the email's local part.")
+    ] = None,
+) -> None:
+    """Create an admin user, or promote the user with that email to admin."""
+    email = email.strip().lower()
+    if "@" not in email:
+        raise typer.BadParameter("not an email address", param_hint="--email")
+    if not password:
+        raise typer.BadParameter("must not be empty", param_hint="--password")
+    settings = Settings()
+    url, _ = resolve_url(settings)
+    name = username or email.split("@", 1)[0][:50]
+    if asyncio.run(ensure_admin(settings, url, email, password, name)):
+        typer.echo(f"Created admin {name} <{email}>")
+    else:
+        typer.echo(f"Promoted {email} to admin (password unchanged)")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

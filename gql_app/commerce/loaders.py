@@ -1,0 +1,180 @@
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import ColumnElement, Select, any_, func, select
+from sqlalchemy.sql.elements import BindParameter
+
+from gql_app.commerce.models import Order, OrderItem, OrderStatus, Product
+from gql_app.context import Context
+from gql_app.loaders import (
+    AggregateLoader,
+    ByColumnLoader,
+    ByIdLoader,
+    CountLoader,
+    ListByColumnLoader,
+    PageLoader,
+)
+from gql_app.pagination import SortKey, contains
+
+PRODUCT_SORT_KEYS = {
+    "NAME": SortKey("NAME", Product.name),
+    "PRICE": SortKey("PRICE", Product.price),
+    "CREATED_AT": SortKey("CREATED_AT", Product.created_at),
+}
+ORDER_SORT_KEYS = {"CREATED_AT": SortKey("CREATED_AT", Order.created_at)}
+ZERO = Decimal("0.00")
+LINE_TOTAL = OrderItem.quantity * OrderItem.unit_price
+NOT_CANCELLED = Order.status != OrderStatus.CANCELLED
+
+
+@dataclass(frozen=True)
+class ProductCriteria:
+    search: str | None = None
+    sku_prefix: str | None = None
+    min_price: Decimal | None = None
+    max_price: Decimal | None = None
+    in_stock: bool | None = None
+
+    def conditions(self) -> list[ColumnElement[bool]]:
+        conds: list[ColumnElement[bool]] = []
+        if self.search:
+            conds.append(contains(Product.name, self.search) | contains(Product.sku, self.search))
+        if self.sku_prefix:
+            escaped = self.sku_prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            conds.append(Product.sku.like(f"{escaped}%", escape="\\"))
+        if self.min_price is not None:
+            conds.append(Product.price >= self.min_price)
+        if self.max_price is not None:
+            conds.append(Product.price <= self.max_price)
+        if self.in_stock is True:
+            conds.append(Product.stock > 0)
+        elif self.in_stock is False:
+            conds.append(Product.stock == 0)
+        return conds
+
+
+@dataclass(frozen=True)
+class OrderCriteria:
+    statuses: tuple[OrderStatus, ...] | None = None
+    placed_after: datetime | None = None
+    placed_before: datetime | None = None
+
+    def conditions(self) -> list[ColumnElement[bool]]:
+        conds: list[ColumnElement[bool]] = []
+        if self.statuses is not None:
+            conds.append(Order.status.in_(self.statuses))
+        if self.placed_after is not None:
+            conds.append(Order.created_at >= self.placed_after)
+        if self.placed_before is not None:
+            conds.append(Order.created_at < self.placed_before)
+        return conds
+
+
+def visible_orders(ctx: Context) -> list[ColumnElement[bool]]:
+    """An order is visible to its customer and to admins."""
+    viewer = ctx.require_viewer()
+    return [] if viewer.is_admin else [Order.customer_id == viewer.id]
+
+
+class ProductByIdLoader(ByIdLoader[Product]):
+    model = Product
+
+
+class ProductBySkuLoader(ByColumnLoader[Product]):
+    model = Product
+    column = Product.sku
+
+
+class OrderByIdLoader(ByIdLoader[Order]):
+    model = Order
+
+
+class OrderItemsByOrderIdLoader(ListByColumnLoader[OrderItem]):
+    model = OrderItem
+    column = OrderItem.order_id
+
+
+class ItemCountByOrderIdLoader(CountLoader):
+    model = OrderItem
+    column = OrderItem.order_id
+
+
+class OrderTotalByOrderIdLoader(AggregateLoader[Decimal]):
+    def statement(self, keys: BindParameter[Any]) -> Select[Any]:
+        return (
+            select(OrderItem.order_id, func.sum(LINE_TOTAL))
+            .where(OrderItem.order_id == any_(keys))
+            .group_by(OrderItem.order_id)
+        )
+
+    def value(self, row: Any) -> Decimal:
+        return row[1]  # type: ignore[no-any-return]
+
+    def empty(self, key: int) -> Decimal:
+        return ZERO
+
+
+class UnitsSoldByProductIdLoader(AggregateLoader[int]):
+    def statement(self, keys: BindParameter[Any]) -> Select[Any]:
+        return (
+            select(OrderItem.product_id, func.sum(OrderItem.quantity))
+            .join(Order, Order.id == OrderItem.order_id)
+            .where(OrderItem.product_id == any_(keys), NOT_CANCELLED)
+            .group_by(OrderItem.product_id)
+        )
+
+    def value(self, row: Any) -> int:
+        return int(row[1])
+
+    def empty(self, key: int) -> int:
+        return 0
+
+
+@dataclass(frozen=True)
+class OrderStatsRow:
+    order_count: int
+    total_spent: Decimal
+    average_order_value: Decimal | None
+    last_order_at: datetime | None
+
+
+class OrderStatsByCustomerIdLoader(AggregateLoader[OrderStatsRow]):
+    def statement(self, keys: BindParameter[Any]) -> Select[Any]:
+        per_order = (
+            select(
+                Order.customer_id,
+                Order.created_at,
+                func.coalesce(func.sum(LINE_TOTAL), 0).label("total"),
+            )
+            .outerjoin(OrderItem, OrderItem.order_id == Order.id)
+            .where(Order.customer_id == any_(keys), NOT_CANCELLED)
+            .group_by(Order.id)
+            .subquery()
+        )
+        return select(
+            per_order.c.customer_id,
+            func.count(),
+            func.sum(per_order.c.total),
+            func.round(func.avg(per_order.c.total), 2),
+            func.max(per_order.c.created_at),
+        ).group_by(per_order.c.customer_id)
+
+    def value(self, row: Any) -> OrderStatsRow:
+        return OrderStatsRow(row[1], row[2], row[3], row[4])
+
+    def empty(self, key: int) -> OrderStatsRow:
+        return OrderStatsRow(0, ZERO, None, None)
+
+
+class OrderPageByCustomerIdLoader(PageLoader[Order]):
+    model = Order
+
+    def children(self, parent: ColumnElement[Any]) -> tuple[Any, list[ColumnElement[bool]]]:
+        return Order, [Order.customer_id == parent]
+
+    def conditions(self, filter: OrderCriteria) -> list[ColumnElement[bool]]:
+        return filter.conditions()

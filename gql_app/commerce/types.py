@@ -1,0 +1,205 @@
+from __future__ import annotations
+
+import enum
+from datetime import date, datetime
+from decimal import Decimal
+from typing import TYPE_CHECKING, Annotated, Any
+
+import strawberry
+
+from gql_app.commerce import models
+from gql_app.commerce.loaders import (
+    ORDER_SORT_KEYS,
+    ItemCountByOrderIdLoader,
+    OrderCriteria,
+    OrderItemsByOrderIdLoader,
+    OrderPageByCustomerIdLoader,
+    OrderStatsRow,
+    OrderTotalByOrderIdLoader,
+    ProductByIdLoader,
+    UnitsSoldByProductIdLoader,
+)
+from gql_app.context import Info
+from gql_app.loaders import load_page
+from gql_app.node import Node, global_id
+from gql_app.pagination import Connection, OrderDirection, PageArgs, ordering
+from gql_app.users.loaders import UserByIdLoader
+
+if TYPE_CHECKING:
+    from gql_app.users.types import User
+
+UserType = Annotated["User", strawberry.lazy("gql_app.users.types")]
+
+OrderStatus = strawberry.enum(models.OrderStatus, name="OrderStatus")
+
+
+@strawberry.type
+class Product(Node):
+    id: strawberry.ID = global_id("Product")
+    sku: str
+    name: str
+    price: Decimal
+    stock: int
+    created_at: datetime
+
+    @classmethod
+    def is_type_of(cls, obj: Any, info: Any) -> bool:
+        return isinstance(obj, models.Product)
+
+    @strawberry.field(description="Units sold over non-cancelled orders.")
+    async def units_sold(self, root: strawberry.Parent[models.Product], info: Info) -> int:
+        return await info.context.loaders.get(UnitsSoldByProductIdLoader).load(root.id)
+
+
+@strawberry.type
+class OrderItem:
+    quantity: int
+    unit_price: Decimal = strawberry.field(description="Price at the time the order was placed.")
+
+    @strawberry.field
+    async def product(self, root: strawberry.Parent[models.OrderItem], info: Info) -> Product:
+        return await info.context.loaders.get(ProductByIdLoader).load(root.product_id)  # type: ignore[return-value]
+
+    @strawberry.field
+    def subtotal(self, root: strawberry.Parent[models.OrderItem]) -> Decimal:
+        return root.quantity * root.unit_price
+
+
+@strawberry.type
+class Order(Node):
+    id: strawberry.ID = global_id("Order")
+    status: OrderStatus  # type: ignore[valid-type]
+    created_at: datetime
+
+    @classmethod
+    def is_type_of(cls, obj: Any, info: Any) -> bool:
+        return isinstance(obj, models.Order)
+
+    @strawberry.field
+    async def customer(self, root: strawberry.Parent[models.Order], info: Info) -> UserType:
+        return await info.context.loaders.get(UserByIdLoader).load(root.customer_id)  # type: ignore[return-value]
+
+    @strawberry.field
+    async def items(self, root: strawberry.Parent[models.Order], info: Info) -> list[OrderItem]:
+        return await info.context.loaders.get(OrderItemsByOrderIdLoader).load(root.id)  # type: ignore[return-value]
+
+    @strawberry.field(description="Number of items (lines) in the order.")
+    async def item_count(self, root: strawberry.Parent[models.Order], info: Info) -> int:
+        return await info.context.loaders.get(ItemCountByOrderIdLoader).load(root.id)
+
+    @strawberry.field(description="Sum of quantity * unitPrice over the items.")
+    async def total(self, root: strawberry.Parent[models.Order], info: Info) -> Decimal:
+        return await info.context.loaders.get(OrderTotalByOrderIdLoader).load(root.id)
+
+
+@strawberry.type
+class OrderStats:
+    order_count: int
+    total_spent: Decimal
+    average_order_value: Decimal | None
+    last_order_at: datetime | None
+
+    @classmethod
+    def is_type_of(cls, obj: Any, info: Any) -> bool:
+        return isinstance(obj, OrderStatsRow)
+
+
+@strawberry.input
+class ProductFilter:
+    search: str | None = strawberry.field(
+        default=None, description="Case-insensitive substring of name or sku."
+    )
+    sku_prefix: str | None = None
+    min_price: Decimal | None = None
+    max_price: Decimal | None = None
+    in_stock: bool | None = None
+
+
+@strawberry.enum
+class ProductOrderField(enum.Enum):
+    NAME = "NAME"
+    PRICE = "PRICE"
+    CREATED_AT = "CREATED_AT"
+
+
+@strawberry.input
+class ProductOrder:
+    field: ProductOrderField
+    direction: OrderDirection = OrderDirection.ASC
+
+
+@strawberry.input
+class OrderFilter:
+    status: list[OrderStatus] | None = None  # type: ignore[valid-type]
+    placed_after: datetime | None = None
+    placed_before: datetime | None = None
+
+    def criteria(self) -> OrderCriteria:
+        return OrderCriteria(
+            statuses=tuple(self.status) if self.status is not None else None,
+            placed_after=self.placed_after,
+            placed_before=self.placed_before,
+        )
+
+
+@strawberry.enum
+class OrderOrderField(enum.Enum):
+    CREATED_AT = "CREATED_AT"
+
+
+@strawberry.input
+class OrderOrder:
+    field: OrderOrderField
+    direction: OrderDirection = OrderDirection.DESC
+
+
+def order_page_args(
+    info: Info,
+    scope: str,
+    first: int | None,
+    after: str | None,
+    last: int | None,
+    before: str | None,
+    order_by: OrderOrder | None,
+) -> PageArgs:
+    order = ordering(
+        ORDER_SORT_KEYS,
+        models.Order.id,
+        order_by.field if order_by else None,
+        order_by.direction if order_by else None,
+        ("CREATED_AT", OrderDirection.DESC),
+    )
+    return PageArgs.parse(info.context.settings, scope, order, first, after, last, before)
+
+
+async def customer_orders(
+    info: Info,
+    customer_id: int,
+    first: int | None,
+    after: str | None,
+    last: int | None,
+    before: str | None,
+    filter: OrderFilter | None,
+    order_by: OrderOrder | None,
+) -> Connection[Order]:
+    args = order_page_args(info, "User.orders", first, after, last, before, order_by)
+    criteria = filter.criteria() if filter is not None else OrderCriteria()
+    return await load_page(info, OrderPageByCustomerIdLoader, customer_id, args, criteria)
+
+
+@strawberry.type
+class SalesDay:
+    day: date
+    order_count: int
+    revenue: Decimal
+
+
+@strawberry.type
+class ProductSales:
+    units_sold: int
+    revenue: Decimal
+    product_id: strawberry.Private[int]
+
+    @strawberry.field
+    async def product(self, info: Info) -> Product:
+        return await info.context.loaders.get(ProductByIdLoader).load(self.product_id)  # type: ignore[return-value]

@@ -1,0 +1,83 @@
+from __future__ import annotations
+
+import strawberry
+
+from gql_app.content import models
+from gql_app.content.loaders import (
+    TAG_SORT_KEYS,
+    CommentByIdLoader,
+    PostByIdLoader,
+    PostCriteria,
+    TagByIdLoader,
+    TagByNameLoader,
+)
+from gql_app.content.types import Post, PostFilter, PostOrder, Tag, post_criteria, post_page_args
+from gql_app.context import Context, Info
+from gql_app.ids import decode_id_of
+from gql_app.loaders import root_page
+from gql_app.node import node_type
+from gql_app.pagination import Connection, OrderDirection, PageArgs, ordering
+
+
+def can_see_post(ctx: Context, post: models.Post) -> bool:
+    return post.published_at is not None or ctx.can_see_private(post.author_id)
+
+
+@node_type("Post")
+async def fetch_post(info: Info, pk: int) -> models.Post | None:
+    post = await info.context.loaders.get(PostByIdLoader).load(pk)
+    return post if post is not None and can_see_post(info.context, post) else None
+
+
+@node_type("Tag")
+async def fetch_tag(info: Info, pk: int) -> models.Tag | None:
+    return await info.context.loaders.get(TagByIdLoader).load(pk)
+
+
+@node_type("Comment")
+async def fetch_comment(info: Info, pk: int) -> models.Comment | None:
+    comment = await info.context.loaders.get(CommentByIdLoader).load(pk)
+    if comment is None or await fetch_post(info, comment.post_id) is None:
+        return None
+    return comment
+
+
+@strawberry.type
+class ContentQuery:
+    @strawberry.field
+    async def post(self, info: Info, id: strawberry.ID) -> Post | None:
+        return await fetch_post(info, decode_id_of(id, "Post"))  # type: ignore[return-value]
+
+    @strawberry.field
+    async def posts(
+        self,
+        info: Info,
+        first: int | None = None,
+        after: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
+        filter: PostFilter | None = None,
+        order_by: PostOrder | None = None,
+    ) -> Connection[Post]:
+        args = post_page_args(info, "Query.posts", first, after, last, before, order_by)
+        criteria: PostCriteria = post_criteria(filter)
+        return await root_page(info, models.Post, criteria.conditions(info.context), args)
+
+    @strawberry.field
+    async def tag(self, info: Info, name: str) -> Tag | None:
+        return await info.context.loaders.get(TagByNameLoader).load(name)  # type: ignore[return-value]
+
+    @strawberry.field
+    async def tags(
+        self,
+        info: Info,
+        first: int | None = None,
+        after: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
+    ) -> Connection[Tag]:
+        order = ordering(TAG_SORT_KEYS, models.Tag.id, None, None, ("NAME", OrderDirection.ASC))
+        args = PageArgs.parse(
+            info.context.settings, "Query.tags", order, first, after, last, before
+        )
+        return await root_page(info, models.Tag, [], args)

@@ -1,0 +1,215 @@
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import TYPE_CHECKING, Annotated, Any
+
+import strawberry
+
+from gql_app.content import models
+from gql_app.content.loaders import (
+    COMMENT_SORT_KEYS,
+    POST_SORT_KEYS,
+    CommentCountByPostIdLoader,
+    CommentPageByPostIdLoader,
+    PostByIdLoader,
+    PostCriteria,
+    PostPageByTagIdLoader,
+    PublishedPostCountByTagIdLoader,
+    TagsByPostIdLoader,
+)
+from gql_app.context import Info
+from gql_app.ids import decode_id_of
+from gql_app.loaders import load_page
+from gql_app.node import Node, global_id
+from gql_app.pagination import Connection, OrderDirection, PageArgs, ordering
+from gql_app.users.loaders import UserByIdLoader
+
+if TYPE_CHECKING:
+    from gql_app.users.types import User
+
+UserType = Annotated["User", strawberry.lazy("gql_app.users.types")]
+
+
+@strawberry.enum
+class PostOrderField(enum.Enum):
+    CREATED_AT = "CREATED_AT"
+    PUBLISHED_AT = "PUBLISHED_AT"
+    TITLE = "TITLE"
+
+
+@strawberry.input
+class PostOrder:
+    field: PostOrderField
+    direction: OrderDirection = OrderDirection.DESC
+
+
+@strawberry.enum
+class CommentOrderField(enum.Enum):
+    CREATED_AT = "CREATED_AT"
+
+
+@strawberry.input
+class CommentOrder:
+    field: CommentOrderField
+    direction: OrderDirection = OrderDirection.ASC
+
+
+@strawberry.input
+class PostFilter:
+    author_id: strawberry.ID | None = None
+    tag: str | None = strawberry.field(default=None, description="Tag name, exact.")
+    published: bool | None = strawberry.field(
+        default=None,
+        description="true: published only; false: drafts only (of posts the viewer may see); "
+        "null: both.",
+    )
+    search: str | None = strawberry.field(
+        default=None, description="Case-insensitive substring of title or content."
+    )
+    published_after: datetime | None = None
+    published_before: datetime | None = None
+
+    def criteria(self, **extra: Any) -> PostCriteria:
+        return PostCriteria(
+            author_id=decode_id_of(self.author_id, "User", "authorId") if self.author_id else None,
+            tag=self.tag,
+            published=self.published,
+            search=self.search,
+            published_after=self.published_after,
+            published_before=self.published_before,
+            **extra,
+        )
+
+
+def post_criteria(filter: PostFilter | None, **extra: Any) -> PostCriteria:
+    return filter.criteria(**extra) if filter is not None else PostCriteria(**extra)
+
+
+def post_page_args(
+    info: Info,
+    scope: str,
+    first: int | None,
+    after: str | None,
+    last: int | None,
+    before: str | None,
+    order_by: PostOrder | None,
+) -> PageArgs:
+    order = ordering(
+        POST_SORT_KEYS,
+        models.Post.id,
+        order_by.field if order_by else None,
+        order_by.direction if order_by else None,
+        ("CREATED_AT", OrderDirection.DESC),
+    )
+    return PageArgs.parse(info.context.settings, scope, order, first, after, last, before)
+
+
+def comment_page_args(
+    info: Info,
+    scope: str,
+    first: int | None,
+    after: str | None,
+    last: int | None,
+    before: str | None,
+    order_by: CommentOrder | None = None,
+) -> PageArgs:
+    order = ordering(
+        COMMENT_SORT_KEYS,
+        models.Comment.id,
+        order_by.field if order_by else None,
+        order_by.direction if order_by else None,
+        ("CREATED_AT", OrderDirection.ASC),
+    )
+    return PageArgs.parse(info.context.settings, scope, order, first, after, last, before)
+
+
+@strawberry.type
+class Post(Node):
+    id: strawberry.ID = global_id("Post")
+    title: str
+    content: str
+    published_at: datetime | None = strawberry.field(
+        description="Null while the post is a draft. "
+        "Drafts are visible only to their author and admins."
+    )
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def is_type_of(cls, obj: Any, info: Any) -> bool:
+        return isinstance(obj, models.Post)
+
+    @strawberry.field
+    async def author(self, root: strawberry.Parent[models.Post], info: Info) -> UserType:
+        return await info.context.loaders.get(UserByIdLoader).load(root.author_id)  # type: ignore[return-value]
+
+    @strawberry.field(description="Sorted by name.")
+    async def tags(self, root: strawberry.Parent[models.Post], info: Info) -> list[Tag]:
+        return await info.context.loaders.get(TagsByPostIdLoader).load(root.id)  # type: ignore[return-value]
+
+    @strawberry.field
+    async def comments(
+        self,
+        root: strawberry.Parent[models.Post],
+        info: Info,
+        first: int | None = None,
+        after: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
+        order_by: CommentOrder | None = None,
+    ) -> Connection[Comment]:
+        args = comment_page_args(info, "Post.comments", first, after, last, before, order_by)
+        return await load_page(info, CommentPageByPostIdLoader, root.id, args)
+
+    @strawberry.field
+    async def comment_count(self, root: strawberry.Parent[models.Post], info: Info) -> int:
+        return await info.context.loaders.get(CommentCountByPostIdLoader).load(root.id)
+
+
+@strawberry.type
+class Tag(Node):
+    id: strawberry.ID = global_id("Tag")
+    name: str
+
+    @classmethod
+    def is_type_of(cls, obj: Any, info: Any) -> bool:
+        return isinstance(obj, models.Tag)
+
+    @strawberry.field(description="Published posts carrying this tag.")
+    async def posts(
+        self,
+        root: strawberry.Parent[models.Tag],
+        info: Info,
+        first: int | None = None,
+        after: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
+        order_by: PostOrder | None = None,
+    ) -> Connection[Post]:
+        args = post_page_args(info, "Tag.posts", first, after, last, before, order_by)
+        criteria = PostCriteria(published_only=True)
+        return await load_page(info, PostPageByTagIdLoader, root.id, args, criteria)
+
+    @strawberry.field
+    async def post_count(self, root: strawberry.Parent[models.Tag], info: Info) -> int:
+        return await info.context.loaders.get(PublishedPostCountByTagIdLoader).load(root.id)
+
+
+@strawberry.type
+class Comment(Node):
+    id: strawberry.ID = global_id("Comment")
+    body: str
+    created_at: datetime
+
+    @classmethod
+    def is_type_of(cls, obj: Any, info: Any) -> bool:
+        return isinstance(obj, models.Comment)
+
+    @strawberry.field
+    async def author(self, root: strawberry.Parent[models.Comment], info: Info) -> UserType:
+        return await info.context.loaders.get(UserByIdLoader).load(root.author_id)  # type: ignore[return-value]
+
+    @strawberry.field
+    async def post(self, root: strawberry.Parent[models.Comment], info: Info) -> Post:
+        return await info.context.loaders.get(PostByIdLoader).load(root.post_id)  # type: ignore[return-value]

@@ -1,0 +1,69 @@
+"""The typed per-request context every resolver receives as ``info.context``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypeAlias
+
+import strawberry
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from starlette.requests import Request
+
+from gql_app.db import RequestDB
+from gql_app.errors import Forbidden, Unauthenticated
+from gql_app.loaders import LoaderRegistry
+from gql_app.settings import Settings
+
+if TYPE_CHECKING:
+    from gql_app.users.models import User
+
+
+@dataclass(eq=False)
+class Context:
+    request: Request | None
+    settings: Settings
+    sessionmaker: async_sessionmaker[AsyncSession]
+    read_sessionmaker: async_sessionmaker[AsyncSession]
+    bearer_token: str | None = None
+    viewer: User | None = None
+    request_id: str = ""
+    statement_count: int = 0
+    _db: RequestDB | None = None
+    loaders: LoaderRegistry = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.loaders = LoaderRegistry(self)
+
+    @property
+    def db(self) -> RequestDB:
+        if self._db is None:
+            raise RuntimeError("no database session outside an operation")
+        return self._db
+
+    def open_db(self, session: AsyncSession) -> RequestDB:
+        self._db = RequestDB(session)
+        return self._db
+
+    @property
+    def viewer_id(self) -> int | None:
+        return self.viewer.id if self.viewer is not None else None
+
+    @property
+    def is_admin(self) -> bool:
+        return self.viewer is not None and self.viewer.is_admin
+
+    def require_viewer(self) -> User:
+        if self.viewer is None:
+            raise Unauthenticated()
+        return self.viewer
+
+    def can_see_private(self, owner_id: int) -> bool:
+        """The owner themself and admins see private data."""
+        return self.viewer is not None and (self.viewer.is_admin or self.viewer.id == owner_id)
+
+    def require_private(self, owner_id: int) -> None:
+        if not self.can_see_private(owner_id):
+            raise Forbidden()
+
+
+Info: TypeAlias = strawberry.Info[Context, Any]

@@ -1,0 +1,39 @@
+"""Opaque global IDs (Relay Object Identification): base64url of "Type:pk"."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+
+from gql_app.errors import BadUserInput
+
+MAX_PK = 2**63 - 1
+
+
+def encode_id(type_name: str, pk: int) -> str:
+    return base64.urlsafe_b64encode(f"{type_name}:{pk}".encode()).decode().rstrip("=")
+
+
+def decode_id(global_id: str) -> tuple[str, int]:
+    """(type name, primary key) of a global ID; BAD_USER_INPUT when malformed."""
+    try:
+        if len(global_id) > 64:
+            raise ValueError
+        raw = base64.urlsafe_b64decode(global_id + "=" * (-len(global_id) % 4)).decode()
+        type_name, _, pk_text = raw.partition(":")
+        if not type_name.isalpha() or not pk_text.isdigit():
+            raise ValueError
+        pk = int(pk_text)
+        if not 0 < pk <= MAX_PK:
+            raise ValueError
+    except (ValueError, UnicodeDecodeError, binascii.Error):
+        raise BadUserInput(f"Invalid ID: {global_id[:64]!r}.") from None
+    return type_name, pk
+
+
+def decode_id_of(global_id: str, type_name: str, argument: str = "id") -> int:
+    """The primary key of a global ID that must name a ``type_name``."""
+    actual, pk = decode_id(global_id)
+    if actual != type_name:
+        raise BadUserInput(f"Argument {argument!r} must be the ID of a {type_name}.")
+    return pk

@@ -1,0 +1,307 @@
+"""Dataloader machinery, written once; each relationship is a short declaration.
+
+Loaders live for one request (``info.context.loaders.get(SomeLoader)``), batch
+every ``load`` of one event-loop tick into one statement with the keys passed as
+a single array parameter, return results in key order, and prime the by-id
+loaders with every object they load. They reach the database only through the
+request's guarded session (``ctx.db``).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
+
+from aiodataloader import DataLoader
+from sqlalchemy import ColumnElement, FromClause, Select, Table, any_, bindparam, func, select
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.orm import InstrumentedAttribute
+from sqlalchemy.sql.elements import BindParameter
+
+from gql_app.db import id_array
+from gql_app.pagination import (
+    Connection,
+    Page,
+    PageArgs,
+    fetch_page,
+    fetch_pages,
+    wants_total_count,
+)
+
+if TYPE_CHECKING:
+    from gql_app.context import Context
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+M = TypeVar("M")
+L = TypeVar("L", bound="Loader[Any, Any]")
+
+
+class Loader(DataLoader[K, V]):
+    """Base of every loader: bound to one request's context."""
+
+    def __init__(self, ctx: Context) -> None:
+        super().__init__()
+        self.ctx = ctx
+
+    async def batch_load_fn(self, keys: list[K]) -> list[V]:
+        return await self.batch_load(keys)
+
+    async def batch_load(self, keys: list[K]) -> list[V]:
+        raise NotImplementedError
+
+
+class LoaderRegistry:
+    """The request's loaders, one instance per class, created on first use."""
+
+    def __init__(self, ctx: Context) -> None:
+        self._ctx = ctx
+        self._loaders: dict[type[Loader[Any, Any]], Loader[Any, Any]] = {}
+
+    def get(self, cls: type[L]) -> L:
+        loader = self._loaders.get(cls)
+        if loader is None:
+            loader = self._loaders[cls] = cls(self._ctx)
+        return loader  # type: ignore[return-value]
+
+    def prime(self, obj: Any) -> None:
+        """Make ``obj`` known to its model's by-id loader."""
+        by_id = ByIdLoader.for_model.get(type(obj))
+        if by_id is not None:
+            self.get(by_id).prime(obj.id, obj)
+
+    def clear_all(self) -> None:
+        for loader in self._loaders.values():
+            loader.clear_all()
+
+
+def values_array(values: Sequence[Any], element_type: Any) -> BindParameter[Any]:
+    return bindparam("keys", list(values), type_=ARRAY(element_type), unique=True)
+
+
+def _key_param(column: InstrumentedAttribute[Any], keys: Sequence[Any]) -> BindParameter[Any]:
+    if column.type.python_type is int:
+        return id_array(keys)
+    return values_array(keys, column.type)
+
+
+# ---------------------------------------------------------------- to-one
+
+
+class ByIdLoader(Loader[int, M | None], Generic[M]):
+    """``<Model>ByIdLoader``: primary key -> object or None."""
+
+    model: ClassVar[type[Any]]
+    for_model: ClassVar[dict[type[Any], type[ByIdLoader[Any]]]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "model" in cls.__dict__:
+            ByIdLoader.for_model[cls.model] = cls
+
+    async def batch_load(self, keys: list[int]) -> list[M | None]:
+        rows = await self.ctx.db.scalars(
+            select(self.model).where(self.model.id == any_(id_array(keys)))
+        )
+        found = {row.id: row for row in rows}
+        return [found.get(key) for key in keys]
+
+
+class ByColumnLoader(Loader[Any, M | None], Generic[M]):
+    """A unique column -> object or None (e.g. ``ProfileByUserIdLoader``)."""
+
+    model: ClassVar[type[Any]]
+    column: ClassVar[InstrumentedAttribute[Any]]
+
+    async def batch_load(self, keys: list[Any]) -> list[M | None]:
+        column = type(self).column
+        rows = await self.ctx.db.scalars(
+            select(self.model).where(column == any_(_key_param(column, keys)))
+        )
+        found = {}
+        for row in rows:
+            found[getattr(row, column.key)] = row
+            self.ctx.loaders.prime(row)
+        return [found.get(key) for key in keys]
+
+
+# ---------------------------------------------------------------- to-many
+
+
+class ListByColumnLoader(Loader[int, list[M]], Generic[M]):
+    """A foreign key -> all its children, in ``order_by`` (e.g. ``OrderItemsByOrderIdLoader``)."""
+
+    model: ClassVar[type[Any]]
+    column: ClassVar[InstrumentedAttribute[Any]]
+    order_by: ClassVar[Sequence[Any]] = ()
+
+    def conditions(self) -> list[ColumnElement[bool]]:
+        return []
+
+    async def batch_load(self, keys: list[int]) -> list[list[M]]:
+        column = type(self).column
+        rows = await self.ctx.db.scalars(
+            select(self.model)
+            .where(column == any_(id_array(keys)), *self.conditions())
+            .order_by(*self.order_by, self.model.id)
+        )
+        grouped: dict[int, list[M]] = defaultdict(list)
+        for row in rows:
+            grouped[getattr(row, column.key)].append(row)
+            self.ctx.loaders.prime(row)
+        return [grouped.get(key, []) for key in keys]
+
+
+class ManyToManyLoader(Loader[int, list[M]], Generic[M]):
+    """Parent id -> related objects through a link table (e.g. ``TagsByPostIdLoader``)."""
+
+    model: ClassVar[type[Any]]
+    link: ClassVar[Table]
+    link_parent: ClassVar[str]
+    link_child: ClassVar[str]
+    order_by: ClassVar[Sequence[Any]] = ()
+
+    async def batch_load(self, keys: list[int]) -> list[list[M]]:
+        parent = self.link.c[self.link_parent]
+        stmt = (
+            select(parent, self.model)
+            .join(self.link, self.link.c[self.link_child] == self.model.id)
+            .where(parent == any_(id_array(keys)))
+            .order_by(parent, *self.order_by, self.model.id)
+        )
+        grouped: dict[int, list[M]] = defaultdict(list)
+        for parent_id, obj in (await self.ctx.db.execute(stmt)).all():
+            grouped[parent_id].append(obj)
+            self.ctx.loaders.prime(obj)
+        return [grouped.get(key, []) for key in keys]
+
+
+# ---------------------------------------------------------------- counts and aggregates
+
+
+class CountLoader(Loader[int, int]):
+    """A foreign key -> number of rows (e.g. ``CommentCountByPostIdLoader``)."""
+
+    model: ClassVar[type[Any]]
+    column: ClassVar[Any]
+    source: ClassVar[FromClause | None] = None
+
+    def conditions(self) -> list[ColumnElement[bool]]:
+        return []
+
+    async def batch_load(self, keys: list[int]) -> list[int]:
+        column = type(self).column
+        stmt = (
+            select(column, func.count())
+            .select_from(self.source if self.source is not None else self.model)
+            .where(column == any_(id_array(keys)), *self.conditions())
+            .group_by(column)
+        )
+        counts = dict((await self.ctx.db.execute(stmt)).tuples().all())
+        return [counts.get(key, 0) for key in keys]
+
+
+class AggregateLoader(Loader[int, V]):
+    """A key -> one aggregate row, from a grouped Core statement.
+
+    Subclasses give ``statement(keys)`` selecting ``(key, ...)`` grouped by key,
+    ``value(row)`` turning a row into the result, and ``empty(key)`` for keys
+    without rows.
+    """
+
+    def statement(self, keys: BindParameter[Any]) -> Select[Any]:
+        raise NotImplementedError
+
+    def value(self, row: Any) -> V:
+        raise NotImplementedError
+
+    def empty(self, key: int) -> V:
+        raise NotImplementedError
+
+    async def batch_load(self, keys: list[int]) -> list[V]:
+        rows = (await self.ctx.db.execute(self.statement(id_array(keys)))).all()
+        found = {row[0]: self.value(row) for row in rows}
+        return [found[key] if key in found else self.empty(key) for key in keys]
+
+
+# ---------------------------------------------------------------- nested connections
+
+
+@dataclass(frozen=True)
+class PageRequest:
+    """Everything but the parent that shapes a nested page; part of the loader key."""
+
+    args: PageArgs
+    filter: Hashable = None
+    with_count: bool = False
+
+
+class PageLoader(Loader[tuple[int, PageRequest], Page[M]], Generic[M]):
+    """(parent id, PageRequest) -> that parent's page, one statement per distinct request.
+
+    Subclasses declare ``model``, ``children(parent_id_column)`` (the FROM and
+    join conditions) and optionally ``conditions(filter)`` (filter and
+    visibility rules).
+    """
+
+    model: ClassVar[type[Any]]
+
+    def children(self, parent: ColumnElement[Any]) -> tuple[Any, list[ColumnElement[bool]]]:
+        raise NotImplementedError
+
+    def conditions(self, filter: Any) -> list[ColumnElement[bool]]:
+        return []
+
+    async def batch_load(self, keys: list[tuple[int, PageRequest]]) -> list[Page[M]]:
+        by_request: dict[PageRequest, list[int]] = defaultdict(list)
+        for parent_id, request in keys:
+            by_request[request].append(parent_id)
+        pages: dict[tuple[int, PageRequest], Page[M]] = {}
+        for request, parent_ids in by_request.items():
+            found = await fetch_pages(
+                self.ctx.db,
+                self.model,
+                self.children,
+                list(dict.fromkeys(parent_ids)),
+                self.conditions(request.filter),
+                request.args,
+                request.with_count,
+            )
+            for parent_id, page in found.items():
+                for obj in page.items:
+                    self.ctx.loaders.prime(obj)
+                pages[parent_id, request] = page
+        return [pages[key] for key in keys]
+
+
+# ---------------------------------------------------------------- resolver helpers
+
+
+async def load_page(
+    info: Any,
+    loader: type[PageLoader[Any]],
+    parent_id: int,
+    args: PageArgs,
+    filter: Hashable = None,
+) -> Connection[Any]:
+    """Resolve a nested connection field through its page loader."""
+    request = PageRequest(args, filter, wants_total_count(info))
+    page = await info.context.loaders.get(loader).load((parent_id, request))
+    return Connection(page=page)
+
+
+async def root_page(
+    info: Any,
+    model: type[Any],
+    where: Sequence[ColumnElement[bool]],
+    args: PageArgs,
+    from_: Any = None,
+) -> Connection[Any]:
+    """Resolve a root connection field: one statement, total included when selected."""
+    ctx = info.context
+    page = await fetch_page(ctx.db, model, where, args, wants_total_count(info), from_)
+    for obj in page.items:
+        ctx.loaders.prime(obj)
+    return Connection(page=page)

@@ -1,0 +1,33 @@
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import ColumnElement, or_
+
+from gql_app.loaders import ByIdLoader, ListByColumnLoader, PageLoader
+from gql_app.money.models import Account, Transfer
+from gql_app.pagination import SortKey
+
+TRANSFER_SORT_KEYS = {"CREATED_AT": SortKey("CREATED_AT", Transfer.created_at)}
+
+
+class AccountByIdLoader(ByIdLoader[Account]):
+    model = Account
+
+
+class TransferByIdLoader(ByIdLoader[Transfer]):
+    model = Transfer
+
+
+class AccountsByOwnerIdLoader(ListByColumnLoader[Account]):
+    model = Account
+    column = Account.owner_id
+
+
+class TransferPageByAccountIdLoader(PageLoader[Transfer]):
+    """Transfers into or out of an account."""
+
+    model = Transfer
+
+    def children(self, parent: ColumnElement[Any]) -> tuple[Any, list[ColumnElement[bool]]]:
+        return Transfer, [or_(Transfer.from_account_id == parent, Transfer.to_account_id == parent)]

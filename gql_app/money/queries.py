@@ -1,0 +1,31 @@
+"""The money domain has no root query fields: accounts and transfers are reached
+through ``User.accounts`` and ``node``."""
+
+from __future__ import annotations
+
+from gql_app.context import Info
+from gql_app.money import models
+from gql_app.money.loaders import AccountByIdLoader, TransferByIdLoader
+from gql_app.node import node_type
+
+
+@node_type("Account")
+async def fetch_account(info: Info, pk: int) -> models.Account | None:
+    account = await info.context.loaders.get(AccountByIdLoader).load(pk)
+    if account is None or not info.context.can_see_private(account.owner_id):
+        return None
+    return account
+
+
+@node_type("Transfer")
+async def fetch_transfer(info: Info, pk: int) -> models.Transfer | None:
+    """A transfer is visible to admins and to the owners of either account."""
+    transfer = await info.context.loaders.get(TransferByIdLoader).load(pk)
+    if transfer is None:
+        return None
+    accounts = await info.context.loaders.get(AccountByIdLoader).load_many(
+        [transfer.from_account_id, transfer.to_account_id]
+    )
+    if any(a is not None and info.context.can_see_private(a.owner_id) for a in accounts):
+        return transfer
+    return None

@@ -1,0 +1,86 @@
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import TYPE_CHECKING, Annotated, Any
+
+import strawberry
+
+from gql_app.context import Info
+from gql_app.loaders import load_page
+from gql_app.money import models
+from gql_app.money.loaders import (
+    TRANSFER_SORT_KEYS,
+    AccountByIdLoader,
+    TransferPageByAccountIdLoader,
+)
+from gql_app.node import Node, global_id
+from gql_app.pagination import Connection, OrderDirection, PageArgs, ordering
+from gql_app.users.loaders import UserByIdLoader
+
+if TYPE_CHECKING:
+    from gql_app.users.types import User
+
+UserType = Annotated["User", strawberry.lazy("gql_app.users.types")]
+
+
+@strawberry.type(
+    description="A wallet account. Its balance and transfers are private to its owner and admins."
+)
+class Account(Node):
+    id: strawberry.ID = global_id("Account")
+    currency: str = strawberry.field(description='ISO-4217 code, e.g. "USD".')
+
+    @classmethod
+    def is_type_of(cls, obj: Any, info: Any) -> bool:
+        return isinstance(obj, models.Account)
+
+    @strawberry.field
+    async def owner(self, root: strawberry.Parent[models.Account], info: Info) -> UserType:
+        return await info.context.loaders.get(UserByIdLoader).load(root.owner_id)  # type: ignore[return-value]
+
+    @strawberry.field(
+        description="Private: the owner and admins. Others (e.g. the other side of a "
+        "transfer) get a FORBIDDEN error."
+    )
+    def balance(self, root: strawberry.Parent[models.Account], info: Info) -> Decimal:
+        info.context.require_private(root.owner_id)
+        return root.balance
+
+    @strawberry.field(description="Transfers into or out of this account, newest first.")
+    async def transfers(
+        self,
+        root: strawberry.Parent[models.Account],
+        info: Info,
+        first: int | None = None,
+        after: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
+    ) -> Connection[Transfer]:
+        info.context.require_private(root.owner_id)
+        order = ordering(
+            TRANSFER_SORT_KEYS, models.Transfer.id, None, None, ("CREATED_AT", OrderDirection.DESC)
+        )
+        args = PageArgs.parse(
+            info.context.settings, "Account.transfers", order, first, after, last, before
+        )
+        return await load_page(info, TransferPageByAccountIdLoader, root.id, args)
+
+
+@strawberry.type
+class Transfer(Node):
+    id: strawberry.ID = global_id("Transfer")
+    amount: Decimal
+    created_at: datetime
+
+    @classmethod
+    def is_type_of(cls, obj: Any, info: Any) -> bool:
+        return isinstance(obj, models.Transfer)
+
+    @strawberry.field(name="from")
+    async def from_(self, root: strawberry.Parent[models.Transfer], info: Info) -> Account:
+        return await info.context.loaders.get(AccountByIdLoader).load(root.from_account_id)  # type: ignore[return-value]
+
+    @strawberry.field
+    async def to(self, root: strawberry.Parent[models.Transfer], info: Info) -> Account:
+        return await info.context.loaders.get(AccountByIdLoader).load(root.to_account_id)  # type: ignore[return-value]

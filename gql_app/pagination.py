@@ -1,0 +1,417 @@
+"""Relay connections: orderings, opaque keyset cursors, and page queries.
+
+A page is read with keyset conditions (never OFFSET), so cursors stay valid
+while rows are inserted, and a page of ``n`` rows reads about ``n`` rows through
+the index. Per-parent pages (``user.posts(first: 5)`` for 100 users) are one
+statement: ``unnest(:parent_ids)`` LEFT JOIN LATERAL the page query, with the
+optional ``totalCount`` as a correlated count in the same statement.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import enum
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any, Generic, TypeVar
+
+import orjson
+import strawberry
+from sqlalchemy import ColumnElement, FromClause, and_, func, or_, select, true, tuple_
+from sqlalchemy.orm import InstrumentedAttribute, aliased
+from strawberry.types.nodes import SelectedField
+
+from gql_app.db import RequestDB, id_array
+from gql_app.errors import BadUserInput
+from gql_app.settings import Settings
+
+M = TypeVar("M")
+Row = Any
+
+
+@dataclass(frozen=True)
+class SortKey:
+    """One orderable field: its enum name and the column behind it."""
+
+    name: str
+    column: InstrumentedAttribute[Any] = field(compare=False)
+    nullable: bool = False
+
+    @property
+    def attr(self) -> str:
+        return self.column.key
+
+
+@dataclass(frozen=True)
+class Ordering:
+    """A sort key and direction, with the primary key as tiebreaker in the same direction.
+
+    NULLs sort last in the forward direction (so drafts come after published
+    posts when ordering by publishedAt either way).
+    """
+
+    key: SortKey
+    descending: bool
+    tiebreak: InstrumentedAttribute[Any] = field(compare=False)
+
+    @property
+    def token(self) -> str:
+        return f"{self.key.name}:{'DESC' if self.descending else 'ASC'}"
+
+    def order_by(self, entity: Any = None, *, reverse: bool = False) -> list[ColumnElement[Any]]:
+        col, pk = self._columns(entity)
+        desc = self.descending != reverse
+        col_order = col.desc() if desc else col.asc()
+        if self.key.nullable:
+            col_order = col_order.nulls_first() if reverse else col_order.nulls_last()
+        return [col_order, pk.desc() if desc else pk.asc()]
+
+    def after(
+        self, cursor: tuple[Any, int], entity: Any = None, *, reverse: bool = False
+    ) -> ColumnElement[bool]:
+        """Rows strictly after ``cursor`` in this order (or in the reversed order)."""
+        col, pk = self._columns(entity)
+        desc = self.descending != reverse
+        nulls_last = not reverse
+        value, ident = cursor
+
+        def beyond(a: Any, b: Any) -> ColumnElement[bool]:
+            return a < b if desc else a > b
+
+        if not self.key.nullable:
+            return tuple_(col, pk).op("<" if desc else ">")(tuple_(value, ident))  # type: ignore[no-any-return]
+        if value is None:
+            same_null = and_(col.is_(None), beyond(pk, ident))
+            return same_null if nulls_last else or_(col.is_not(None), same_null)
+        keyset = tuple_(col, pk).op("<" if desc else ">")(tuple_(value, ident))
+        return or_(keyset, col.is_(None)) if nulls_last else keyset
+
+    def values(self, obj: Any) -> tuple[Any, int]:
+        return getattr(obj, self.key.attr), obj.id
+
+    def _columns(self, entity: Any) -> tuple[Any, Any]:
+        if entity is None:
+            return self.key.column, self.tiebreak
+        return getattr(entity, self.key.attr), getattr(entity, self.tiebreak.key)
+
+
+# ---------------------------------------------------------------- cursors
+
+
+def _encode_value(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
+    return value
+
+
+def _decode_value(raw: Any, key: SortKey) -> Any:
+    if raw is None:
+        if not key.nullable:
+            raise ValueError("null value")
+        return None
+    py_type = key.column.type.python_type
+    if py_type is datetime:
+        if not isinstance(raw, str):
+            raise ValueError("not a timestamp")
+        parsed = datetime.fromisoformat(raw)
+        if parsed.tzinfo is None:
+            raise ValueError("naive timestamp")
+        return parsed
+    if py_type is Decimal:
+        if not isinstance(raw, str):
+            raise ValueError("not a decimal")
+        return Decimal(raw)
+    if py_type is int:
+        if not isinstance(raw, int) or isinstance(raw, bool):
+            raise ValueError("not an integer")
+        return raw
+    if not isinstance(raw, str):
+        raise ValueError("not a string")
+    return raw
+
+
+def encode_cursor(scope: str, ordering: Ordering, values: tuple[Any, int]) -> str:
+    payload = orjson.dumps([scope, ordering.token, _encode_value(values[0]), values[1]])
+    return base64.urlsafe_b64encode(payload).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, scope: str, ordering: Ordering) -> tuple[Any, int]:
+    try:
+        if len(cursor) > 512:
+            raise ValueError("too long")
+        raw = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        if not isinstance(raw, list) or len(raw) != 4:
+            raise ValueError("shape")
+        got_scope, token, value, ident = raw
+        if got_scope != scope or token != ordering.token:
+            raise ValueError("cursor of another connection or ordering")
+        if not isinstance(ident, int) or isinstance(ident, bool) or not 0 < ident < 2**63:
+            raise ValueError("id")
+        return _decode_value(value, ordering.key), ident
+    except (ValueError, TypeError, binascii.Error, InvalidOperation, orjson.JSONDecodeError):
+        raise BadUserInput(
+            f"Invalid cursor {cursor[:80]!r}: it does not belong to this connection and ordering."
+        ) from None
+
+
+# ---------------------------------------------------------------- page arguments
+
+
+@dataclass(frozen=True)
+class PageArgs:
+    """Validated first/after/last/before, cursors decoded against their ordering."""
+
+    scope: str
+    ordering: Ordering
+    limit: int
+    backward: bool
+    after: tuple[Any, int] | None
+    before: tuple[Any, int] | None
+
+    @classmethod
+    def parse(
+        cls,
+        settings: Settings,
+        scope: str,
+        ordering: Ordering,
+        first: int | None,
+        after: str | None,
+        last: int | None,
+        before: str | None,
+    ) -> PageArgs:
+        cap = settings.max_page_size
+        if first is not None and last is not None:
+            raise BadUserInput("Pass either `first` or `last`, not both.")
+        for name, value in (("first", first), ("last", last)):
+            if value is not None and not 0 <= value <= cap:
+                raise BadUserInput(f"`{name}` must be between 0 and {cap}; got {value}.")
+        backward = last is not None
+        limit = (
+            last if last is not None else first if first is not None else settings.default_page_size
+        )
+        return cls(
+            scope=scope,
+            ordering=ordering,
+            limit=limit,
+            backward=backward,
+            after=decode_cursor(after, scope, ordering) if after is not None else None,
+            before=decode_cursor(before, scope, ordering) if before is not None else None,
+        )
+
+    def cursor_conditions(self, entity: Any = None) -> list[ColumnElement[bool]]:
+        conds = []
+        if self.after is not None:
+            conds.append(self.ordering.after(self.after, entity))
+        if self.before is not None:
+            conds.append(self.ordering.after(self.before, entity, reverse=True))
+        return conds
+
+    def cursor_for(self, obj: Any) -> str:
+        return encode_cursor(self.scope, self.ordering, self.ordering.values(obj))
+
+
+@dataclass
+class Page(Generic[M]):
+    """One page of rows, ready to become a Connection."""
+
+    items: list[M]
+    has_next: bool
+    has_previous: bool
+    total: int | None
+    args: PageArgs
+
+    @classmethod
+    def build(cls, rows: list[M], args: PageArgs, total: int | None) -> Page[M]:
+        more = len(rows) > args.limit
+        items = rows[: args.limit]
+        if args.backward:
+            items.reverse()
+            return cls(items, args.before is not None, more, total, args)
+        return cls(items, more, args.after is not None, total, args)
+
+
+# ---------------------------------------------------------------- queries
+
+Children = Callable[[ColumnElement[Any]], tuple[FromClause | type[Any], list[ColumnElement[bool]]]]
+"""Given the parent-id column, the FROM of the children and the join conditions."""
+
+
+async def fetch_pages(
+    db: RequestDB,
+    model: type[M],
+    children: Children,
+    parent_ids: Sequence[int],
+    where: Sequence[ColumnElement[bool]],
+    args: PageArgs,
+    with_count: bool,
+) -> dict[int, Page[M]]:
+    """One statement: a page of children for every parent, each read through the index."""
+    parents = func.unnest(id_array(parent_ids)).table_valued("pid").render_derived("p")
+    from_, join = children(parents.c.pid)
+    inner = (
+        select(model)
+        .select_from(from_)
+        .where(*join, *where, *args.cursor_conditions())
+        .order_by(*args.ordering.order_by(reverse=args.backward))
+        .limit(args.limit + 1)
+        .lateral("page")
+    )
+    entity = aliased(model, inner)
+    columns: list[Any] = [parents.c.pid, entity]
+    if with_count:
+        count = select(func.count()).select_from(from_).where(*join, *where).scalar_subquery()
+        columns.append(count.label("total"))
+    stmt = (
+        select(*columns)
+        .select_from(parents)
+        .outerjoin(inner, true())
+        .order_by(parents.c.pid, *args.ordering.order_by(entity, reverse=args.backward))
+    )
+    grouped: dict[int, list[M]] = {pid: [] for pid in parent_ids}
+    totals: dict[int, int] = {}
+    for row in (await db.execute(stmt)).all():
+        if row[1] is not None:
+            grouped[row[0]].append(row[1])
+        if with_count:
+            totals[row[0]] = row[2]
+    return {
+        pid: Page.build(rows, args, totals.get(pid, 0) if with_count else None)
+        for pid, rows in grouped.items()
+    }
+
+
+async def fetch_page(
+    db: RequestDB,
+    model: type[M],
+    where: Sequence[ColumnElement[bool]],
+    args: PageArgs,
+    with_count: bool,
+    from_: FromClause | type[Any] | None = None,
+) -> Page[M]:
+    """A root connection's page (and its total, in the same statement)."""
+    source = from_ if from_ is not None else model
+    page = (
+        select(model)
+        .select_from(source)
+        .where(*where, *args.cursor_conditions())
+        .order_by(*args.ordering.order_by(reverse=args.backward))
+        .limit(args.limit + 1)
+    )
+    if not with_count:
+        rows = await db.scalars(page)
+        return Page.build(rows, args, None)
+    inner = page.subquery("page")
+    entity = aliased(model, inner)
+    total = select(func.count().label("n")).select_from(source).where(*where).subquery("total")
+    stmt = (
+        select(total.c.n, entity)
+        .select_from(total)
+        .outerjoin(inner, true())
+        .order_by(*args.ordering.order_by(entity, reverse=args.backward))
+    )
+    result = (await db.execute(stmt)).all()
+    n = result[0][0] if result else 0
+    return Page.build([row[1] for row in result if row[1] is not None], args, n)
+
+
+# ---------------------------------------------------------------- GraphQL types
+
+T = TypeVar("T")
+
+
+@strawberry.type
+class PageInfo:
+    has_next_page: bool
+    has_previous_page: bool
+    start_cursor: str | None
+    end_cursor: str | None
+
+
+@strawberry.type
+class Edge(Generic[T]):
+    node: T
+    args: strawberry.Private[PageArgs]
+
+    @strawberry.field
+    def cursor(self) -> str:
+        return self.args.cursor_for(self.node)
+
+
+@strawberry.type
+class Connection(Generic[T]):
+    """A Relay connection; ``Connection[Post]`` is exposed as ``PostConnection``."""
+
+    page: strawberry.Private[Page[Any]]
+
+    @strawberry.field
+    def edges(self) -> list[Edge[T]]:
+        args = self.page.args
+        return [Edge(node=item, args=args) for item in self.page.items]
+
+    @strawberry.field
+    def nodes(self) -> list[T]:
+        return self.page.items
+
+    @strawberry.field
+    def page_info(self) -> PageInfo:
+        page = self.page
+        items = page.items
+        return PageInfo(
+            has_next_page=page.has_next,
+            has_previous_page=page.has_previous,
+            start_cursor=page.args.cursor_for(items[0]) if items else None,
+            end_cursor=page.args.cursor_for(items[-1]) if items else None,
+        )
+
+    @strawberry.field
+    def total_count(self) -> int:
+        if self.page.total is None:
+            raise RuntimeError("totalCount was not loaded with the page")
+        return self.page.total
+
+
+def wants_total_count(info: Any) -> bool:
+    """Does the connection field being resolved select ``totalCount`` (through fragments too)?"""
+    return any(_selects(field.selections, "totalCount") for field in info.selected_fields)
+
+
+def _selects(selections: Sequence[Any], name: str) -> bool:
+    for selection in selections:
+        if isinstance(selection, SelectedField):
+            if selection.name == name:
+                return True
+        elif _selects(selection.selections, name):
+            return True
+    return False
+
+
+@strawberry.enum
+class OrderDirection(enum.Enum):
+    ASC = "ASC"
+    DESC = "DESC"
+
+
+def ordering(
+    keys: dict[str, SortKey],
+    tiebreak: InstrumentedAttribute[Any],
+    field: enum.Enum | None,
+    direction: OrderDirection | None,
+    default: tuple[str, OrderDirection],
+) -> Ordering:
+    """The Ordering an ``orderBy`` input asks for, or the connection's default."""
+    name, default_direction = default
+    if field is not None:
+        name = field.value
+        default_direction = direction or default_direction
+    return Ordering(keys[name], default_direction is OrderDirection.DESC, tiebreak)
+
+
+def contains(column: Any, text: str) -> ColumnElement[bool]:
+    """Case-insensitive substring match, with LIKE wildcards in ``text`` taken literally."""
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return column.ilike(f"%{escaped}%", escape="\\")  # type: ignore[no-any-return]

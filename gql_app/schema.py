@@ -1,0 +1,49 @@
+"""The schema: Query and Mutation merged from every domain."""
+
+from __future__ import annotations
+
+import strawberry
+from strawberry.extensions import ParserCache, ValidationCache
+from strawberry.schema.config import StrawberryConfig
+
+from gql_app.commerce import queries as commerce_queries
+from gql_app.commerce.types import Order, Product
+from gql_app.content import queries as content_queries
+from gql_app.content.types import Comment, Post, Tag
+from gql_app.money import queries as money_queries
+from gql_app.money.types import Account, Transfer
+from gql_app.node import NodeQuery
+from gql_app.transaction import Transaction
+from gql_app.users import queries as user_queries
+from gql_app.users.mutations import UserMutation
+from gql_app.users.types import User
+
+_ = money_queries  # registers the Account and Transfer node fetchers
+
+
+@strawberry.type
+class Query(
+    NodeQuery,
+    user_queries.UserQuery,
+    content_queries.ContentQuery,
+    commerce_queries.CommerceQuery,
+):
+    pass
+
+
+@strawberry.type
+class Mutation(UserMutation):
+    pass
+
+
+schema = strawberry.Schema(
+    query=Query,
+    mutation=Mutation,
+    types=[User, Post, Tag, Comment, Product, Order, Account, Transfer],
+    extensions=[
+        ParserCache(maxsize=512),
+        ValidationCache(maxsize=512),
+        Transaction,
+    ],
+    config=StrawberryConfig(auto_camel_case=True),
+)

@@ -1,0 +1,84 @@
+"""The transaction boundary, drawn once.
+
+A query runs in one REPEATABLE READ, READ ONLY transaction (every number in a
+response comes from one snapshot); a mutation in one read-write transaction,
+each field inside its own savepoint (``atomic``). The commit happens here, inside
+the operation and before the response exists: a failed commit turns the response
+into an error that reports no write as done.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TypeVar
+
+from graphql import GraphQLError
+from strawberry.extensions import SchemaExtension
+from strawberry.types.graphql import OperationType
+
+from gql_app.context import Context, Info
+from gql_app.errors import ErrorCode, UserError, UserFailure
+from gql_app.users.auth import authenticate
+
+log = logging.getLogger(__name__)
+P = TypeVar("P")
+
+
+class Transaction(SchemaExtension):
+    async def on_execute(self) -> AsyncIterator[None]:  # type: ignore[override]
+        ctx: Context = self.execution_context.context
+        read_only = self.execution_context.operation_type is OperationType.QUERY
+        maker = ctx.read_sessionmaker if read_only else ctx.sessionmaker
+        async with maker() as session:
+            if read_only:
+                await session.connection(
+                    execution_options={
+                        "isolation_level": "REPEATABLE READ",
+                        "postgresql_readonly": True,
+                    }
+                )
+            db = ctx.open_db(session)
+            await authenticate(ctx)
+            yield
+            async with db.lock:  # wait for a statement still in flight (a field that errored early)
+                if read_only:
+                    await session.rollback()
+                    return
+                result = self.execution_context.result
+                try:
+                    await session.commit()
+                except Exception:
+                    log.exception("commit failed", extra={"request_id": ctx.request_id})
+                    await session.rollback()
+                    if result is not None:
+                        result.data = None
+                        result.errors = [
+                            GraphQLError(
+                                "The operation could not be committed; "
+                                "none of its changes were saved.",
+                                extensions={"code": ErrorCode.SERVICE_UNAVAILABLE.value},
+                            )
+                        ]
+
+
+async def atomic(
+    info: Info,
+    body: Callable[[], Awaitable[P]],
+    failed: Callable[[list[UserError]], P],
+) -> P:
+    """Run one mutation field in a savepoint: all of its writes, or none of them.
+
+    A ``UserFailure`` raised by ``body`` rolls the savepoint back and becomes the
+    payload's ``userErrors``; any other exception rolls back and propagates.
+    """
+    ctx = info.context
+    try:
+        async with ctx.db.session.begin_nested():
+            return await body()
+    except UserFailure as failure:
+        ctx.loaders.clear_all()
+        return failed(failure.errors)
+    except BaseException:
+        ctx.loaders.clear_all()
+        raise

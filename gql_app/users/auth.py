@@ -1,0 +1,61 @@
+"""Bearer tokens: issue, resolve to the viewer, revoke."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import func, select, update
+
+from gql_app.context import Context
+from gql_app.users.models import AuthToken, User
+from gql_app.users.passwords import new_token, token_digest
+
+
+def bearer_token(authorization: str | None) -> str | None:
+    if not authorization:
+        return None
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()
+
+
+async def authenticate(ctx: Context) -> None:
+    """Resolve the request's bearer token to an active user (one statement, only with a token)."""
+    if ctx.bearer_token is None or len(ctx.bearer_token) > 200:
+        return
+    stmt = (
+        select(User)
+        .join(AuthToken, AuthToken.user_id == User.id)
+        .where(
+            AuthToken.token_hash == token_digest(ctx.bearer_token),
+            AuthToken.revoked_at.is_(None),
+            AuthToken.expires_at > func.now(),
+            User.is_active.is_(True),
+        )
+    )
+    ctx.viewer = await ctx.db.scalar(stmt)
+    if ctx.viewer is not None:
+        ctx.loaders.prime(ctx.viewer)
+
+
+async def issue_token(ctx: Context, user: User) -> str:
+    token = new_token()
+    ctx.db.session.add(
+        AuthToken(
+            user_id=user.id,
+            token_hash=token_digest(token),
+            expires_at=datetime.now(UTC) + timedelta(seconds=ctx.settings.token_ttl_seconds),
+        )
+    )
+    await ctx.db.flush()
+    return token
+
+
+async def revoke_token(ctx: Context, token: str) -> bool:
+    result = await ctx.db.execute(
+        update(AuthToken)
+        .where(AuthToken.token_hash == token_digest(token), AuthToken.revoked_at.is_(None))
+        .values(revoked_at=func.now())
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]

@@ -1,0 +1,161 @@
+from __future__ import annotations
+
+import re
+
+import strawberry
+from sqlalchemy import func, select, update
+
+from gql_app.context import Info
+from gql_app.errors import Unauthenticated, UserError, UserErrorCode, UserFailure
+from gql_app.money.models import Account
+from gql_app.transaction import atomic
+from gql_app.users.auth import issue_token, revoke_token
+from gql_app.users.models import Profile
+from gql_app.users.models import User as UserModel
+from gql_app.users.passwords import hash_password, verify_password
+from gql_app.users.types import User
+
+USERNAME = re.compile(r"^[A-Za-z0-9_.-]{3,50}$")
+EMAIL = re.compile(r"^[^@\s\x00]{1,64}@[^@\s\x00]{1,185}\.[^@\s\x00]{2,63}$")
+
+
+def invalid(field: str, message: str) -> UserError:
+    return UserError(field=["input", field], message=message, code=UserErrorCode.INVALID)
+
+
+def check_text(field: str, value: str, *, max_length: int, min_length: int = 1) -> list[UserError]:
+    if "\x00" in value:
+        return [invalid(field, f"`{field}` must not contain NUL characters.")]
+    if len(value.strip()) < min_length or len(value) > max_length:
+        return [invalid(field, f"`{field}` must be {min_length} to {max_length} characters.")]
+    return []
+
+
+@strawberry.input
+class SignUpInput:
+    username: str
+    email: str
+    password: str
+    display_name: str | None = None
+
+
+@strawberry.type
+class SignUpPayload:
+    user: User | None = None
+    token: str | None = strawberry.field(
+        default=None, description="Bearer token for the Authorization header."
+    )
+    user_errors: list[UserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.input
+class LogInInput:
+    email: str
+    password: str
+
+
+@strawberry.type
+class LogInPayload:
+    user: User | None = None
+    token: str | None = None
+    user_errors: list[UserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.type
+class LogOutPayload:
+    ok: bool
+
+
+async def sign_up(info: Info, input: SignUpInput) -> SignUpPayload:
+    errors = []
+    if not USERNAME.match(input.username):
+        errors.append(invalid("username", "3 to 50 letters, digits, '.', '_' or '-'."))
+    if len(input.email) > 254 or not EMAIL.match(input.email):
+        errors.append(invalid("email", "Not a valid email address."))
+    if not 8 <= len(input.password) <= 128:
+        errors.append(invalid("password", "The password must be 8 to 128 characters."))
+    if input.display_name is not None:
+        errors += check_text("displayName", input.display_name, max_length=100)
+    if errors:
+        raise UserFailure(*errors)
+
+    db = info.context.db
+    email = input.email.strip().lower()
+    taken = (
+        await db.execute(
+            select(UserModel.username, UserModel.email).where(
+                (func.lower(UserModel.username) == input.username.lower())
+                | (UserModel.email == email)
+            )
+        )
+    ).all()
+    for username, existing_email in taken:
+        if username.lower() == input.username.lower():
+            errors.append(
+                UserError(
+                    field=["input", "username"], message="Username taken.", code=UserErrorCode.TAKEN
+                )
+            )
+        if existing_email == email:
+            errors.append(
+                UserError(
+                    field=["input", "email"], message="Email taken.", code=UserErrorCode.TAKEN
+                )
+            )
+    if errors:
+        raise UserFailure(*errors)
+
+    user = UserModel(
+        username=input.username, email=email, password_hash=hash_password(input.password)
+    )
+    db.session.add(user)
+    await db.flush()
+    db.session.add(Profile(user_id=user.id, display_name=input.display_name or input.username))
+    db.session.add(Account(owner_id=user.id, currency="USD"))
+    await db.flush()
+    await db.session.refresh(user)
+    info.context.viewer = user
+    token = await issue_token(info.context, user)
+    return SignUpPayload(user=user, token=token)  # type: ignore[arg-type]
+
+
+async def log_in(info: Info, input: LogInInput) -> LogInPayload:
+    db = info.context.db
+    user = await db.scalar(select(UserModel).where(UserModel.email == input.email.strip().lower()))
+    if (
+        user is None
+        or len(input.password) > 1024
+        or not verify_password(user.password_hash, input.password)
+    ):
+        raise UserFailure.of(UserErrorCode.INVALID, "Wrong email or password.")
+    if not user.is_active:
+        raise UserFailure.of(UserErrorCode.FORBIDDEN, "This account is deactivated.")
+    await db.execute(
+        update(UserModel).where(UserModel.id == user.id).values(last_login_at=func.now())
+    )
+    await db.session.refresh(user)
+    info.context.viewer = user
+    token = await issue_token(info.context, user)
+    return LogInPayload(user=user, token=token)  # type: ignore[arg-type]
+
+
+@strawberry.type
+class UserMutation:
+    @strawberry.mutation
+    async def sign_up(self, info: Info, input: SignUpInput) -> SignUpPayload:
+        return await atomic(
+            info, lambda: sign_up(info, input), lambda errors: SignUpPayload(user_errors=errors)
+        )
+
+    @strawberry.mutation
+    async def log_in(self, info: Info, input: LogInInput) -> LogInPayload:
+        return await atomic(
+            info, lambda: log_in(info, input), lambda errors: LogInPayload(user_errors=errors)
+        )
+
+    @strawberry.mutation(description="Revokes the token the request was made with.")
+    async def log_out(self, info: Info) -> LogOutPayload:
+        ctx = info.context
+        if ctx.viewer is None or ctx.bearer_token is None:
+            raise Unauthenticated()
+        return LogOutPayload(ok=await revoke_token(ctx, ctx.bearer_token))

@@ -1,0 +1,104 @@
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import strawberry
+from sqlalchemy import ColumnElement, exists, or_
+
+from gql_app.context import Context, Info
+from gql_app.errors import BadUserInput
+from gql_app.ids import decode_id_of
+from gql_app.loaders import root_page
+from gql_app.node import node_type
+from gql_app.pagination import Connection, OrderDirection, PageArgs, SortKey, contains, ordering
+from gql_app.users.loaders import UserByIdLoader, UserByUsernameLoader
+from gql_app.users.models import Profile
+from gql_app.users.models import User as UserModel
+from gql_app.users.types import User, UserFilter, UserOrder
+
+USER_SORT_KEYS = {
+    "CREATED_AT": SortKey("CREATED_AT", UserModel.created_at),
+    "USERNAME": SortKey("USERNAME", UserModel.username),
+    "LAST_LOGIN_AT": SortKey("LAST_LOGIN_AT", UserModel.last_login_at, nullable=True),
+}
+
+
+@dataclass(frozen=True)
+class UserCriteria:
+    search: str | None = None
+    is_active: bool | None = None
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+
+    def conditions(self, ctx: Context) -> list[ColumnElement[bool]]:
+        conds: list[ColumnElement[bool]] = []
+        if self.search:
+            matches = [
+                contains(UserModel.username, self.search),
+                exists().where(
+                    Profile.user_id == UserModel.id, contains(Profile.display_name, self.search)
+                ),
+            ]
+            if ctx.is_admin:  # an email is private: only admins may search by it
+                matches.append(contains(UserModel.email, self.search))
+            conds.append(or_(*matches))
+        if self.is_active is not None:
+            conds.append(UserModel.is_active.is_(self.is_active))
+        if self.created_after is not None:
+            conds.append(UserModel.created_at >= self.created_after)
+        if self.created_before is not None:
+            conds.append(UserModel.created_at < self.created_before)
+        return conds
+
+
+@node_type("User")
+async def fetch_user(info: Info, pk: int) -> UserModel | None:
+    return await info.context.loaders.get(UserByIdLoader).load(pk)
+
+
+@strawberry.type
+class UserQuery:
+    @strawberry.field(description="The signed-in user, or null.")
+    def viewer(self, info: Info) -> User | None:
+        return info.context.viewer  # type: ignore[return-value]
+
+    @strawberry.field(description="Exactly one of id or username.")
+    async def user(
+        self, info: Info, id: strawberry.ID | None = None, username: str | None = None
+    ) -> User | None:
+        if (id is None) == (username is None):
+            raise BadUserInput("Pass exactly one of `id` or `username`.")
+        if id is not None:
+            return await fetch_user(info, decode_id_of(id, "User"))  # type: ignore[return-value]
+        return await info.context.loaders.get(UserByUsernameLoader).load(username)  # type: ignore[return-value]
+
+    @strawberry.field
+    async def users(
+        self,
+        info: Info,
+        first: int | None = None,
+        after: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
+        filter: UserFilter | None = None,
+        order_by: UserOrder | None = None,
+    ) -> Connection[User]:
+        order = ordering(
+            USER_SORT_KEYS,
+            UserModel.id,
+            order_by.field if order_by else None,
+            order_by.direction if order_by else None,
+            ("CREATED_AT", OrderDirection.ASC),
+        )
+        args = PageArgs.parse(
+            info.context.settings, "Query.users", order, first, after, last, before
+        )
+        criteria = (
+            UserCriteria(
+                filter.search, filter.is_active, filter.created_after, filter.created_before
+            )
+            if filter is not None
+            else UserCriteria()
+        )
+        return await root_page(info, UserModel, criteria.conditions(info.context), args)

@@ -1,0 +1,154 @@
+"""Test harness: a real PostgreSQL (DATABASE_URL, else embedded), migrated by Alembic,
+the real ASGI app over HTTP, and an exact SQL statement counter."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import tempfile
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from alembic.config import Config
+from sqlalchemy import event
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from alembic import command
+from gql_app.app import create_app
+from gql_app.db import async_url
+from gql_app.embedded import start_embedded
+from gql_app.settings import Settings
+from tests.factories import World, build_world
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def alembic_config(url: str) -> Config:
+    config = Config(str(ROOT / "alembic.ini"))
+    config.attributes["database_url"] = url
+    return config
+
+
+@pytest.fixture(scope="session")
+def server_url() -> Iterator[str]:
+    url = os.environ.get("DATABASE_URL")
+    if url:
+        yield url
+        return
+    data_dir = Path(os.environ.get("GQL_TEST_DATA_DIR", tempfile.gettempdir())) / "gql_app_test"
+    server = start_embedded(data_dir)
+    yield server.get_uri()
+
+
+async def _admin(url: str, sql: str) -> None:
+    engine = create_async_engine(async_url(url), isolation_level="AUTOCOMMIT")
+    async with engine.connect() as conn:
+        await conn.exec_driver_sql(sql)
+    await engine.dispose()
+
+
+def scratch_database_url(server_url: str, name: str) -> str:
+    return make_url(async_url(server_url)).set(database=name).render_as_string(hide_password=False)
+
+
+@pytest.fixture(scope="session")
+async def database_url(server_url: str) -> AsyncIterator[str]:
+    name = f"gql_test_{uuid.uuid4().hex[:8]}"
+    await _admin(server_url, f'CREATE DATABASE "{name}"')
+    url = scratch_database_url(server_url, name)
+    await asyncio.to_thread(command.upgrade, alembic_config(url), "head")
+    yield url
+    await _admin(server_url, f'DROP DATABASE "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def settings(database_url: str) -> Settings:
+    return Settings(
+        DATABASE_URL=database_url,
+        secret_key="test-secret",
+        pool_size=5,
+        max_overflow=5,
+        pool_timeout=5,
+    )
+
+
+@pytest.fixture(scope="session")
+async def app(settings: Settings) -> AsyncIterator[Any]:
+    application = create_app(settings)
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+@pytest.fixture(scope="session")
+def engine(app: Any) -> AsyncEngine:
+    return app.state.engine  # type: ignore[no-any-return]
+
+
+@pytest.fixture(scope="session")
+async def client(app: Any) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+        yield http
+
+
+@pytest.fixture(scope="session")
+async def world(engine: AsyncEngine) -> World:
+    return await build_world(engine)
+
+
+@dataclass
+class StatementCounter:
+    statements: list[str] = field(default_factory=list)
+
+    @property
+    def count(self) -> int:
+        return len(self.statements)
+
+    def reset(self) -> None:
+        self.statements.clear()
+
+
+@pytest.fixture
+def sql(engine: AsyncEngine) -> Iterator[StatementCounter]:
+    """Every SQL statement the app sends while the test runs."""
+    counter = StatementCounter()
+
+    def listener(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        counter.statements.append(statement)
+
+    event.listen(engine.sync_engine, "before_cursor_execute", listener)
+    yield counter
+    event.remove(engine.sync_engine, "before_cursor_execute", listener)
+
+
+class GraphQLClient:
+    def __init__(self, http: httpx.AsyncClient) -> None:
+        self.http = http
+
+    async def __call__(
+        self,
+        query: str,
+        variables: dict[str, Any] | None = None,
+        token: str | None = None,
+        expect_errors: bool = False,
+    ) -> dict[str, Any]:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        response = await self.http.post(
+            "/graphql", json={"query": query, "variables": variables or {}}, headers=headers
+        )
+        body: dict[str, Any] = response.json()
+        if not expect_errors:
+            assert "errors" not in body, body["errors"]
+            assert response.status_code == 200
+        return body
+
+
+@pytest.fixture
+def gql(client: httpx.AsyncClient) -> GraphQLClient:
+    return GraphQLClient(client)
