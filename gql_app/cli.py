@@ -7,6 +7,7 @@ PostgreSQL in ``GQL_DATA_DIR`` (started on first use).
 from __future__ import annotations
 
 import asyncio
+import signal
 from pathlib import Path
 from typing import Annotated
 
@@ -107,6 +108,19 @@ def run_migrations(url: str, revision: str = "head") -> None:
     typer.echo(f"Database {shown(url)} is at revision {now}", err=True)
 
 
+def exit_on_sigterm() -> None:
+    """Make SIGTERM a normal exit, so atexit stops the embedded server.
+
+    uvicorn re-raises the signal it caught once it has shut down; with the
+    default disposition the process would die without running atexit hooks.
+    """
+
+    def handler(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, handler)
+
+
 # --------------------------------------------------------------------------- commands
 
 
@@ -128,6 +142,8 @@ def serve(
     """Run the GraphQL server (GraphiQL at /graphql)."""
     settings = Settings()
     url, embedded = resolve_url(settings)
+    if embedded:
+        exit_on_sigterm()
     if embedded or force_migrate:
         run_migrations(url)
     if embedded and asyncio.run(database_is_empty(url)):

@@ -83,33 +83,70 @@ class RequestDB:
 
     GraphQL resolves sibling fields concurrently; an AsyncSession (and the
     asyncpg connection under it) must never run two statements at once. Every
-    statement of a request goes through here.
+    statement of a request goes through here. It also knows when the request
+    has database work under way, so loader batches can wait for it (see
+    ``gql_app.loaders.BatchScheduler``).
     """
 
-    __slots__ = ("_lock", "session")
+    __slots__ = ("_busy", "_idle", "_lock", "session")
 
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
         self._lock = asyncio.Lock()
-
-    async def execute(
-        self, statement: Executable, params: dict[str, Any] | None = None
-    ) -> Result[Any]:
-        async with self._lock:
-            return await self.session.execute(statement, params)
-
-    async def scalars(self, statement: Executable) -> list[Any]:
-        async with self._lock:
-            return list((await self.session.scalars(statement)).all())
-
-    async def scalar(self, statement: Executable) -> Any:
-        async with self._lock:
-            return await self.session.scalar(statement)
-
-    async def flush(self) -> None:
-        async with self._lock:
-            await self.session.flush()
+        self._busy = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
 
     @property
     def lock(self) -> asyncio.Lock:
         return self._lock
+
+    @property
+    def busy(self) -> bool:
+        return self._busy > 0
+
+    def enter(self) -> None:
+        self._busy += 1
+        self._idle.clear()
+
+    def leave(self) -> None:
+        self._busy -= 1
+        if self._busy == 0:
+            self._idle.set()
+
+    async def wait_idle(self) -> None:
+        await self._idle.wait()
+
+    async def execute(
+        self, statement: Executable, params: dict[str, Any] | None = None
+    ) -> Result[Any]:
+        self.enter()
+        try:
+            async with self._lock:
+                return await self.session.execute(statement, params)
+        finally:
+            self.leave()
+
+    async def scalars(self, statement: Executable) -> list[Any]:
+        self.enter()
+        try:
+            async with self._lock:
+                return list((await self.session.scalars(statement)).all())
+        finally:
+            self.leave()
+
+    async def scalar(self, statement: Executable) -> Any:
+        self.enter()
+        try:
+            async with self._lock:
+                return await self.session.scalar(statement)
+        finally:
+            self.leave()
+
+    async def flush(self) -> None:
+        self.enter()
+        try:
+            async with self._lock:
+                await self.session.flush()
+        finally:
+            self.leave()

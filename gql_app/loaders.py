@@ -9,12 +9,14 @@ request's guarded session (``ctx.db``).
 
 from __future__ import annotations
 
+import asyncio
 from collections import defaultdict
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
-from aiodataloader import DataLoader
+from aiodataloader import DataLoader, dispatch_queue_batch
+from aiodataloader import Loader as QueuedLoad
 from sqlalchemy import ColumnElement, FromClause, Select, Table, any_, bindparam, func, select
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import InstrumentedAttribute
@@ -45,6 +47,12 @@ class Loader(DataLoader[K, V]):
     def __init__(self, ctx: Context) -> None:
         super().__init__()
         self.ctx = ctx
+        self.depth = 1 << 30  # shallowest GraphQL path depth among the queued loads
+
+    def do_resolve_reject(self, key: K, future: asyncio.Future[V]) -> None:
+        self._queue.append(QueuedLoad(key=key, future=future))
+        if len(self._queue) == 1:
+            self.ctx.loaders.scheduler.schedule(self)
 
     async def batch_load_fn(self, keys: list[K]) -> list[V]:
         return await self.batch_load(keys)
@@ -53,17 +61,81 @@ class Loader(DataLoader[K, V]):
         raise NotImplementedError
 
 
+class BatchScheduler:
+    """Dispatches loader batches one at a time, when the request's database work is idle.
+
+    A loader that dispatched after a fixed number of event-loop ticks would
+    split a batch whenever some of its keys arrive early (from cached or primed
+    parents) and the rest arrive when another statement finishes. Statements of
+    one request run one at a time anyway (one session), so dispatching the
+    waiting batch only when no statement is under way costs no parallelism and
+    gathers every key of a field path into one batch. Of several waiting
+    batches the shallowest in the query goes first, since deeper ones may still
+    gain keys from it.
+    """
+
+    SETTLE_TICKS = 8
+
+    def __init__(self, ctx: Context) -> None:
+        self._ctx = ctx
+        self._pending: list[Loader[Any, Any]] = []
+        self._task: asyncio.Task[None] | None = None
+        self._batches: set[asyncio.Future[None]] = set()
+
+    def schedule(self, loader: Loader[Any, Any]) -> None:
+        self._pending.append(loader)
+        if self._task is None:
+            self._task = asyncio.ensure_future(self._dispatch_when_idle())
+
+    async def _dispatch_when_idle(self) -> None:
+        db = self._ctx.db
+        try:
+            while self._pending:
+                for _ in range(self.SETTLE_TICKS):
+                    await asyncio.sleep(0)
+                if db.busy:
+                    await db.wait_idle()
+                    continue
+                loader = min(self._pending, key=lambda waiting: waiting.depth)
+                self._pending.remove(loader)
+                queue, loader._queue = loader._queue, []
+                loader.depth = 1 << 30
+                if queue:
+                    db.enter()
+                    batch = asyncio.ensure_future(self._run(loader, queue))
+                    self._batches.add(batch)
+                    batch.add_done_callback(self._batches.discard)
+        finally:
+            self._task = None
+
+    async def _run(self, loader: Loader[Any, Any], queue: list[QueuedLoad]) -> None:
+        try:
+            await dispatch_queue_batch(loader, queue)  # resolves the loads' futures
+        finally:
+            self._ctx.db.leave()
+
+
 class LoaderRegistry:
     """The request's loaders, one instance per class, created on first use."""
 
     def __init__(self, ctx: Context) -> None:
         self._ctx = ctx
         self._loaders: dict[type[Loader[Any, Any]], Loader[Any, Any]] = {}
+        self.scheduler = BatchScheduler(ctx)
 
-    def get(self, cls: type[L]) -> L:
+    def get(self, cls: type[L], info: Any = None) -> L:
+        """The request's ``cls`` loader; pass the resolver's ``info`` when about to load."""
         loader = self._loaders.get(cls)
         if loader is None:
             loader = self._loaders[cls] = cls(self._ctx)
+        if info is not None:
+            depth = 0
+            path = info.path
+            while path is not None:
+                depth += 1
+                path = path.prev
+            if not loader._queue or depth < loader.depth:
+                loader.depth = depth
         return loader  # type: ignore[return-value]
 
     def prime(self, obj: Any) -> None:
@@ -288,7 +360,7 @@ async def load_page(
 ) -> Connection[Any]:
     """Resolve a nested connection field through its page loader."""
     request = PageRequest(args, filter, wants_total_count(info))
-    page = await info.context.loaders.get(loader).load((parent_id, request))
+    page = await info.context.loaders.get(loader, info).load((parent_id, request))
     return Connection(page=page)
 
 

@@ -42,12 +42,12 @@ from gql_app.pagination import Connection, OrderDirection, PageArgs, ordering
 
 @node_type("Product")
 async def fetch_product(info: Info, pk: int) -> models.Product | None:
-    return await info.context.loaders.get(ProductByIdLoader).load(pk)
+    return await info.context.loaders.get(ProductByIdLoader, info).load(pk)
 
 
 @node_type("Order")
 async def fetch_order(info: Info, pk: int) -> models.Order | None:
-    order = await info.context.loaders.get(OrderByIdLoader).load(pk)
+    order = await info.context.loaders.get(OrderByIdLoader, info).load(pk)
     if order is None or not info.context.can_see_private(order.customer_id):
         return None
     return order
@@ -160,7 +160,7 @@ class CommerceQuery:
             raise BadUserInput("Pass exactly one of `id` or `sku`.")
         if id is not None:
             return await fetch_product(info, decode_id_of(id, "Product"))  # type: ignore[return-value]
-        return await info.context.loaders.get(ProductBySkuLoader).load(sku)  # type: ignore[return-value]
+        return await info.context.loaders.get(ProductBySkuLoader, info).load(sku)  # type: ignore[return-value]
 
     @strawberry.field
     async def products(

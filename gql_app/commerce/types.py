@@ -48,7 +48,7 @@ class Product(Node):
 
     @strawberry.field(description="Units sold over non-cancelled orders.")
     async def units_sold(self, root: strawberry.Parent[models.Product], info: Info) -> int:
-        return await info.context.loaders.get(UnitsSoldByProductIdLoader).load(root.id)
+        return await info.context.loaders.get(UnitsSoldByProductIdLoader, info).load(root.id)
 
 
 @strawberry.type
@@ -58,7 +58,7 @@ class OrderItem:
 
     @strawberry.field
     async def product(self, root: strawberry.Parent[models.OrderItem], info: Info) -> Product:
-        return await info.context.loaders.get(ProductByIdLoader).load(root.product_id)  # type: ignore[return-value]
+        return await info.context.loaders.get(ProductByIdLoader, info).load(root.product_id)  # type: ignore[return-value]
 
     @strawberry.field
     def subtotal(self, root: strawberry.Parent[models.OrderItem]) -> Decimal:
@@ -77,19 +77,19 @@ class Order(Node):
 
     @strawberry.field
     async def customer(self, root: strawberry.Parent[models.Order], info: Info) -> UserType:
-        return await info.context.loaders.get(UserByIdLoader).load(root.customer_id)  # type: ignore[return-value]
+        return await info.context.loaders.get(UserByIdLoader, info).load(root.customer_id)  # type: ignore[return-value]
 
     @strawberry.field
     async def items(self, root: strawberry.Parent[models.Order], info: Info) -> list[OrderItem]:
-        return await info.context.loaders.get(OrderItemsByOrderIdLoader).load(root.id)  # type: ignore[return-value]
+        return await info.context.loaders.get(OrderItemsByOrderIdLoader, info).load(root.id)  # type: ignore[return-value]
 
     @strawberry.field(description="Number of items (lines) in the order.")
     async def item_count(self, root: strawberry.Parent[models.Order], info: Info) -> int:
-        return await info.context.loaders.get(ItemCountByOrderIdLoader).load(root.id)
+        return await info.context.loaders.get(ItemCountByOrderIdLoader, info).load(root.id)
 
     @strawberry.field(description="Sum of quantity * unitPrice over the items.")
     async def total(self, root: strawberry.Parent[models.Order], info: Info) -> Decimal:
-        return await info.context.loaders.get(OrderTotalByOrderIdLoader).load(root.id)
+        return await info.context.loaders.get(OrderTotalByOrderIdLoader, info).load(root.id)
 
 
 @strawberry.type
@@ -202,4 +202,4 @@ class ProductSales:
 
     @strawberry.field
     async def product(self, info: Info) -> Product:
-        return await info.context.loaders.get(ProductByIdLoader).load(self.product_id)  # type: ignore[return-value]
+        return await info.context.loaders.get(ProductByIdLoader, info).load(self.product_id)  # type: ignore[return-value]

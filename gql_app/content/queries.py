@@ -25,18 +25,18 @@ def can_see_post(ctx: Context, post: models.Post) -> bool:
 
 @node_type("Post")
 async def fetch_post(info: Info, pk: int) -> models.Post | None:
-    post = await info.context.loaders.get(PostByIdLoader).load(pk)
+    post = await info.context.loaders.get(PostByIdLoader, info).load(pk)
     return post if post is not None and can_see_post(info.context, post) else None
 
 
 @node_type("Tag")
 async def fetch_tag(info: Info, pk: int) -> models.Tag | None:
-    return await info.context.loaders.get(TagByIdLoader).load(pk)
+    return await info.context.loaders.get(TagByIdLoader, info).load(pk)
 
 
 @node_type("Comment")
 async def fetch_comment(info: Info, pk: int) -> models.Comment | None:
-    comment = await info.context.loaders.get(CommentByIdLoader).load(pk)
+    comment = await info.context.loaders.get(CommentByIdLoader, info).load(pk)
     if comment is None or await fetch_post(info, comment.post_id) is None:
         return None
     return comment
@@ -65,7 +65,7 @@ class ContentQuery:
 
     @strawberry.field
     async def tag(self, info: Info, name: str) -> Tag | None:
-        return await info.context.loaders.get(TagByNameLoader).load(name)  # type: ignore[return-value]
+        return await info.context.loaders.get(TagByNameLoader, info).load(name)  # type: ignore[return-value]
 
     @strawberry.field
     async def tags(

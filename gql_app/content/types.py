@@ -142,11 +142,11 @@ class Post(Node):
 
     @strawberry.field
     async def author(self, root: strawberry.Parent[models.Post], info: Info) -> UserType:
-        return await info.context.loaders.get(UserByIdLoader).load(root.author_id)  # type: ignore[return-value]
+        return await info.context.loaders.get(UserByIdLoader, info).load(root.author_id)  # type: ignore[return-value]
 
     @strawberry.field(description="Sorted by name.")
     async def tags(self, root: strawberry.Parent[models.Post], info: Info) -> list[Tag]:
-        return await info.context.loaders.get(TagsByPostIdLoader).load(root.id)  # type: ignore[return-value]
+        return await info.context.loaders.get(TagsByPostIdLoader, info).load(root.id)  # type: ignore[return-value]
 
     @strawberry.field
     async def comments(
@@ -164,7 +164,7 @@ class Post(Node):
 
     @strawberry.field
     async def comment_count(self, root: strawberry.Parent[models.Post], info: Info) -> int:
-        return await info.context.loaders.get(CommentCountByPostIdLoader).load(root.id)
+        return await info.context.loaders.get(CommentCountByPostIdLoader, info).load(root.id)
 
 
 @strawberry.type
@@ -193,7 +193,7 @@ class Tag(Node):
 
     @strawberry.field
     async def post_count(self, root: strawberry.Parent[models.Tag], info: Info) -> int:
-        return await info.context.loaders.get(PublishedPostCountByTagIdLoader).load(root.id)
+        return await info.context.loaders.get(PublishedPostCountByTagIdLoader, info).load(root.id)
 
 
 @strawberry.type
@@ -208,8 +208,8 @@ class Comment(Node):
 
     @strawberry.field
     async def author(self, root: strawberry.Parent[models.Comment], info: Info) -> UserType:
-        return await info.context.loaders.get(UserByIdLoader).load(root.author_id)  # type: ignore[return-value]
+        return await info.context.loaders.get(UserByIdLoader, info).load(root.author_id)  # type: ignore[return-value]
 
     @strawberry.field
     async def post(self, root: strawberry.Parent[models.Comment], info: Info) -> Post:
-        return await info.context.loaders.get(PostByIdLoader).load(root.post_id)  # type: ignore[return-value]
+        return await info.context.loaders.get(PostByIdLoader, info).load(root.post_id)  # type: ignore[return-value]

@@ -11,7 +11,7 @@ from gql_app.node import node_type
 
 @node_type("Account")
 async def fetch_account(info: Info, pk: int) -> models.Account | None:
-    account = await info.context.loaders.get(AccountByIdLoader).load(pk)
+    account = await info.context.loaders.get(AccountByIdLoader, info).load(pk)
     if account is None or not info.context.can_see_private(account.owner_id):
         return None
     return account
@@ -20,10 +20,10 @@ async def fetch_account(info: Info, pk: int) -> models.Account | None:
 @node_type("Transfer")
 async def fetch_transfer(info: Info, pk: int) -> models.Transfer | None:
     """A transfer is visible to admins and to the owners of either account."""
-    transfer = await info.context.loaders.get(TransferByIdLoader).load(pk)
+    transfer = await info.context.loaders.get(TransferByIdLoader, info).load(pk)
     if transfer is None:
         return None
-    accounts = await info.context.loaders.get(AccountByIdLoader).load_many(
+    accounts = await info.context.loaders.get(AccountByIdLoader, info).load_many(
         [transfer.from_account_id, transfer.to_account_id]
     )
     if any(a is not None and info.context.can_see_private(a.owner_id) for a in accounts):

@@ -37,7 +37,7 @@ class Account(Node):
 
     @strawberry.field
     async def owner(self, root: strawberry.Parent[models.Account], info: Info) -> UserType:
-        return await info.context.loaders.get(UserByIdLoader).load(root.owner_id)  # type: ignore[return-value]
+        return await info.context.loaders.get(UserByIdLoader, info).load(root.owner_id)  # type: ignore[return-value]
 
     @strawberry.field(
         description="Private: the owner and admins. Others (e.g. the other side of a "
@@ -79,8 +79,8 @@ class Transfer(Node):
 
     @strawberry.field(name="from")
     async def from_(self, root: strawberry.Parent[models.Transfer], info: Info) -> Account:
-        return await info.context.loaders.get(AccountByIdLoader).load(root.from_account_id)  # type: ignore[return-value]
+        return await info.context.loaders.get(AccountByIdLoader, info).load(root.from_account_id)  # type: ignore[return-value]
 
     @strawberry.field
     async def to(self, root: strawberry.Parent[models.Transfer], info: Info) -> Account:
-        return await info.context.loaders.get(AccountByIdLoader).load(root.to_account_id)  # type: ignore[return-value]
+        return await info.context.loaders.get(AccountByIdLoader, info).load(root.to_account_id)  # type: ignore[return-value]

@@ -54,7 +54,7 @@ class UserCriteria:
 
 @node_type("User")
 async def fetch_user(info: Info, pk: int) -> UserModel | None:
-    return await info.context.loaders.get(UserByIdLoader).load(pk)
+    return await info.context.loaders.get(UserByIdLoader, info).load(pk)
 
 
 @strawberry.type
@@ -71,7 +71,7 @@ class UserQuery:
             raise BadUserInput("Pass exactly one of `id` or `username`.")
         if id is not None:
             return await fetch_user(info, decode_id_of(id, "User"))  # type: ignore[return-value]
-        return await info.context.loaders.get(UserByUsernameLoader).load(username)  # type: ignore[return-value]
+        return await info.context.loaders.get(UserByUsernameLoader, info).load(username)  # type: ignore[return-value]
 
     @strawberry.field
     async def users(

@@ -66,7 +66,7 @@ class User(Node):
 
     @strawberry.field
     async def profile(self, root: strawberry.Parent[models.User], info: Info) -> Profile | None:
-        return await info.context.loaders.get(ProfileByUserIdLoader).load(root.id)  # type: ignore[return-value]
+        return await info.context.loaders.get(ProfileByUserIdLoader, info).load(root.id)  # type: ignore[return-value]
 
     @strawberry.field(
         description="Published posts; the author themself and admins also see drafts."
@@ -100,7 +100,9 @@ class User(Node):
 
     @strawberry.field(description="Number of published posts.")
     async def post_count(self, root: strawberry.Parent[models.User], info: Info) -> int:
-        return await info.context.loaders.get(PublishedPostCountByAuthorIdLoader).load(root.id)
+        return await info.context.loaders.get(PublishedPostCountByAuthorIdLoader, info).load(
+            root.id
+        )
 
     @strawberry.field(
         description="Private: the user themself and admins. Others get null and a FORBIDDEN error."
@@ -128,7 +130,7 @@ class User(Node):
         from gql_app.commerce.loaders import OrderStatsByCustomerIdLoader
 
         info.context.require_private(root.id)
-        return await info.context.loaders.get(OrderStatsByCustomerIdLoader).load(root.id)  # type: ignore[no-any-return]
+        return await info.context.loaders.get(OrderStatsByCustomerIdLoader, info).load(root.id)  # type: ignore[no-any-return]
 
     @strawberry.field(description="Private, as orders.")
     async def accounts(
@@ -137,7 +139,7 @@ class User(Node):
         from gql_app.money.loaders import AccountsByOwnerIdLoader
 
         info.context.require_private(root.id)
-        return await info.context.loaders.get(AccountsByOwnerIdLoader).load(root.id)  # type: ignore[no-any-return]
+        return await info.context.loaders.get(AccountsByOwnerIdLoader, info).load(root.id)  # type: ignore[no-any-return]
 
 
 @strawberry.enum
