@@ -1,0 +1,79 @@
+"""The committed SDL, the public contract, and the Alembic migrations."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import uuid
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from alembic import command
+from gql_app.models import Base
+from gql_app.schema import schema
+from tests.conftest import ROOT, _admin, alembic_config, scratch_database_url
+
+CONTRACT_CHECK = ROOT.parent / "shared" / "tools" / "contract_check.py"
+
+
+def test_committed_schema_matches_the_served_schema():
+    committed = (ROOT / "schema" / "schema.graphql").read_text()
+    assert committed == schema.as_str() + "\n", (
+        "run: gql-app export-schema --output schema/schema.graphql"
+    )
+
+
+@pytest.mark.skipif(not CONTRACT_CHECK.exists(), reason="../shared is not beside the checkout")
+def test_query_side_of_the_contract_is_served_unbroken():
+    out = subprocess.run(
+        [sys.executable, str(CONTRACT_CHECK), str(ROOT / "schema" / "schema.graphql")],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout
+    # The write side (every mutation but signUp/logIn/logOut) is issue #3's work.
+    write_side = ("Mutation.", "Input was removed", "Payload was removed")
+    breaking = [line for line in out.splitlines()[:-1] if not any(w in line for w in write_side)]
+    assert breaking == []
+
+
+@pytest.fixture
+async def scratch_url(server_url: str):
+    name = f"gql_migrate_{uuid.uuid4().hex[:8]}"
+    await _admin(server_url, f'CREATE DATABASE "{name}"')
+    yield scratch_database_url(server_url, name)
+    await _admin(server_url, f'DROP DATABASE "{name}" WITH (FORCE)')
+
+
+async def test_upgrade_downgrade_upgrade_and_no_autogenerate_diff(scratch_url: str):
+    config = alembic_config(scratch_url)
+    await asyncio.to_thread(command.upgrade, config, "head")
+    await asyncio.to_thread(command.downgrade, config, "base")
+    await asyncio.to_thread(command.upgrade, config, "head")
+
+    engine = create_async_engine(scratch_url)
+    async with engine.connect() as conn:
+        diff = await conn.run_sync(
+            lambda sync_conn: compare_metadata(
+                MigrationContext.configure(sync_conn, opts={"compare_type": True}), Base.metadata
+            )
+        )
+    await engine.dispose()
+    assert diff == []
+
+
+def test_every_foreign_key_is_indexed():
+    for table in Base.metadata.tables.values():
+        indexed = {tuple(c.name for c in index.columns)[0] for index in table.indexes}
+        indexed |= {c.name for c in table.primary_key.columns[:1]}
+        indexed |= {
+            tuple(c.name for c in u.columns)[0]
+            for u in table.constraints
+            if hasattr(u, "columns") and u.__class__.__name__ == "UniqueConstraint"
+        }
+        for fk in table.foreign_keys:
+            assert fk.parent.name in indexed, f"{table.name}.{fk.parent.name} has no leading index"
