@@ -68,10 +68,10 @@ async def test_upgrade_downgrade_upgrade_and_no_autogenerate_diff(scratch_url: s
 
 def test_every_foreign_key_is_indexed():
     for table in Base.metadata.tables.values():
-        indexed = {tuple(c.name for c in index.columns)[0] for index in table.indexes}
+        indexed = {next(c.name for c in index.columns) for index in table.indexes}
         indexed |= {c.name for c in table.primary_key.columns[:1]}
         indexed |= {
-            tuple(c.name for c in u.columns)[0]
+            next(c.name for c in u.columns)
             for u in table.constraints
             if hasattr(u, "columns") and u.__class__.__name__ == "UniqueConstraint"
         }
