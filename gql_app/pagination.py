@@ -396,19 +396,34 @@ class OrderDirection(enum.Enum):
     DESC = "DESC"
 
 
-def ordering(
-    keys: dict[str, SortKey],
-    tiebreak: InstrumentedAttribute[Any],
-    field: enum.Enum | None,
-    direction: OrderDirection | None,
-    default: tuple[str, OrderDirection],
-) -> Ordering:
-    """The Ordering an ``orderBy`` input asks for, or the connection's default."""
-    name, default_direction = default
-    if field is not None:
-        name = field.value
-        default_direction = direction or default_direction
-    return Ordering(keys[name], default_direction is OrderDirection.DESC, tiebreak)
+@dataclass(frozen=True)
+class Sorting:
+    """A connection's sort keys and default order, declared once per connection type."""
+
+    keys: dict[str, SortKey] = field(compare=False)
+    tiebreak: InstrumentedAttribute[Any] = field(compare=False)
+    default: tuple[str, OrderDirection]
+
+    def ordering(self, order_by: Any = None) -> Ordering:
+        """The Ordering an ``orderBy`` input asks for, or the default."""
+        name, direction = self.default
+        if order_by is not None:
+            name, direction = order_by.field.value, order_by.direction or direction
+        return Ordering(self.keys[name], direction is OrderDirection.DESC, self.tiebreak)
+
+    def page_args(
+        self,
+        info: Any,
+        scope: str,
+        first: int | None,
+        after: str | None,
+        last: int | None,
+        before: str | None,
+        order_by: Any = None,
+    ) -> PageArgs:
+        return PageArgs.parse(
+            info.context.settings, scope, self.ordering(order_by), first, after, last, before
+        )
 
 
 def contains(column: Any, text: str) -> ColumnElement[bool]:

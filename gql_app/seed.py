@@ -410,7 +410,11 @@ def shared_password_hash(seed: int) -> str:
 async def _copy(conn: asyncpg.Connection, table: _Table, progress: bool) -> int:
     loaded = 0
     with tqdm(
-        total=table.expected, desc=f"{table.name:<11}", unit=" rows", disable=not progress
+        total=table.expected,
+        desc=f"{table.name:<11}",
+        unit=" rows",
+        unit_scale=True,
+        disable=not progress,
     ) as bar:
 
         def stream() -> Iterator[Row]:

@@ -18,14 +18,22 @@ from gql_app.loaders import (
     ListByColumnLoader,
     PageLoader,
 )
-from gql_app.pagination import SortKey, contains
+from gql_app.pagination import OrderDirection, Sorting, SortKey, contains
 
-PRODUCT_SORT_KEYS = {
-    "NAME": SortKey("NAME", Product.name),
-    "PRICE": SortKey("PRICE", Product.price),
-    "CREATED_AT": SortKey("CREATED_AT", Product.created_at),
-}
-ORDER_SORT_KEYS = {"CREATED_AT": SortKey("CREATED_AT", Order.created_at)}
+PRODUCT_SORTING = Sorting(
+    {
+        "NAME": SortKey("NAME", Product.name),
+        "PRICE": SortKey("PRICE", Product.price),
+        "CREATED_AT": SortKey("CREATED_AT", Product.created_at),
+    },
+    Product.id,
+    ("NAME", OrderDirection.ASC),
+)
+ORDER_SORTING = Sorting(
+    {"CREATED_AT": SortKey("CREATED_AT", Order.created_at)},
+    Order.id,
+    ("CREATED_AT", OrderDirection.DESC),
+)
 ZERO = Decimal("0.00")
 LINE_TOTAL = OrderItem.quantity * OrderItem.unit_price
 NOT_CANCELLED = Order.status != OrderStatus.CANCELLED

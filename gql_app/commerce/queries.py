@@ -12,7 +12,8 @@ from gql_app.commerce import models
 from gql_app.commerce.loaders import (
     LINE_TOTAL,
     NOT_CANCELLED,
-    PRODUCT_SORT_KEYS,
+    ORDER_SORTING,
+    PRODUCT_SORTING,
     ZERO,
     OrderByIdLoader,
     OrderCriteria,
@@ -30,14 +31,13 @@ from gql_app.commerce.types import (
     ProductOrder,
     ProductSales,
     SalesDay,
-    order_page_args,
 )
 from gql_app.context import Info
 from gql_app.errors import BadUserInput, Forbidden
 from gql_app.ids import decode_id_of
 from gql_app.loaders import root_page
 from gql_app.node import node_type
-from gql_app.pagination import Connection, OrderDirection, PageArgs, ordering
+from gql_app.pagination import Connection
 
 
 @node_type("Product")
@@ -173,15 +173,8 @@ class CommerceQuery:
         filter: ProductFilter | None = None,
         order_by: ProductOrder | None = None,
     ) -> Connection[Product]:
-        order = ordering(
-            PRODUCT_SORT_KEYS,
-            models.Product.id,
-            order_by.field if order_by else None,
-            order_by.direction if order_by else None,
-            ("NAME", OrderDirection.ASC),
-        )
-        args = PageArgs.parse(
-            info.context.settings, "Query.products", order, first, after, last, before
+        args = PRODUCT_SORTING.page_args(
+            info, "Query.products", first, after, last, before, order_by
         )
         criteria = (
             ProductCriteria(
@@ -210,7 +203,7 @@ class CommerceQuery:
         order_by: OrderOrder | None = None,
     ) -> Connection[Order]:
         visible = visible_orders(info.context)
-        args = order_page_args(info, "Query.orders", first, after, last, before, order_by)
+        args = ORDER_SORTING.page_args(info, "Query.orders", first, after, last, before, order_by)
         criteria = filter.criteria() if filter is not None else OrderCriteria()
         return await root_page(info, models.Order, [*visible, *criteria.conditions()], args)
 

@@ -9,7 +9,7 @@ import strawberry
 
 from gql_app.commerce import models
 from gql_app.commerce.loaders import (
-    ORDER_SORT_KEYS,
+    ORDER_SORTING,
     ItemCountByOrderIdLoader,
     OrderCriteria,
     OrderItemsByOrderIdLoader,
@@ -22,7 +22,7 @@ from gql_app.commerce.loaders import (
 from gql_app.context import Info
 from gql_app.loaders import load_page
 from gql_app.node import Node, global_id
-from gql_app.pagination import Connection, OrderDirection, PageArgs, ordering
+from gql_app.pagination import Connection, OrderDirection
 from gql_app.users.loaders import UserByIdLoader
 
 if TYPE_CHECKING:
@@ -153,25 +153,6 @@ class OrderOrder:
     direction: OrderDirection = OrderDirection.DESC
 
 
-def order_page_args(
-    info: Info,
-    scope: str,
-    first: int | None,
-    after: str | None,
-    last: int | None,
-    before: str | None,
-    order_by: OrderOrder | None,
-) -> PageArgs:
-    order = ordering(
-        ORDER_SORT_KEYS,
-        models.Order.id,
-        order_by.field if order_by else None,
-        order_by.direction if order_by else None,
-        ("CREATED_AT", OrderDirection.DESC),
-    )
-    return PageArgs.parse(info.context.settings, scope, order, first, after, last, before)
-
-
 async def customer_orders(
     info: Info,
     customer_id: int,
@@ -182,7 +163,7 @@ async def customer_orders(
     filter: OrderFilter | None,
     order_by: OrderOrder | None,
 ) -> Connection[Order]:
-    args = order_page_args(info, "User.orders", first, after, last, before, order_by)
+    args = ORDER_SORTING.page_args(info, "User.orders", first, after, last, before, order_by)
     criteria = filter.criteria() if filter is not None else OrderCriteria()
     return await load_page(info, OrderPageByCustomerIdLoader, customer_id, args, criteria)
 

@@ -15,15 +15,23 @@ from gql_app.loaders import (
     ManyToManyLoader,
     PageLoader,
 )
-from gql_app.pagination import SortKey, contains
+from gql_app.pagination import OrderDirection, Sorting, SortKey, contains
 
-POST_SORT_KEYS = {
-    "CREATED_AT": SortKey("CREATED_AT", Post.created_at),
-    "PUBLISHED_AT": SortKey("PUBLISHED_AT", Post.published_at, nullable=True),
-    "TITLE": SortKey("TITLE", Post.title),
-}
-COMMENT_SORT_KEYS = {"CREATED_AT": SortKey("CREATED_AT", Comment.created_at)}
-TAG_SORT_KEYS = {"NAME": SortKey("NAME", Tag.name)}
+POST_SORTING = Sorting(
+    {
+        "CREATED_AT": SortKey("CREATED_AT", Post.created_at),
+        "PUBLISHED_AT": SortKey("PUBLISHED_AT", Post.published_at, nullable=True),
+        "TITLE": SortKey("TITLE", Post.title),
+    },
+    Post.id,
+    ("CREATED_AT", OrderDirection.DESC),
+)
+COMMENT_SORTING = Sorting(
+    {"CREATED_AT": SortKey("CREATED_AT", Comment.created_at)},
+    Comment.id,
+    ("CREATED_AT", OrderDirection.ASC),
+)
+TAG_SORTING = Sorting({"NAME": SortKey("NAME", Tag.name)}, Tag.id, ("NAME", OrderDirection.ASC))
 
 
 def visible_posts(ctx: Context) -> list[ColumnElement[bool]]:

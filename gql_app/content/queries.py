@@ -4,19 +4,20 @@ import strawberry
 
 from gql_app.content import models
 from gql_app.content.loaders import (
-    TAG_SORT_KEYS,
+    POST_SORTING,
+    TAG_SORTING,
     CommentByIdLoader,
     PostByIdLoader,
     PostCriteria,
     TagByIdLoader,
     TagByNameLoader,
 )
-from gql_app.content.types import Post, PostFilter, PostOrder, Tag, post_criteria, post_page_args
+from gql_app.content.types import Post, PostFilter, PostOrder, Tag, post_criteria
 from gql_app.context import Context, Info
 from gql_app.ids import decode_id_of
 from gql_app.loaders import root_page
 from gql_app.node import node_type
-from gql_app.pagination import Connection, OrderDirection, PageArgs, ordering
+from gql_app.pagination import Connection
 
 
 def can_see_post(ctx: Context, post: models.Post) -> bool:
@@ -59,7 +60,7 @@ class ContentQuery:
         filter: PostFilter | None = None,
         order_by: PostOrder | None = None,
     ) -> Connection[Post]:
-        args = post_page_args(info, "Query.posts", first, after, last, before, order_by)
+        args = POST_SORTING.page_args(info, "Query.posts", first, after, last, before, order_by)
         criteria: PostCriteria = post_criteria(filter)
         return await root_page(info, models.Post, criteria.conditions(info.context), args)
 
@@ -76,8 +77,5 @@ class ContentQuery:
         last: int | None = None,
         before: str | None = None,
     ) -> Connection[Tag]:
-        order = ordering(TAG_SORT_KEYS, models.Tag.id, None, None, ("NAME", OrderDirection.ASC))
-        args = PageArgs.parse(
-            info.context.settings, "Query.tags", order, first, after, last, before
-        )
+        args = TAG_SORTING.page_args(info, "Query.tags", first, after, last, before)
         return await root_page(info, models.Tag, [], args)

@@ -8,8 +8,8 @@ import strawberry
 
 from gql_app.content import models
 from gql_app.content.loaders import (
-    COMMENT_SORT_KEYS,
-    POST_SORT_KEYS,
+    COMMENT_SORTING,
+    POST_SORTING,
     CommentCountByPostIdLoader,
     CommentPageByPostIdLoader,
     PostByIdLoader,
@@ -22,7 +22,7 @@ from gql_app.context import Info
 from gql_app.ids import decode_id_of
 from gql_app.loaders import load_page
 from gql_app.node import Node, global_id
-from gql_app.pagination import Connection, OrderDirection, PageArgs, ordering
+from gql_app.pagination import Connection, OrderDirection
 from gql_app.users.loaders import UserByIdLoader
 
 if TYPE_CHECKING:
@@ -86,44 +86,6 @@ def post_criteria(filter: PostFilter | None, **extra: Any) -> PostCriteria:
     return filter.criteria(**extra) if filter is not None else PostCriteria(**extra)
 
 
-def post_page_args(
-    info: Info,
-    scope: str,
-    first: int | None,
-    after: str | None,
-    last: int | None,
-    before: str | None,
-    order_by: PostOrder | None,
-) -> PageArgs:
-    order = ordering(
-        POST_SORT_KEYS,
-        models.Post.id,
-        order_by.field if order_by else None,
-        order_by.direction if order_by else None,
-        ("CREATED_AT", OrderDirection.DESC),
-    )
-    return PageArgs.parse(info.context.settings, scope, order, first, after, last, before)
-
-
-def comment_page_args(
-    info: Info,
-    scope: str,
-    first: int | None,
-    after: str | None,
-    last: int | None,
-    before: str | None,
-    order_by: CommentOrder | None = None,
-) -> PageArgs:
-    order = ordering(
-        COMMENT_SORT_KEYS,
-        models.Comment.id,
-        order_by.field if order_by else None,
-        order_by.direction if order_by else None,
-        ("CREATED_AT", OrderDirection.ASC),
-    )
-    return PageArgs.parse(info.context.settings, scope, order, first, after, last, before)
-
-
 @strawberry.type
 class Post(Node):
     id: strawberry.ID = global_id("Post")
@@ -159,7 +121,9 @@ class Post(Node):
         before: str | None = None,
         order_by: CommentOrder | None = None,
     ) -> Connection[Comment]:
-        args = comment_page_args(info, "Post.comments", first, after, last, before, order_by)
+        args = COMMENT_SORTING.page_args(
+            info, "Post.comments", first, after, last, before, order_by
+        )
         return await load_page(info, CommentPageByPostIdLoader, root.id, args)
 
     @strawberry.field
@@ -187,7 +151,7 @@ class Tag(Node):
         before: str | None = None,
         order_by: PostOrder | None = None,
     ) -> Connection[Post]:
-        args = post_page_args(info, "Tag.posts", first, after, last, before, order_by)
+        args = POST_SORTING.page_args(info, "Tag.posts", first, after, last, before, order_by)
         criteria = PostCriteria(published_only=True)
         return await load_page(info, PostPageByTagIdLoader, root.id, args, criteria)
 

@@ -10,12 +10,12 @@ from gql_app.context import Info
 from gql_app.loaders import load_page
 from gql_app.money import models
 from gql_app.money.loaders import (
-    TRANSFER_SORT_KEYS,
+    TRANSFER_SORTING,
     AccountByIdLoader,
     TransferPageByAccountIdLoader,
 )
 from gql_app.node import Node, global_id
-from gql_app.pagination import Connection, OrderDirection, PageArgs, ordering
+from gql_app.pagination import Connection
 from gql_app.users.loaders import UserByIdLoader
 
 if TYPE_CHECKING:
@@ -58,12 +58,7 @@ class Account(Node):
         before: str | None = None,
     ) -> Connection[Transfer]:
         info.context.require_private(root.owner_id)
-        order = ordering(
-            TRANSFER_SORT_KEYS, models.Transfer.id, None, None, ("CREATED_AT", OrderDirection.DESC)
-        )
-        args = PageArgs.parse(
-            info.context.settings, "Account.transfers", order, first, after, last, before
-        )
+        args = TRANSFER_SORTING.page_args(info, "Account.transfers", first, after, last, before)
         return await load_page(info, TransferPageByAccountIdLoader, root.id, args)
 
 

@@ -11,17 +11,21 @@ from gql_app.errors import BadUserInput
 from gql_app.ids import decode_id_of
 from gql_app.loaders import root_page
 from gql_app.node import node_type
-from gql_app.pagination import Connection, OrderDirection, PageArgs, SortKey, contains, ordering
+from gql_app.pagination import Connection, OrderDirection, Sorting, SortKey, contains
 from gql_app.users.loaders import UserByIdLoader, UserByUsernameLoader
 from gql_app.users.models import Profile
 from gql_app.users.models import User as UserModel
 from gql_app.users.types import User, UserFilter, UserOrder
 
-USER_SORT_KEYS = {
-    "CREATED_AT": SortKey("CREATED_AT", UserModel.created_at),
-    "USERNAME": SortKey("USERNAME", UserModel.username),
-    "LAST_LOGIN_AT": SortKey("LAST_LOGIN_AT", UserModel.last_login_at, nullable=True),
-}
+USER_SORTING = Sorting(
+    {
+        "CREATED_AT": SortKey("CREATED_AT", UserModel.created_at),
+        "USERNAME": SortKey("USERNAME", UserModel.username),
+        "LAST_LOGIN_AT": SortKey("LAST_LOGIN_AT", UserModel.last_login_at, nullable=True),
+    },
+    UserModel.id,
+    ("CREATED_AT", OrderDirection.ASC),
+)
 
 
 @dataclass(frozen=True)
@@ -84,16 +88,7 @@ class UserQuery:
         filter: UserFilter | None = None,
         order_by: UserOrder | None = None,
     ) -> Connection[User]:
-        order = ordering(
-            USER_SORT_KEYS,
-            UserModel.id,
-            order_by.field if order_by else None,
-            order_by.direction if order_by else None,
-            ("CREATED_AT", OrderDirection.ASC),
-        )
-        args = PageArgs.parse(
-            info.context.settings, "Query.users", order, first, after, last, before
-        )
+        args = USER_SORTING.page_args(info, "Query.users", first, after, last, before, order_by)
         criteria = (
             UserCriteria(
                 filter.search, filter.is_active, filter.created_after, filter.created_before

@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 import strawberry
 
 from gql_app.content.loaders import (
+    COMMENT_SORTING,
+    POST_SORTING,
     CommentPageByAuthorIdLoader,
     PostPageByAuthorIdLoader,
     PublishedPostCountByAuthorIdLoader,
@@ -16,9 +18,7 @@ from gql_app.content.types import (
     Post,
     PostFilter,
     PostOrder,
-    comment_page_args,
     post_criteria,
-    post_page_args,
 )
 from gql_app.context import Info
 from gql_app.loaders import load_page
@@ -82,7 +82,7 @@ class User(Node):
         filter: PostFilter | None = None,
         order_by: PostOrder | None = None,
     ) -> Connection[Post]:
-        args = post_page_args(info, "User.posts", first, after, last, before, order_by)
+        args = POST_SORTING.page_args(info, "User.posts", first, after, last, before, order_by)
         return await load_page(info, PostPageByAuthorIdLoader, root.id, args, post_criteria(filter))
 
     @strawberry.field
@@ -95,7 +95,7 @@ class User(Node):
         last: int | None = None,
         before: str | None = None,
     ) -> Connection[Comment]:
-        args = comment_page_args(info, "User.comments", first, after, last, before)
+        args = COMMENT_SORTING.page_args(info, "User.comments", first, after, last, before)
         return await load_page(info, CommentPageByAuthorIdLoader, root.id, args)
 
     @strawberry.field(description="Number of published posts.")
