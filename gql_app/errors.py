@@ -128,7 +128,7 @@ def format_error(error: GraphQLError, request_id: str) -> dict[str, Any]:
     database faults become TIMEOUT / SERVICE_UNAVAILABLE; anything else is
     masked and logged with the request id.
     """
-    formatted = error.formatted
+    formatted: dict[str, Any] = dict(error.formatted)
     original = error.original_error
     code = (error.extensions or {}).get("code")
     if isinstance(original, AppError):

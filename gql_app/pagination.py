@@ -20,7 +20,7 @@ from typing import Any, Generic, TypeVar
 
 import orjson
 import strawberry
-from sqlalchemy import ColumnElement, FromClause, and_, func, or_, select, true, tuple_
+from sqlalchemy import ColumnElement, FromClause, and_, func, literal, or_, select, true, tuple_
 from sqlalchemy.orm import InstrumentedAttribute, aliased
 from strawberry.types.nodes import SelectedField
 
@@ -81,12 +81,12 @@ class Ordering:
         def beyond(a: Any, b: Any) -> ColumnElement[bool]:
             return a < b if desc else a > b
 
-        if not self.key.nullable:
-            return tuple_(col, pk).op("<" if desc else ">")(tuple_(value, ident))  # type: ignore[no-any-return]
         if value is None:
             same_null = and_(col.is_(None), beyond(pk, ident))
             return same_null if nulls_last else or_(col.is_not(None), same_null)
-        keyset = tuple_(col, pk).op("<" if desc else ">")(tuple_(value, ident))
+        keyset = beyond(tuple_(col, pk), tuple_(literal(value, col.type), literal(ident, pk.type)))
+        if not self.key.nullable:
+            return keyset
         return or_(keyset, col.is_(None)) if nulls_last else keyset
 
     def values(self, obj: Any) -> tuple[Any, int]:

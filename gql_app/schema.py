@@ -40,9 +40,11 @@ schema = strawberry.Schema(
     query=Query,
     mutation=Mutation,
     types=[User, Post, Tag, Comment, Product, Order, Account, Transfer],
+    # Factories: extensions are created per request; the parse and validation
+    # LRU caches behind them live at module level and are shared.
     extensions=[
-        ParserCache(maxsize=512),
-        ValidationCache(maxsize=512),
+        lambda: ParserCache(maxsize=512),
+        lambda: ValidationCache(maxsize=512),
         Transaction,
     ],
     config=StrawberryConfig(auto_camel_case=True),

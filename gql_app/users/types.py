@@ -130,7 +130,7 @@ class User(Node):
         from gql_app.commerce.loaders import OrderStatsByCustomerIdLoader
 
         info.context.require_private(root.id)
-        return await info.context.loaders.get(OrderStatsByCustomerIdLoader, info).load(root.id)  # type: ignore[no-any-return]
+        return await info.context.loaders.get(OrderStatsByCustomerIdLoader, info).load(root.id)  # type: ignore[return-value]
 
     @strawberry.field(description="Private, as orders.")
     async def accounts(
@@ -139,7 +139,7 @@ class User(Node):
         from gql_app.money.loaders import AccountsByOwnerIdLoader
 
         info.context.require_private(root.id)
-        return await info.context.loaders.get(AccountsByOwnerIdLoader, info).load(root.id)  # type: ignore[no-any-return]
+        return await info.context.loaders.get(AccountsByOwnerIdLoader, info).load(root.id)  # type: ignore[return-value]
 
 
 @strawberry.enum

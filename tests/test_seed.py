@@ -1,0 +1,267 @@
+"""The benchmark data set loader and the `gql-app migrate` / `gql-app seed` commands.
+
+Each test makes its own scratch database on the server named by DATABASE_URL
+(and drops it afterwards), so it needs no shared fixture and leaves no data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+
+import asyncpg
+import pytest
+from sqlalchemy import insert
+from sqlalchemy.engine import make_url
+from typer.testing import CliRunner
+
+from alembic import command
+from gql_app.cli import alembic_config, app
+from gql_app.content.models import Post
+from gql_app.db import create_engine, create_sessionmaker
+from gql_app.seed import (
+    DEMO_SCALE,
+    SEEDED_TABLES,
+    asyncpg_dsn,
+    database_is_empty,
+    seed,
+    seed_demo,
+)
+from gql_app.settings import Settings
+from gql_app.users.models import User
+from gql_app.users.passwords import verify_password
+
+SCALE = 20
+EXPECTED_ROWS = {
+    "users": SCALE,
+    "profiles": SCALE,
+    "accounts": SCALE,
+    "posts": 10 * SCALE,
+    "comments": 50 * SCALE,
+    "tags": 200,
+    "products": 500,
+    "orders": 3 * SCALE,
+}
+
+INVARIANTS = {
+    # what the data set promises: the number of rows breaking each promise (must be 0)
+    "posts without 1-4 tags": """
+        SELECT count(*) FROM posts p
+        WHERE (SELECT count(*) FROM post_tags t WHERE t.post_id = p.id) NOT BETWEEN 1 AND 4""",
+    "orders without 1-4 items": """
+        SELECT count(*) FROM orders o
+        WHERE (SELECT count(*) FROM order_items i WHERE i.order_id = o.id) NOT BETWEEN 1 AND 4""",
+    "negative balances": "SELECT count(*) FROM accounts WHERE balance < 0",
+    "accounts not in USD": "SELECT count(*) FROM accounts WHERE currency <> 'USD'",
+    "users without one account": """
+        SELECT count(*) FROM users u
+        WHERE (SELECT count(*) FROM accounts a WHERE a.owner_id = u.id) <> 1""",
+    "users without a profile": """
+        SELECT count(*) FROM users u
+        WHERE NOT EXISTS (SELECT FROM profiles p WHERE p.user_id = u.id)""",
+    "items not at the product's price": """
+        SELECT count(*) FROM order_items i JOIN products p ON p.id = i.product_id
+        WHERE i.unit_price <> p.price""",
+    "comments on drafts or before publication": """
+        SELECT count(*) FROM comments c JOIN posts p ON p.id = c.post_id
+        WHERE p.published_at IS NULL OR c.created_at < p.published_at""",
+    "comments after the epoch": "SELECT count(*) FROM comments WHERE created_at > '2026-01-01Z'",
+}
+
+SCHEMA_SHAPE = """
+SELECT array_agg(x ORDER BY x) FROM (
+  SELECT indexdef AS x FROM pg_indexes WHERE schemaname = 'public'
+  UNION ALL
+  SELECT conrelid::regclass || ' ' || conname || ' ' || pg_get_constraintdef(oid)
+  FROM pg_constraint WHERE connamespace = 'public'::regnamespace
+) shape
+"""
+
+
+@pytest.fixture
+def database_server(request: pytest.FixtureRequest) -> str:
+    """A URL on the server to make scratch databases on: DATABASE_URL, else the suite's own."""
+    url = os.environ.get("DATABASE_URL")
+    if url:
+        return url
+    try:  # the shared conftest's server (an embedded one) when it is there
+        return str(request.getfixturevalue("server_url"))
+    except pytest.FixtureLookupError:
+        pytest.skip("DATABASE_URL is unset: these tests create scratch databases on that server")
+
+
+async def create_database(server_url: str) -> str:
+    name = f"seedtest_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(asyncpg_dsn(server_url))
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    return make_url(server_url).set(database=name).render_as_string(hide_password=False)
+
+
+async def drop_database(server_url: str, url: str) -> None:
+    admin = await asyncpg.connect(asyncpg_dsn(server_url))
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{make_url(url).database}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+@asynccontextmanager
+async def migrated_database(server_url: str) -> AsyncIterator[str]:
+    url = await create_database(server_url)
+    try:
+        # env.py runs its own event loop: give it a thread without one.
+        await asyncio.to_thread(command.upgrade, alembic_config(url), "head")
+        yield url
+    finally:
+        await drop_database(server_url, url)
+
+
+async def checksums(conn: asyncpg.Connection) -> dict[str, str]:
+    return {
+        table: await conn.fetchval(
+            f"SELECT md5(string_agg(t::text, '|' ORDER BY t::text)) FROM {table} t"
+        )
+        for table in SEEDED_TABLES
+    }
+
+
+async def test_seed_loads_a_deterministic_data_set(database_server: str) -> None:
+    async with (
+        migrated_database(database_server) as first,
+        migrated_database(database_server) as second,
+    ):
+        conn = await asyncpg.connect(asyncpg_dsn(first))
+        try:
+            shape_before = await conn.fetchval(SCHEMA_SHAPE)
+
+            report = await seed(first, SCALE, progress=False)
+            await seed(second, SCALE, progress=False)
+
+            counts = {t: await conn.fetchval(f"SELECT count(*) FROM {t}") for t in SEEDED_TABLES}
+            assert {t: counts[t] for t in EXPECTED_ROWS} == EXPECTED_ROWS
+            assert report.rows == counts
+            assert report.total_rows == sum(counts.values())
+            assert report.rows_per_second > 0
+            violations = {name: await conn.fetchval(sql) for name, sql in INVARIANTS.items()}
+            assert violations == dict.fromkeys(INVARIANTS, 0)
+            published = await conn.fetchval(
+                "SELECT count(*) FROM posts WHERE published_at IS NOT NULL"
+            )
+            assert published == 160
+            admins = await conn.fetch("SELECT username, email FROM users WHERE is_admin")
+            assert [tuple(r) for r in admins] == [("user00001", "user00001@example.com")]
+            statuses = {r[0] for r in await conn.fetch("SELECT DISTINCT status::text FROM orders")}
+            assert {"PAID", "SHIPPED", "PENDING"} <= statuses
+            password_hash = await conn.fetchval("SELECT password_hash FROM users WHERE id = 7")
+            assert verify_password(password_hash, "password")
+            # Indexes and foreign keys were rebuilt exactly as the migration made them.
+            assert await conn.fetchval(SCHEMA_SHAPE) == shape_before
+
+            other = await asyncpg.connect(asyncpg_dsn(second))
+            try:
+                assert await checksums(conn) == await checksums(other)
+            finally:
+                await other.close()
+
+            with pytest.raises(RuntimeError, match="already have rows"):
+                await seed(first, SCALE, progress=False)
+        finally:
+            await conn.close()
+
+        # The identity sequences were moved past the seeded ids.
+        engine = create_engine(Settings(), first)
+        try:
+            async with create_sessionmaker(engine)() as session, session.begin():
+                user = User(username="newcomer", email="newcomer@example.com", password_hash="x")
+                session.add(user)
+                await session.flush()
+                assert user.id > SCALE
+                post_id = await session.scalar(
+                    insert(Post)
+                    .values(author_id=user.id, title="Hello", content="First")
+                    .returning(Post.id)
+                )
+                assert post_id is not None and post_id > 10 * SCALE
+        finally:
+            await engine.dispose()
+
+
+@pytest.fixture
+def scratch_url(database_server: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    url = asyncio.run(create_database(database_server))
+    monkeypatch.setenv("DATABASE_URL", url)
+    try:
+        yield url
+    finally:
+        asyncio.run(drop_database(database_server, url))
+
+
+async def count_rows(url: str) -> dict[str, int]:
+    conn = await asyncpg.connect(asyncpg_dsn(url))
+    try:
+        return {t: await conn.fetchval(f"SELECT count(*) FROM {t}") for t in SEEDED_TABLES}
+    finally:
+        await conn.close()
+
+
+def test_cli_migrate_then_seed(scratch_url: str) -> None:
+    runner = CliRunner()
+
+    migrated = runner.invoke(app, ["migrate"])
+    assert migrated.exit_code == 0, migrated.output
+
+    seeded = runner.invoke(app, ["seed", "--scale", "5", "--no-progress"])
+    assert seeded.exit_code == 0, seeded.output
+    assert re.search(r"^users\s+5$", seeded.stdout, re.MULTILINE)
+    assert re.search(r"^posts\s+50$", seeded.stdout, re.MULTILINE)
+    assert re.search(r"^[\d.]+ s, [\d,]+ rows/s$", seeded.stdout, re.MULTILINE)
+    counts = asyncio.run(count_rows(scratch_url))
+    assert (counts["users"], counts["posts"], counts["comments"], counts["orders"]) == (
+        5,
+        50,
+        250,
+        15,
+    )
+
+    again = runner.invoke(app, ["seed", "--scale", "5", "--no-progress"])
+    assert again.exit_code == 1
+    assert "--force" in again.output
+
+    forced = runner.invoke(app, ["seed", "--scale", "3", "--force", "--no-progress"])
+    assert forced.exit_code == 0, forced.output
+    assert asyncio.run(count_rows(scratch_url))["users"] == 3
+
+
+async def test_demo_data_set_has_the_documented_logins(database_server: str) -> None:
+    async with migrated_database(database_server) as url:
+        assert await database_is_empty(url)
+
+        await seed_demo(url)
+
+        assert not await database_is_empty(url)
+        conn = await asyncpg.connect(asyncpg_dsn(url))
+        try:
+            logins = {
+                r["email"]: (r["password_hash"], r["is_admin"])
+                for r in await conn.fetch("SELECT email, password_hash, is_admin FROM users")
+            }
+        finally:
+            await conn.close()
+        assert len(logins) == DEMO_SCALE + 3
+        for email, password, is_admin in [
+            ("admin@example.com", "admin", True),
+            ("alice@example.com", "alice", False),
+            ("bob@example.com", "bob", False),
+            ("user00001@example.com", "password", True),
+            ("user00025@example.com", "password", False),
+        ]:
+            password_hash, admin = logins[email]
+            assert verify_password(password_hash, password)
+            assert admin is is_admin
