@@ -35,6 +35,19 @@ class Post(Base):
         Index("ix_posts_author_id_published_at_id", "author_id", "published_at", "id"),
         Index("ix_posts_created_at_id", "created_at", "id"),
         Index("ix_posts_published_at_id", "published_at", "id"),
+        # publishedAt DESC keeps drafts (NULL) last: its own index, so that order
+        # is an index scan too (ASC NULLS LAST is served by the index above).
+        Index(
+            "ix_posts_published_at_desc_id",
+            text("published_at DESC NULLS LAST"),
+            text("id DESC"),
+        ),
+        Index(
+            "ix_posts_author_id_published_at_desc_id",
+            "author_id",
+            text("published_at DESC NULLS LAST"),
+            text("id DESC"),
+        ),
         Index("ix_posts_title_id", "title", "id"),
         Index(
             "ix_posts_author_id_published",

@@ -14,6 +14,7 @@ from sqlalchemy import (
     String,
     Text,
     func,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -27,6 +28,11 @@ class User(Base):
         Index("ix_users_created_at_id", "created_at", "id"),
         Index("ix_users_username_id", "username", "id"),
         Index("ix_users_last_login_at_id", "last_login_at", "id"),
+        Index(
+            "ix_users_last_login_at_desc_id",
+            text("last_login_at DESC NULLS LAST"),
+            text("id DESC"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)

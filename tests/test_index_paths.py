@@ -1,0 +1,109 @@
+"""Nested pages read about the requested rows through the index, not every child.
+
+A user with 100 000 posts asked for ``posts(first: 5)``: the exact statement the
+loader sends is run again under EXPLAIN ANALYZE, and the plan must touch only a
+handful of post rows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+from sqlalchemy import event
+
+from alembic import command
+from gql_app.app import create_app
+from gql_app.settings import Settings
+from tests.conftest import _admin, alembic_config, scratch_database_url
+
+POSTS = 100_000
+QUERY = """
+query($order: PostOrder) { user(username: "prolific") {
+  posts(first: 5, orderBy: $order) { nodes { title } pageInfo { hasNextPage } } } }
+"""
+
+
+@pytest.fixture(scope="module")
+async def big_app(server_url: str) -> AsyncIterator[tuple[Any, str]]:
+    name = f"gql_big_{uuid.uuid4().hex[:8]}"
+    await _admin(server_url, f'CREATE DATABASE "{name}"')
+    url = scratch_database_url(server_url, name)
+    try:
+        await asyncio.to_thread(command.upgrade, alembic_config(url), "head")
+        raw = url.replace("postgresql+asyncpg://", "postgresql://")
+        conn = await asyncpg.connect(raw)
+        try:
+            await conn.execute(
+                "INSERT INTO users (username, email, password_hash) VALUES ('prolific', 'p@example.com', 'x'),"
+                " ('quiet', 'q@example.com', 'x')"
+            )
+            await conn.execute(
+                f"""INSERT INTO posts (author_id, title, content, published_at, created_at)
+                SELECT CASE WHEN i % 1000 = 0 THEN 2 ELSE 1 END, 'title ' || i, 'body',
+                       timestamptz '2026-01-01' + i * interval '1 minute',
+                       timestamptz '2026-01-01' + i * interval '1 minute'
+                FROM generate_series(1, {POSTS}) AS i"""
+            )
+            await conn.execute("ANALYZE")
+        finally:
+            await conn.close()
+        app = create_app(Settings(DATABASE_URL=url))
+        async with app.router.lifespan_context(app):
+            yield app, raw
+    finally:
+        await _admin(server_url, f'DROP DATABASE "{name}" WITH (FORCE)')
+
+
+def rows_read_from(plan: dict[str, Any], table: str) -> int:
+    """Rows that scan nodes over ``table`` produced, over all loops."""
+    total = 0
+    if plan.get("Relation Name") == table:
+        total += int(plan["Actual Rows"] * plan["Actual Loops"])
+    for child in plan.get("Plans", []):
+        total += rows_read_from(child, table)
+    return total
+
+
+@pytest.mark.parametrize(
+    "order",
+    [
+        None,
+        {"field": "PUBLISHED_AT", "direction": "DESC"},
+        {"field": "CREATED_AT", "direction": "ASC"},
+    ],
+)
+async def test_first_five_of_a_hundred_thousand_posts_reads_about_five_rows(big_app, order):
+    app, raw_url = big_app
+    captured: list[tuple[str, Any]] = []
+
+    def capture(conn: Any, cursor: Any, statement: str, parameters: Any, *args: Any) -> None:
+        captured.append((statement, parameters))
+
+    engine = app.state.engine
+    event.listen(engine.sync_engine, "before_cursor_execute", capture)
+    try:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+            response = await http.post(
+                "/graphql", json={"query": QUERY, "variables": {"order": order}}
+            )
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", capture)
+    data = response.json()["data"]["user"]["posts"]
+    assert len(data["nodes"]) == 5 and data["pageInfo"]["hasNextPage"] is True
+
+    statement, parameters = next((s, p) for s, p in captured if "LATERAL" in s)
+    conn = await asyncpg.connect(raw_url)
+    try:
+        plan_json = await conn.fetchval("EXPLAIN (ANALYZE, FORMAT JSON) " + statement, *parameters)
+    finally:
+        await conn.close()
+    plan = json.loads(plan_json)[0]["Plan"]
+    assert rows_read_from(plan, "posts") <= 6, json.dumps(plan, indent=1)
