@@ -40,8 +40,8 @@ class Context:
             raise RuntimeError("no database session outside an operation")
         return self._db
 
-    def open_db(self, session: AsyncSession) -> RequestDB:
-        self._db = RequestDB(session)
+    def open_db(self, session: AsyncSession, *, fresh: bool = False) -> RequestDB:
+        self._db = RequestDB(session, fresh=fresh)
         return self._db
 
     @property

@@ -88,10 +88,13 @@ class RequestDB:
     ``gql_app.loaders.BatchScheduler``).
     """
 
-    __slots__ = ("_busy", "_idle", "_lock", "session")
+    __slots__ = ("_busy", "_idle", "_lock", "fresh", "session")
 
-    def __init__(self, session: AsyncSession) -> None:
+    def __init__(self, session: AsyncSession, *, fresh: bool = False) -> None:
         self.session = session
+        # In a mutation, rows re-read after a Core UPDATE must overwrite the
+        # objects already in the identity map (``populate_existing``).
+        self.fresh = fresh
         self._lock = asyncio.Lock()
         self._busy = 0
         self._idle = asyncio.Event()
@@ -117,13 +120,18 @@ class RequestDB:
     async def wait_idle(self) -> None:
         await self._idle.wait()
 
+    def _prepare(self, statement: Executable) -> Executable:
+        if self.fresh:
+            return statement.execution_options(populate_existing=True)
+        return statement
+
     async def execute(
         self, statement: Executable, params: dict[str, Any] | None = None
     ) -> Result[Any]:
         self.enter()
         try:
             async with self._lock:
-                return await self.session.execute(statement, params)
+                return await self.session.execute(self._prepare(statement), params)
         finally:
             self.leave()
 
@@ -131,7 +139,7 @@ class RequestDB:
         self.enter()
         try:
             async with self._lock:
-                return list((await self.session.scalars(statement)).all())
+                return list((await self.session.scalars(self._prepare(statement))).all())
         finally:
             self.leave()
 
@@ -139,7 +147,7 @@ class RequestDB:
         self.enter()
         try:
             async with self._lock:
-                return await self.session.scalar(statement)
+                return await self.session.scalar(self._prepare(statement))
         finally:
             self.leave()
 

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TypeVar
 
 from graphql import GraphQLError
+from sqlalchemy.exc import DBAPIError
 from strawberry.extensions import SchemaExtension
 from strawberry.types.graphql import OperationType
 
@@ -38,7 +39,7 @@ class Transaction(SchemaExtension):
                         "postgresql_readonly": True,
                     }
                 )
-            db = ctx.open_db(session)
+            db = ctx.open_db(session, fresh=not read_only)
             await authenticate(ctx)
             yield
             async with db.lock:  # wait for a statement still in flight (a field that errored early)
@@ -62,6 +63,16 @@ class Transaction(SchemaExtension):
                         ]
 
 
+RETRYABLE = {"40P01", "40001"}  # deadlock detected, serialization failure
+ATTEMPTS = 4
+
+
+def _retryable(exc: DBAPIError) -> bool:
+    return getattr(exc.orig, "sqlstate", None) in RETRYABLE or type(exc.orig).__name__.endswith(
+        ("DeadlockDetectedError", "SerializationError")
+    )
+
+
 async def atomic(
     info: Info,
     body: Callable[[], Awaitable[P]],
@@ -70,15 +81,23 @@ async def atomic(
     """Run one mutation field in a savepoint: all of its writes, or none of them.
 
     A ``UserFailure`` raised by ``body`` rolls the savepoint back and becomes the
-    payload's ``userErrors``; any other exception rolls back and propagates.
+    payload's ``userErrors``. A deadlock or serialization failure rolls back and
+    runs the body again (a bounded number of times). Anything else rolls back
+    and propagates. Either way the request's loaders are cleared, so the
+    payload is read fresh, after the write.
     """
     ctx = info.context
     try:
-        async with ctx.db.session.begin_nested():
-            return await body()
+        for attempt in range(1, ATTEMPTS + 1):
+            try:
+                async with ctx.db.session.begin_nested():
+                    return await body()
+            except DBAPIError as exc:
+                if attempt == ATTEMPTS or not _retryable(exc):
+                    raise
+                log.warning("retrying a mutation field after %s", type(exc.orig).__name__)
+        raise AssertionError("unreachable")
     except UserFailure as failure:
-        ctx.loaders.clear_all()
         return failed(failure.errors)
-    except BaseException:
+    finally:
         ctx.loaders.clear_all()
-        raise

@@ -152,3 +152,55 @@ class GraphQLClient:
 @pytest.fixture
 def gql(client: httpx.AsyncClient) -> GraphQLClient:
     return GraphQLClient(client)
+
+
+# ---------------------------------------------------------------- isolated stacks for writers
+
+
+@dataclass
+class Stack:
+    """A whole server on its own freshly migrated database, with the factory world in it.
+
+    Test modules that write (mutations, concurrency) use one, so the shared
+    read-side ``world`` keeps exactly the rows its tests expect.
+    """
+
+    app: Any
+    engine: AsyncEngine
+    http: httpx.AsyncClient
+    gql: GraphQLClient
+    world: World
+    url: str
+
+
+@pytest.fixture(scope="module")
+async def stack(server_url: str) -> AsyncIterator[Stack]:
+    name = f"gql_stack_{uuid.uuid4().hex[:8]}"
+    await _admin(server_url, f'CREATE DATABASE "{name}"')
+    url = scratch_database_url(server_url, name)
+    try:
+        await asyncio.to_thread(command.upgrade, alembic_config(url), "head")
+        application = create_app(
+            Settings(DATABASE_URL=url, secret_key="test", pool_size=10, max_overflow=10)
+        )
+        async with application.router.lifespan_context(application):
+            transport = httpx.ASGITransport(app=application)
+            async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+                engine = application.state.engine
+                world = await build_world(engine)
+                yield Stack(application, engine, http, GraphQLClient(http), world, url)
+    finally:
+        await _admin(server_url, f'DROP DATABASE "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def stack_sql(stack: Stack) -> Iterator[StatementCounter]:
+    """Every SQL statement the isolated stack's app sends while the test runs."""
+    counter = StatementCounter()
+
+    def listener(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        counter.statements.append(statement)
+
+    event.listen(stack.engine.sync_engine, "before_cursor_execute", listener)
+    yield counter
+    event.remove(stack.engine.sync_engine, "before_cursor_execute", listener)

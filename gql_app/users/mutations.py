@@ -14,21 +14,10 @@ from gql_app.users.models import Profile
 from gql_app.users.models import User as UserModel
 from gql_app.users.passwords import hash_password, verify_password
 from gql_app.users.types import User
+from gql_app.validation import input_error, text
 
 USERNAME = re.compile(r"^[A-Za-z0-9_.-]{3,50}$")
 EMAIL = re.compile(r"^[^@\s\x00]{1,64}@[^@\s\x00]{1,185}\.[^@\s\x00]{2,63}$")
-
-
-def invalid(field: str, message: str) -> UserError:
-    return UserError(field=["input", field], message=message, code=UserErrorCode.INVALID)
-
-
-def check_text(field: str, value: str, *, max_length: int, min_length: int = 1) -> list[UserError]:
-    if "\x00" in value:
-        return [invalid(field, f"`{field}` must not contain NUL characters.")]
-    if len(value.strip()) < min_length or len(value) > max_length:
-        return [invalid(field, f"`{field}` must be {min_length} to {max_length} characters.")]
-    return []
 
 
 @strawberry.input
@@ -69,13 +58,17 @@ class LogOutPayload:
 async def sign_up(info: Info, input: SignUpInput) -> SignUpPayload:
     errors = []
     if not USERNAME.match(input.username):
-        errors.append(invalid("username", "3 to 50 letters, digits, '.', '_' or '-'."))
+        errors.append(input_error("username", "3 to 50 letters, digits, '.', '_' or '-'."))
     if len(input.email) > 254 or not EMAIL.match(input.email):
-        errors.append(invalid("email", "Not a valid email address."))
+        errors.append(input_error("email", "Not a valid email address."))
     if not 8 <= len(input.password) <= 128:
-        errors.append(invalid("password", "The password must be 8 to 128 characters."))
+        errors.append(input_error("password", "The password must be 8 to 128 characters."))
+    display_name = None
     if input.display_name is not None:
-        errors += check_text("displayName", input.display_name, max_length=100)
+        try:
+            display_name = text("displayName", input.display_name, max_length=100)
+        except UserFailure as failure:
+            errors += failure.errors
     if errors:
         raise UserFailure(*errors)
 
@@ -110,7 +103,7 @@ async def sign_up(info: Info, input: SignUpInput) -> SignUpPayload:
     )
     db.session.add(user)
     await db.flush()
-    db.session.add(Profile(user_id=user.id, display_name=input.display_name or input.username))
+    db.session.add(Profile(user_id=user.id, display_name=display_name or input.username))
     db.session.add(Account(owner_id=user.id, currency="USD"))
     await db.flush()
     await db.session.refresh(user)

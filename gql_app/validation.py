@@ -1,0 +1,75 @@
+"""Input checks shared by every mutation. Each failure is a ``UserFailure``:
+the mutation's payload gets it as ``userErrors`` and the field writes nothing."""
+
+from __future__ import annotations
+
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from gql_app.context import Context
+from gql_app.errors import BadUserInput, UserError, UserErrorCode, UserFailure
+from gql_app.ids import decode_id_of
+from gql_app.users.models import User
+
+MAX_AMOUNT = Decimal("1000000000")  # 1e9: far above any real transfer, far below numeric(14,2)
+
+
+def input_error(field: str, message: str, code: UserErrorCode = UserErrorCode.INVALID) -> UserError:
+    """A UserError on ``["input", <field path>]`` (dotted paths: "lines.0.quantity")."""
+    return UserError(field=["input", *field.split(".")], message=message, code=code)
+
+
+def fail(
+    field: str | None, message: str, code: UserErrorCode = UserErrorCode.INVALID
+) -> UserFailure:
+    if field is None:
+        return UserFailure(UserError(field=None, message=message, code=code))
+    return UserFailure(input_error(field, message, code))
+
+
+def text(field: str, value: str, *, max_length: int, min_length: int = 1) -> str:
+    """A trimmed string of ``min_length``..``max_length`` characters, without NUL."""
+    if "\x00" in value:
+        raise fail(field, f"`{field}` must not contain NUL characters.")
+    stripped = value.strip()
+    if not min_length <= len(stripped) <= max_length:
+        raise fail(field, f"`{field}` must be {min_length} to {max_length} characters.")
+    return stripped
+
+
+def input_id(field: str, global_id: str, type_name: str) -> int:
+    """The primary key of an ID argument that must name a ``type_name``."""
+    try:
+        return decode_id_of(global_id, type_name, field)
+    except BadUserInput:
+        raise fail(field, f"`{field}` must be the ID of a {type_name}.") from None
+
+
+def amount(field: str, value: Any, *, allow_zero: bool = False) -> Decimal:
+    """A positive money amount with at most 2 decimals, at most ``MAX_AMOUNT``."""
+    try:
+        parsed = Decimal(str(value))
+    except (InvalidOperation, ValueError):
+        raise fail(field, f"`{field}` must be a decimal number.") from None
+    if not parsed.is_finite():
+        raise fail(field, f"`{field}` must be a finite number.")
+    if parsed < 0 or (parsed == 0 and not allow_zero):
+        raise fail(field, f"`{field}` must be greater than 0.")
+    if parsed > MAX_AMOUNT:
+        raise fail(field, f"`{field}` must be at most {MAX_AMOUNT}.")
+    if parsed != parsed.quantize(Decimal("0.01")):
+        raise fail(field, f"`{field}` takes at most 2 decimals.")
+    return parsed.quantize(Decimal("0.01"))
+
+
+def signed_in(ctx: Context) -> User:
+    if ctx.viewer is None:
+        raise fail(None, "You must be signed in.", UserErrorCode.UNAUTHENTICATED)
+    return ctx.viewer
+
+
+def admin(ctx: Context) -> User:
+    viewer = signed_in(ctx)
+    if not viewer.is_admin:
+        raise fail(None, "Only admins may do this.", UserErrorCode.FORBIDDEN)
+    return viewer
