@@ -88,7 +88,7 @@ class RequestDB:
     ``gql_app.loaders.BatchScheduler``).
     """
 
-    __slots__ = ("_busy", "_idle", "_lock", "fresh", "session")
+    __slots__ = ("_busy", "_closed", "_idle", "_lock", "fresh", "session")
 
     def __init__(self, session: AsyncSession, *, fresh: bool = False) -> None:
         self.session = session
@@ -97,6 +97,7 @@ class RequestDB:
         self.fresh = fresh
         self._lock = asyncio.Lock()
         self._busy = 0
+        self._closed = False
         self._idle = asyncio.Event()
         self._idle.set()
 
@@ -108,7 +109,13 @@ class RequestDB:
     def busy(self) -> bool:
         return self._busy > 0
 
+    def close(self) -> None:
+        """The operation is over: any later statement is refused."""
+        self._closed = True
+
     def enter(self) -> None:
+        if self._closed:
+            raise RuntimeError("the request's database session is closed")
         self._busy += 1
         self._idle.clear()
 
@@ -148,6 +155,15 @@ class RequestDB:
         try:
             async with self._lock:
                 return await self.session.scalar(self._prepare(statement))
+        finally:
+            self.leave()
+
+    async def refresh(self, obj: Any) -> None:
+        """Re-read an ORM object's row (after a Core UPDATE or server defaults)."""
+        self.enter()
+        try:
+            async with self._lock:
+                await self.session.refresh(obj)
         finally:
             self.leave()
 

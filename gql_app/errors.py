@@ -120,6 +120,17 @@ def _database_fault(exc: BaseException) -> ErrorCode | None:
     return None
 
 
+def _caused_by(exc: BaseException, names: set[str]) -> bool:
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if type(current).__name__ in names:
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
 def format_error(error: GraphQLError, request_id: str) -> dict[str, Any]:
     """The one place a GraphQL error becomes what the client sees.
 
@@ -136,6 +147,11 @@ def format_error(error: GraphQLError, request_id: str) -> dict[str, Any]:
         code = original.code.value
     elif code is not None:
         pass
+    elif original is not None and _caused_by(
+        original, {"CharacterNotInRepertoireError", "UntranslatableCharacterError"}
+    ):
+        formatted["message"] = "Text arguments must not contain NUL characters."
+        code = ErrorCode.BAD_USER_INPUT.value
     elif original is None or (
         error.path is None
         and isinstance(original, (GraphQLError, ValueError, TypeError))

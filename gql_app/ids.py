@@ -21,11 +21,13 @@ def decode_id(global_id: str) -> tuple[str, int]:
             raise ValueError
         raw = base64.urlsafe_b64decode(global_id + "=" * (-len(global_id) % 4)).decode()
         type_name, _, pk_text = raw.partition(":")
-        if not type_name.isalpha() or not pk_text.isdigit():
+        if not type_name.isascii() or not type_name.isalpha():
+            raise ValueError
+        if not pk_text.isascii() or not pk_text.isdigit():
             raise ValueError
         pk = int(pk_text)
-        if not 0 < pk <= MAX_PK:
-            raise ValueError
+        if not 0 < pk <= MAX_PK or encode_id(type_name, pk) != global_id:
+            raise ValueError  # one spelling per object: no "User:01", no stray characters
     except (ValueError, UnicodeDecodeError, binascii.Error):
         raise BadUserInput(f"Invalid ID: {global_id[:64]!r}.") from None
     return type_name, pk

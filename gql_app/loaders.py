@@ -81,8 +81,20 @@ class BatchScheduler:
         self._pending: list[Loader[Any, Any]] = []
         self._task: asyncio.Task[None] | None = None
         self._batches: set[asyncio.Future[None]] = set()
+        self._closed = False
+
+    def close(self) -> None:
+        """Cancel everything still waiting or running: the request is over."""
+        self._closed = True
+        if self._task is not None:
+            self._task.cancel()
+        for batch in self._batches:
+            batch.cancel()
+        self._pending.clear()
 
     def schedule(self, loader: Loader[Any, Any]) -> None:
+        if self._closed:
+            return
         self._pending.append(loader)
         if self._task is None:
             self._task = asyncio.ensure_future(self._dispatch_when_idle())
@@ -147,6 +159,9 @@ class LoaderRegistry:
     def clear_all(self) -> None:
         for loader in self._loaders.values():
             loader.clear_all()
+
+    def close(self) -> None:
+        self.scheduler.close()
 
 
 def values_array(values: Sequence[Any], element_type: Any) -> BindParameter[Any]:

@@ -67,6 +67,7 @@ class NodeQuery:
         limit = info.context.settings.max_ids
         if len(ids) > limit:
             raise BadUserInput(f"`ids` takes at most {limit} IDs; got {len(ids)}.")
-        for gid in ids:
-            decode_id(gid)  # refuse a malformed ID before any SQL runs
+        for gid in ids:  # refuse malformed IDs and unknown types before any SQL runs
+            if decode_id(gid)[0] not in _resolvers:
+                raise BadUserInput(f"Invalid ID: {gid[:64]!r}.")
         return list(await asyncio.gather(*(resolve_node(info, gid) for gid in ids)))

@@ -14,7 +14,7 @@ import binascii
 import enum
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, Generic, TypeVar
 
@@ -121,16 +121,22 @@ def _decode_value(raw: Any, key: SortKey) -> Any:
         parsed = datetime.fromisoformat(raw)
         if parsed.tzinfo is None:
             raise ValueError("naive timestamp")
-        return parsed
+        try:
+            return parsed.astimezone(UTC)
+        except OverflowError:
+            raise ValueError("timestamp out of range") from None
     if py_type is Decimal:
-        if not isinstance(raw, str):
+        if not isinstance(raw, str) or len(raw) > 40:
             raise ValueError("not a decimal")
-        return Decimal(raw)
+        number = Decimal(raw)
+        if not number.is_finite() or abs(number) >= 10**15:
+            raise ValueError("decimal out of range")
+        return number
     if py_type is int:
         if not isinstance(raw, int) or isinstance(raw, bool):
             raise ValueError("not an integer")
         return raw
-    if not isinstance(raw, str):
+    if not isinstance(raw, str) or "\x00" in raw:
         raise ValueError("not a string")
     return raw
 
@@ -428,5 +434,7 @@ class Sorting:
 
 def contains(column: Any, text: str) -> ColumnElement[bool]:
     """Case-insensitive substring match, with LIKE wildcards in ``text`` taken literally."""
+    if "\x00" in text:
+        raise BadUserInput("Search strings must not contain NUL characters.")
     escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return column.ilike(f"%{escaped}%", escape="\\")  # type: ignore[no-any-return]

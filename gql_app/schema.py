@@ -9,6 +9,7 @@ from strawberry.schema.config import StrawberryConfig
 from gql_app.commerce import queries as commerce_queries
 from gql_app.commerce.types import Order, Product
 from gql_app.content import queries as content_queries
+from gql_app.content.mutations import ContentMutation
 from gql_app.content.types import Comment, Post, Tag
 from gql_app.money import queries as money_queries
 from gql_app.money.types import Account, Transfer
@@ -32,7 +33,7 @@ class Query(
 
 
 @strawberry.type
-class Mutation(UserMutation):
+class Mutation(UserMutation, ContentMutation):
     pass
 
 

@@ -42,14 +42,19 @@ class Transaction(SchemaExtension):
             db = ctx.open_db(session, fresh=not read_only)
             await authenticate(ctx)
             yield
-            async with db.lock:  # wait for a statement still in flight (a field that errored early)
+            # Work a failed field left behind (graphql-core stops awaiting siblings
+            # once data is nulled) must not outlive the request: stop dispatching
+            # loader batches, refuse new statements, wait for one in flight.
+            ctx.loaders.close()
+            db.close()
+            async with db.lock:
                 if read_only:
                     await session.rollback()
                     return
                 result = self.execution_context.result
                 try:
                     await session.commit()
-                except Exception:
+                except Exception:  # the database refused: nothing of this operation persists
                     log.exception("commit failed", extra={"request_id": ctx.request_id})
                     await session.rollback()
                     if result is not None:
@@ -58,7 +63,7 @@ class Transaction(SchemaExtension):
                             GraphQLError(
                                 "The operation could not be committed; "
                                 "none of its changes were saved.",
-                                extensions={"code": ErrorCode.SERVICE_UNAVAILABLE.value},
+                                extensions={"code": ErrorCode.INTERNAL_SERVER_ERROR.value},
                             )
                         ]
 

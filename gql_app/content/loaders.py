@@ -44,6 +44,10 @@ def visible_posts(ctx: Context) -> list[ColumnElement[bool]]:
     return [or_(published, Post.author_id == ctx.viewer.id)]
 
 
+def can_see_post(ctx: Context, post: Post) -> bool:
+    return post.published_at is not None or ctx.can_see_private(post.author_id)
+
+
 @dataclass(frozen=True)
 class PostCriteria:
     """A PostFilter as a hashable value (part of loader keys)."""

@@ -11,17 +11,14 @@ from gql_app.content.loaders import (
     PostCriteria,
     TagByIdLoader,
     TagByNameLoader,
+    can_see_post,
 )
 from gql_app.content.types import Post, PostFilter, PostOrder, Tag, post_criteria
-from gql_app.context import Context, Info
+from gql_app.context import Info
 from gql_app.ids import decode_id_of
 from gql_app.loaders import root_page
 from gql_app.node import node_type
 from gql_app.pagination import Connection
-
-
-def can_see_post(ctx: Context, post: models.Post) -> bool:
-    return post.published_at is not None or ctx.can_see_private(post.author_id)
 
 
 @node_type("Post")

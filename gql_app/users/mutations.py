@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import re
+from datetime import datetime
 
 import strawberry
 from sqlalchemy import func, select, update
@@ -14,7 +15,7 @@ from gql_app.users.models import Profile
 from gql_app.users.models import User as UserModel
 from gql_app.users.passwords import hash_password, verify_password
 from gql_app.users.types import User
-from gql_app.validation import input_error, text
+from gql_app.validation import admin, fail, input_error, signed_in, text
 
 USERNAME = re.compile(r"^[A-Za-z0-9_.-]{3,50}$")
 EMAIL = re.compile(r"^[^@\s\x00]{1,64}@[^@\s\x00]{1,185}\.[^@\s\x00]{2,63}$")
@@ -106,7 +107,7 @@ async def sign_up(info: Info, input: SignUpInput) -> SignUpPayload:
     db.session.add(Profile(user_id=user.id, display_name=display_name or input.username))
     db.session.add(Account(owner_id=user.id, currency="USD"))
     await db.flush()
-    await db.session.refresh(user)
+    await db.refresh(user)
     info.context.viewer = user
     token = await issue_token(info.context, user)
     return SignUpPayload(user=user, token=token)  # type: ignore[arg-type]
@@ -126,10 +127,94 @@ async def log_in(info: Info, input: LogInInput) -> LogInPayload:
     await db.execute(
         update(UserModel).where(UserModel.id == user.id).values(last_login_at=func.now())
     )
-    await db.session.refresh(user)
+    await db.refresh(user)
     info.context.viewer = user
     token = await issue_token(info.context, user)
     return LogInPayload(user=user, token=token)  # type: ignore[arg-type]
+
+
+@strawberry.input
+class UpdateProfileInput:
+    display_name: str | None = strawberry.UNSET
+    bio: str | None = strawberry.field(
+        default=strawberry.UNSET, description="null clears the bio; omitted keeps it."
+    )
+    age: int | None = strawberry.field(
+        default=strawberry.UNSET, description="null clears the age; omitted keeps it."
+    )
+
+
+@strawberry.type
+class UpdateProfilePayload:
+    user: User | None = None
+    user_errors: list[UserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.input
+class DeactivateInactiveUsersInput:
+    last_login_before: datetime
+
+
+@strawberry.type
+class BulkUpdatePayload:
+    affected_count: int = 0
+    user_errors: list[UserError] = strawberry.field(default_factory=list)
+
+
+async def update_profile(info: Info, input: UpdateProfileInput) -> UpdateProfilePayload:
+    ctx = info.context
+    viewer = signed_in(ctx)
+    profile_values: dict[str, object] = {}
+    if input.display_name is not None and input.display_name is not strawberry.UNSET:
+        profile_values["display_name"] = text("displayName", input.display_name, max_length=100)
+    if input.bio is not strawberry.UNSET:
+        profile_values["bio"] = (
+            None if input.bio is None else text("bio", input.bio, max_length=2_000, min_length=0)
+        ) or None
+    user_values: dict[str, object] = {}
+    if input.age is not strawberry.UNSET:
+        if input.age is not None and not 0 <= input.age <= 150:
+            raise fail("age", "`age` must be between 0 and 150.")
+        user_values["age"] = input.age
+    if profile_values:
+        profile = await ctx.db.scalar(select(Profile).where(Profile.user_id == viewer.id))
+        if profile is None:
+            ctx.db.session.add(
+                Profile(
+                    user_id=viewer.id,
+                    **{"display_name": viewer.username, **profile_values},  # type: ignore[arg-type]
+                )
+            )
+            await ctx.db.flush()
+        else:
+            await ctx.db.execute(
+                update(Profile).where(Profile.user_id == viewer.id).values(**profile_values)
+            )
+    if user_values:
+        await ctx.db.execute(
+            update(UserModel)
+            .where(UserModel.id == viewer.id)
+            .values(**user_values, updated_at=func.now())
+        )
+    await ctx.db.refresh(viewer)
+    return UpdateProfilePayload(user=viewer)  # type: ignore[arg-type]
+
+
+async def deactivate_inactive_users(
+    info: Info, input: DeactivateInactiveUsersInput
+) -> BulkUpdatePayload:
+    admin(info.context)
+    if input.last_login_before.tzinfo is None:
+        raise fail("lastLoginBefore", "`lastLoginBefore` needs a UTC offset.")
+    result = await info.context.db.execute(
+        update(UserModel)
+        .where(
+            UserModel.is_active.is_(True),
+            func.coalesce(UserModel.last_login_at, UserModel.created_at) < input.last_login_before,
+        )
+        .values(is_active=False, updated_at=func.now())
+    )
+    return BulkUpdatePayload(affected_count=result.rowcount)  # type: ignore[attr-defined]
 
 
 @strawberry.type
@@ -144,6 +229,27 @@ class UserMutation:
     async def log_in(self, info: Info, input: LogInInput) -> LogInPayload:
         return await atomic(
             info, lambda: log_in(info, input), lambda errors: LogInPayload(user_errors=errors)
+        )
+
+    @strawberry.mutation
+    async def update_profile(self, info: Info, input: UpdateProfileInput) -> UpdateProfilePayload:
+        return await atomic(
+            info,
+            lambda: update_profile(info, input),
+            lambda errors: UpdateProfilePayload(user_errors=errors),
+        )
+
+    @strawberry.mutation(
+        description="Admins only. One set-based UPDATE: deactivates active users whose "
+        "lastLoginAt (or createdAt when never logged in) is before the cutoff."
+    )
+    async def deactivate_inactive_users(
+        self, info: Info, input: DeactivateInactiveUsersInput
+    ) -> BulkUpdatePayload:
+        return await atomic(
+            info,
+            lambda: deactivate_inactive_users(info, input),
+            lambda errors: BulkUpdatePayload(user_errors=errors),
         )
 
     @strawberry.mutation(description="Revokes the token the request was made with.")
