@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
+import re
 from typing import Any
 
 import strawberry
@@ -131,7 +132,12 @@ def _caused_by(exc: BaseException, names: set[str]) -> bool:
     return False
 
 
-def format_error(error: GraphQLError, request_id: str) -> dict[str, Any]:
+_SUGGESTION = re.compile(r" ?Did you mean [^?]*\?")
+
+
+def format_error(
+    error: GraphQLError, request_id: str, *, suggestions: bool = True
+) -> dict[str, Any]:
     """The one place a GraphQL error becomes what the client sees.
 
     AppErrors keep their message and code; errors graphql-core raised before
@@ -152,6 +158,8 @@ def format_error(error: GraphQLError, request_id: str) -> dict[str, Any]:
     ):
         formatted["message"] = "Text arguments must not contain NUL characters."
         code = ErrorCode.BAD_USER_INPUT.value
+    elif original is None and "tokens. Parsing aborted" in error.message:
+        code = ErrorCode.QUERY_TOO_COMPLEX.value
     elif original is None or (
         error.path is None
         and isinstance(original, (GraphQLError, ValueError, TypeError))
@@ -174,6 +182,8 @@ def format_error(error: GraphQLError, request_id: str) -> dict[str, Any]:
         code = (fault or ErrorCode.INTERNAL_SERVER_ERROR).value
         if fault is not None:
             _log.warning("database fault: %r", original, extra={"request_id": request_id})
+    if not suggestions:  # with introspection off, do not leak the schema through hints
+        formatted["message"] = _SUGGESTION.sub("", formatted["message"])
     extensions = dict(formatted.get("extensions") or {})
     extensions["code"] = code
     formatted["extensions"] = extensions

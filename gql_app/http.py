@@ -1,4 +1,21 @@
-"""The GraphQL endpoint: Strawberry's ASGI view with our context, JSON and error rule."""
+"""The GraphQL endpoint: Strawberry's ASGI view with our context, JSON, error rule
+and the GraphQL-over-HTTP status codes.
+
+Status codes (GraphQL over HTTP, draft of 2025, and the graphql-http audit agree):
+
+- a request that is not a well-formed GraphQL-over-HTTP request (body not a
+  JSON object, no query, bad ``variables``) → 400, both media types;
+- a request error (syntax, validation, a refused limit: the response has no
+  ``data``) → 400 with ``application/graphql-response+json``, 200 with
+  ``application/json`` (the spec's legacy media type keeps 200);
+- execution with field errors (``data`` present, even null) → 200;
+- a mutation over GET, or a method other than GET/POST → 405 with ``Allow``;
+- a body that is not ``application/json`` (form posts, ``text/plain``) → 415,
+  never executed; an ``Accept`` we cannot serve → 406; a body over the limit → 413.
+
+``application/graphql-response+json`` is used when the client accepts it;
+otherwise (including no ``Accept`` or ``*/*``) ``application/json``.
+"""
 
 from __future__ import annotations
 
@@ -9,20 +26,85 @@ import orjson
 from cross_web import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 from strawberry.asgi import GraphQL
 from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
+from strawberry.schema.exceptions import InvalidOperationTypeError
 from strawberry.types import ExecutionResult
+from strawberry.types.execution import PreExecutionError
 
 from gql_app.context import Context
 from gql_app.errors import format_error
 from gql_app.users.auth import bearer_token
 
+GRAPHQL_RESPONSE = "application/graphql-response+json"
+JSON = "application/json"
+
+
+class HTTPError(HTTPException):
+    def __init__(self, status_code: int, reason: str, headers: dict[str, str] | None = None):
+        super().__init__(status_code, reason)
+        self.headers = headers or {}
+
+
+def response_media_type(accept: str | None) -> str | None:
+    """The media type to answer with, or None when the client accepts neither."""
+    if not accept:
+        return JSON
+    offered = [part.split(";")[0].strip().lower() for part in accept.split(",")]
+    if GRAPHQL_RESPONSE in offered:
+        return GRAPHQL_RESPONSE
+    if any(media in offered for media in (JSON, "application/*", "*/*")):
+        return JSON
+    return None
+
 
 class GraphQLView(GraphQL[Context, None]):
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
+        request = Request(scope=scope, receive=receive)
+        try:
+            response = await self.run(request)
+        except HTTPException as error:
+            response = self.error_response(request, error)
+        await response(scope, receive, send)
+
+    def error_response(self, request: Request, error: HTTPException) -> Response:
+        """An HTTP-level refusal, still shaped as a GraphQL response with a code."""
+        media = response_media_type(request.headers.get("accept")) or JSON
+        body = {"errors": [{"message": error.reason, "extensions": {"code": "BAD_REQUEST"}}]}
+        return Response(
+            orjson.dumps(body),
+            status_code=error.status_code,
+            media_type=media,
+            headers=getattr(error, "headers", None),
+        )
+
+    async def run(self, request: Any, context: Any = None, root_value: Any = None) -> Any:
+        if request.method not in ("GET", "POST"):
+            raise HTTPError(405, "GraphQL accepts GET and POST.", {"Allow": "GET, POST"})
+        if self.should_render_graphql_ide(self.request_adapter_class(request)):
+            return await super().run(request)
+        media = response_media_type(request.headers.get("accept"))
+        if media is None:
+            raise HTTPError(406, f"Accept {GRAPHQL_RESPONSE} or {JSON}.")
+        if request.method == "POST":
+            content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+            if content_type != JSON:
+                raise HTTPError(415, f"POST bodies must be {JSON}.")
+        request.state.request_error = False
+        response = await super().run(request)
+        response.headers["content-type"] = f"{media}; charset=utf-8"
+        if media == GRAPHQL_RESPONSE and request.state.request_error:
+            response.status_code = 400
+        return response
+
     async def get_context(self, request: Any, response: Any = None) -> Context:
         state = request.app.state
         request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
-        return Context(
+        context = Context(
             request=request,
             settings=state.settings,
             sessionmaker=state.sessionmaker,
@@ -30,32 +112,49 @@ class GraphQLView(GraphQL[Context, None]):
             bearer_token=bearer_token(request.headers.get("authorization")),
             request_id=request_id[:64],
         )
+        request.state.context = context
+        return context
+
+    async def execute_single(self, *args: Any, **kwargs: Any) -> ExecutionResult:
+        try:
+            return await super().execute_single(*args, **kwargs)
+        except HTTPException as error:
+            if isinstance(error.__cause__, InvalidOperationTypeError):
+                raise HTTPError(
+                    405, "Mutations are only accepted over POST.", {"Allow": "POST"}
+                ) from error
+            raise
 
     async def parse_http_body(self, request: Any) -> GraphQLRequestData | list[GraphQLRequestData]:
         if request.method == "POST":
             try:
                 body = orjson.loads(await request.get_body())
             except orjson.JSONDecodeError:
-                body = None  # strawberry reports the syntax error itself below
-            else:
-                if not isinstance(body, dict):
-                    raise HTTPException(400, "The request body must be a JSON object.")
+                raise HTTPException(400, "The request body is not valid JSON.") from None
+            if not isinstance(body, dict):
+                raise HTTPException(400, "The request body must be a JSON object.")
+            if not isinstance(body.get("query"), str) and not body.get("extensions"):
+                raise HTTPException(400, "The request has no `query` string.")
         return await super().parse_http_body(request)
 
     async def process_result(
         self, request: Request, result: ExecutionResult
     ) -> GraphQLHTTPResponse:
-        context_id = request.headers.get("x-request-id") or ""
-        response: GraphQLHTTPResponse = {"data": result.data}
+        context: Context | None = getattr(request.state, "context", None)
+        request_id = context.request_id if context is not None else ""
+        suggestions = context.settings.introspection if context is not None else True
+        response: GraphQLHTTPResponse = {}
+        if isinstance(result, PreExecutionError):
+            request.state.request_error = True  # no execution: the response has no `data`
+        else:
+            response["data"] = result.data
         if result.errors:
-            response["errors"] = [format_error(e, context_id) for e in result.errors]
+            response["errors"] = [
+                format_error(e, request_id, suggestions=suggestions) for e in result.errors
+            ]
         if result.extensions:
             response["extensions"] = result.extensions
         return response
 
     def encode_json(self, data: object) -> bytes:  # type: ignore[override]
         return orjson.dumps(data)
-
-    def create_response(self, response_data: Any, sub_response: Any) -> Response:
-        response = super().create_response(response_data, sub_response)
-        return response

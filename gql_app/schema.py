@@ -7,11 +7,14 @@ from strawberry.extensions import ParserCache, ValidationCache
 from strawberry.schema.config import StrawberryConfig
 
 from gql_app.commerce import queries as commerce_queries
+from gql_app.commerce.mutations import CommerceMutation
 from gql_app.commerce.types import Order, Product
 from gql_app.content import queries as content_queries
 from gql_app.content.mutations import ContentMutation
 from gql_app.content.types import Comment, Post, Tag
+from gql_app.limits import QueryLimits
 from gql_app.money import queries as money_queries
+from gql_app.money.mutations import MoneyMutation
 from gql_app.money.types import Account, Transfer
 from gql_app.node import NodeQuery
 from gql_app.transaction import Transaction
@@ -33,7 +36,7 @@ class Query(
 
 
 @strawberry.type
-class Mutation(UserMutation, ContentMutation):
+class Mutation(UserMutation, ContentMutation, CommerceMutation, MoneyMutation):
     pass
 
 
@@ -44,6 +47,7 @@ schema = strawberry.Schema(
     # Factories: extensions are created per request; the parse and validation
     # LRU caches behind them live at module level and are shared.
     extensions=[
+        QueryLimits,
         lambda: ParserCache(maxsize=512),
         lambda: ValidationCache(maxsize=512),
         Transaction,

@@ -42,6 +42,14 @@ class Settings(BaseSettings):
     default_page_size: int = 20
     max_page_size: int = 100
     max_ids: int = 100
+    max_depth: int = 15
+    max_aliases: int = 30
+    max_directives: int = 50
+    max_tokens: int = 5_000
+    max_document_chars: int = 50_000
+    max_cost: int = 50_000
+    max_body_bytes: int = 1_048_576
+    cors_origins: list[str] = []
 
     log_level: str = "INFO"
     slow_query_ms: int = 200

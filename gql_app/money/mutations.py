@@ -1,0 +1,227 @@
+"""transferFunds and depositFunds.
+
+A transfer locks both accounts with one ``SELECT ... ORDER BY id FOR UPDATE``
+(a fixed order, so opposite transfers cannot deadlock), checks the balance,
+records the transfer and moves the money with Core UPDATEs. The transfer row is
+inserted before the money moves, in its own savepoint: a request that loses an
+idempotency-key race to a concurrent one rolls back only that insert, moves
+nothing and answers with the winner's transfer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from decimal import Decimal
+from typing import TypeVar
+
+import strawberry
+from sqlalchemy import any_, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from gql_app.context import Context, Info
+from gql_app.db import id_array
+from gql_app.errors import UserError, UserErrorCode, UserFailure
+from gql_app.money.loaders import AccountByIdLoader
+from gql_app.money.models import Account as AccountModel
+from gql_app.money.models import Transfer as TransferModel
+from gql_app.money.types import Account, Transfer
+from gql_app.transaction import atomic
+from gql_app.validation import admin, amount, fail, input_id, signed_in
+
+MAX_BALANCE = Decimal("999999999999.99")  # numeric(14,2)
+MAX_KEY_LENGTH = 100  # transfers.idempotency_key is varchar(100)
+UNIQUE_VIOLATION = "23505"
+
+T = TypeVar("T")
+
+
+@strawberry.input
+class TransferFundsInput:
+    from_account_id: strawberry.ID
+    to_account_id: strawberry.ID
+    amount: Decimal
+    idempotency_key: str | None = strawberry.field(
+        default=None,
+        description="Repeating a transfer with the same key returns the first transfer "
+        "and moves no more money.",
+    )
+
+
+@strawberry.type
+class TransferFundsPayload:
+    transfer: Transfer | None = None
+    from_: Account | None = strawberry.field(name="from", default=None)
+    to: Account | None = None
+    user_errors: list[UserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.input
+class DepositFundsInput:
+    account_id: strawberry.ID
+    amount: Decimal
+
+
+@strawberry.type
+class DepositFundsPayload:
+    account: Account | None = None
+    user_errors: list[UserError] = strawberry.field(default_factory=list)
+
+
+def collect(errors: list[UserError], check: Callable[[], T]) -> T | None:
+    """Run one input check, adding its failure to ``errors`` instead of raising."""
+    try:
+        return check()
+    except UserFailure as failure:
+        errors += failure.errors
+        return None
+
+
+def idempotency_key(value: str | None) -> str | None:
+    """An opaque key, kept exactly as given: 1..100 characters, without NUL."""
+    if value is not None and (not 1 <= len(value) <= MAX_KEY_LENGTH or "\x00" in value):
+        raise fail("idempotencyKey", f"`idempotencyKey` must be 1 to {MAX_KEY_LENGTH} characters.")
+    return value
+
+
+async def lock_accounts(ctx: Context, *ids: int) -> dict[int, AccountModel]:
+    """The accounts that exist among ``ids``, locked in id order (one statement)."""
+    rows = await ctx.db.scalars(
+        select(AccountModel)
+        .where(AccountModel.id == any_(id_array(sorted(set(ids)))))
+        .order_by(AccountModel.id)
+        .with_for_update()
+    )
+    return {row.id: row for row in rows}
+
+
+async def fresh_accounts(ctx: Context, *ids: int) -> list[AccountModel | None]:
+    """The accounts as they are now, after this field's writes (one batched statement)."""
+    loader = ctx.loaders.get(AccountByIdLoader)
+    for pk in ids:
+        loader.clear(pk)
+    return await loader.load_many(list(ids))
+
+
+async def transfer_by_key(ctx: Context, key: str) -> TransferModel | None:
+    return await ctx.db.scalar(select(TransferModel).where(TransferModel.idempotency_key == key))  # type: ignore[no-any-return]
+
+
+async def replay(
+    ctx: Context, earlier: TransferModel, from_id: int, to_id: int, value: Decimal
+) -> TransferFundsPayload:
+    """The answer to a repeated key: the first transfer and the current balances, or
+    INVALID when the key was used for a different transfer."""
+    if (earlier.from_account_id, earlier.to_account_id, earlier.amount) != (from_id, to_id, value):
+        raise fail("idempotencyKey", "This idempotency key was already used for another transfer.")
+    source, target = await fresh_accounts(ctx, from_id, to_id)
+    return TransferFundsPayload(transfer=earlier, from_=source, to=target)  # type: ignore[arg-type]
+
+
+async def transfer_funds(info: Info, input: TransferFundsInput) -> TransferFundsPayload:
+    ctx = info.context
+    viewer = signed_in(ctx)
+    errors: list[UserError] = []
+    from_id = collect(errors, lambda: input_id("fromAccountId", input.from_account_id, "Account"))
+    to_id = collect(errors, lambda: input_id("toAccountId", input.to_account_id, "Account"))
+    value = collect(errors, lambda: amount("amount", input.amount))
+    key = collect(errors, lambda: idempotency_key(input.idempotency_key))
+    if errors:
+        raise UserFailure(*errors)
+    assert from_id is not None and to_id is not None and value is not None
+    if from_id == to_id:
+        raise fail("toAccountId", "A transfer needs two different accounts.")
+
+    accounts = await lock_accounts(ctx, from_id, to_id)
+    source, target = accounts.get(from_id), accounts.get(to_id)
+    if source is None or not ctx.can_see_private(source.owner_id):
+        raise fail("fromAccountId", "No such account.", UserErrorCode.NOT_FOUND)
+    if source.owner_id != viewer.id:
+        raise fail(
+            "fromAccountId", "You can only send from your own account.", UserErrorCode.FORBIDDEN
+        )
+    if target is None:
+        raise fail("toAccountId", "No such account.", UserErrorCode.NOT_FOUND)
+    if target.currency != source.currency:
+        raise fail("toAccountId", f"The receiving account is not in {source.currency}.")
+    if key is not None and (earlier := await transfer_by_key(ctx, key)) is not None:
+        return await replay(ctx, earlier, from_id, to_id, value)
+    if source.balance < value:
+        raise fail("amount", "Insufficient funds.", UserErrorCode.INSUFFICIENT_FUNDS)
+    if target.balance + value > MAX_BALANCE:
+        raise fail("amount", "The receiving account cannot hold that much.")
+
+    try:
+        async with ctx.db.session.begin_nested():
+            transfer: TransferModel = await ctx.db.scalar(
+                insert(TransferModel)
+                .values(
+                    from_account_id=from_id, to_account_id=to_id, amount=value, idempotency_key=key
+                )
+                .returning(TransferModel)
+            )
+    except IntegrityError as exc:
+        # A concurrent request with the same key inserted first and has committed.
+        if key is None or getattr(exc.orig, "sqlstate", None) != UNIQUE_VIOLATION:
+            raise
+        winner = await transfer_by_key(ctx, key)
+        if winner is None:
+            raise
+        return await replay(ctx, winner, from_id, to_id, value)
+    await ctx.db.execute(
+        update(AccountModel)
+        .where(AccountModel.id == from_id)
+        .values(balance=AccountModel.balance - value)
+        .execution_options(synchronize_session=False)
+    )
+    await ctx.db.execute(
+        update(AccountModel)
+        .where(AccountModel.id == to_id)
+        .values(balance=AccountModel.balance + value)
+        .execution_options(synchronize_session=False)
+    )
+    source, target = await fresh_accounts(ctx, from_id, to_id)
+    return TransferFundsPayload(transfer=transfer, from_=source, to=target)  # type: ignore[arg-type]
+
+
+async def deposit_funds(info: Info, input: DepositFundsInput) -> DepositFundsPayload:
+    ctx = info.context
+    admin(ctx)
+    errors: list[UserError] = []
+    account_id = collect(errors, lambda: input_id("accountId", input.account_id, "Account"))
+    value = collect(errors, lambda: amount("amount", input.amount))
+    if errors:
+        raise UserFailure(*errors)
+    assert account_id is not None and value is not None
+
+    account = (await lock_accounts(ctx, account_id)).get(account_id)
+    if account is None:
+        raise fail("accountId", "No such account.", UserErrorCode.NOT_FOUND)
+    if account.balance + value > MAX_BALANCE:
+        raise fail("amount", f"The balance cannot exceed {MAX_BALANCE}.")
+    await ctx.db.execute(
+        update(AccountModel)
+        .where(AccountModel.id == account_id)
+        .values(balance=AccountModel.balance + value)
+        .execution_options(synchronize_session=False)
+    )
+    (account,) = await fresh_accounts(ctx, account_id)
+    return DepositFundsPayload(account=account)  # type: ignore[arg-type]
+
+
+@strawberry.type
+class MoneyMutation:
+    @strawberry.mutation
+    async def transfer_funds(self, info: Info, input: TransferFundsInput) -> TransferFundsPayload:
+        return await atomic(
+            info,
+            lambda: transfer_funds(info, input),
+            lambda errors: TransferFundsPayload(user_errors=errors),
+        )
+
+    @strawberry.mutation(description="Admins only.")
+    async def deposit_funds(self, info: Info, input: DepositFundsInput) -> DepositFundsPayload:
+        return await atomic(
+            info,
+            lambda: deposit_funds(info, input),
+            lambda errors: DepositFundsPayload(user_errors=errors),
+        )
