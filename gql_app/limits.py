@@ -215,7 +215,14 @@ class QueryLimits(SchemaExtension):
                 if isinstance(d, FragmentDefinitionNode)
             }
             operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
-            name = context.operation_name
+            # Strawberry's ``operation_name`` falls back to the first operation's name;
+            # what the client sent is the provided one.
+            name = context._provided_operation_name
+            if name is None and len(operations) > 1:
+                raise QueryTooComplex(
+                    "The document has several operations: say which to run with `operationName`.",
+                    ErrorCode.BAD_USER_INPUT,
+                )
             operation = next(
                 (o for o in operations if name is None or (o.name and o.name.value == name)), None
             )
