@@ -7,28 +7,42 @@ from collections.abc import AsyncIterator
 
 from sqlalchemy import text
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from gql_app.db import create_engine, create_sessionmaker
 from gql_app.embedded import database_url
-from gql_app.http import GraphQLView
+from gql_app.http import BodySizeLimit, GraphQLView
+from gql_app.observability import (
+    Metrics,
+    RequestObservability,
+    configure_logging,
+    instrument_engine,
+)
 from gql_app.schema import schema
 from gql_app.settings import Settings, get_settings
 
 
 def create_app(settings: Settings | None = None) -> Starlette:
     settings = settings or get_settings()
+    metrics = Metrics()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        configure_logging(settings)
         engine = create_engine(settings, database_url(settings))
         replica = (
             create_engine(settings, settings.read_replica_url)
             if settings.read_replica_url
             else None
         )
+        for name, observed in (("primary", engine), ("replica", replica)):
+            if observed is not None:
+                instrument_engine(observed, settings.slow_query_ms)
+                metrics.watch_pool(name, observed)
         app.state.settings = settings
         app.state.engine = engine
         app.state.sessionmaker = create_sessionmaker(engine)
@@ -58,9 +72,28 @@ def create_app(settings: Settings | None = None) -> Starlette:
     )
     return Starlette(
         routes=[
-            Route("/graphql", graphql, methods=["GET", "POST"]),
+            # Every method reaches the view, which answers 405 with the right Allow.
+            Route("/graphql", graphql),
             Route("/health", health),
             Route("/ready", ready),
+            Route("/metrics", metrics.endpoint),
         ],
+        middleware=[
+            Middleware(RequestObservability, metrics=metrics),
+            Middleware(BodySizeLimit, max_bytes=settings.max_body_bytes),
+        ]
+        + (
+            [
+                Middleware(
+                    CORSMiddleware,
+                    allow_origins=settings.cors_origins,
+                    allow_methods=["GET", "POST"],
+                    allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
+                    expose_headers=["X-Request-ID"],
+                )
+            ]
+            if settings.cors_origins
+            else []
+        ),
         lifespan=lifespan,
     )

@@ -27,7 +27,6 @@ class Context:
     bearer_token: str | None = None
     viewer: User | None = None
     request_id: str = ""
-    statement_count: int = 0
     _db: RequestDB | None = None
     loaders: LoaderRegistry = field(init=False)
 

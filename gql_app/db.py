@@ -56,6 +56,8 @@ def create_engine(settings: Settings, url: str | None = None) -> AsyncEngine:
         pool_timeout=settings.pool_timeout,
         pool_recycle=settings.pool_recycle,
         pool_pre_ping=settings.pool_pre_ping,
+        # Errors (and so logs) never carry parameter values: they may hold secrets.
+        hide_parameters=True,
         connect_args={
             "statement_cache_size": settings.prepared_statement_cache_size,
             "server_settings": {

@@ -19,7 +19,6 @@ otherwise (including no ``Accept`` or ``*/*``) ``application/json``.
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 import orjson
@@ -35,6 +34,7 @@ from strawberry.types.execution import PreExecutionError
 
 from gql_app.context import Context
 from gql_app.errors import format_error
+from gql_app.observability import record_errors, request_id_for
 from gql_app.users.auth import bearer_token
 
 GRAPHQL_RESPONSE = "application/graphql-response+json"
@@ -103,14 +103,13 @@ class GraphQLView(GraphQL[Context, None]):
 
     async def get_context(self, request: Any, response: Any = None) -> Context:
         state = request.app.state
-        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
         context = Context(
             request=request,
             settings=state.settings,
             sessionmaker=state.sessionmaker,
             read_sessionmaker=state.read_sessionmaker,
             bearer_token=bearer_token(request.headers.get("authorization")),
-            request_id=request_id[:64],
+            request_id=request_id_for(request),
         )
         request.state.context = context
         return context
@@ -149,12 +148,65 @@ class GraphQLView(GraphQL[Context, None]):
         else:
             response["data"] = result.data
         if result.errors:
-            response["errors"] = [
-                format_error(e, request_id, suggestions=suggestions) for e in result.errors
-            ]
+            errors = [format_error(e, request_id, suggestions=suggestions) for e in result.errors]
+            record_errors([e["extensions"]["code"] for e in errors])
+            response["errors"] = list(errors)
         if result.extensions:
             response["extensions"] = result.extensions
         return response
 
     def encode_json(self, data: object) -> bytes:  # type: ignore[override]
         return orjson.dumps(data)
+
+
+class BodySizeLimit:
+    """413 for request bodies over ``max_bytes``, without reading them into memory.
+
+    A declared Content-Length over the limit is refused before any byte is read;
+    otherwise the body is counted as it streams and refused at the first byte
+    past the limit.
+    """
+
+    def __init__(self, app: Any, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or ()).get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
+            await self._refuse(scope, receive, send)
+            return
+        received = 0
+
+        async def counting_receive() -> Any:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise BodyTooLarge
+            return message
+
+        try:
+            await self.app(scope, counting_receive, send)
+        except BodyTooLarge:
+            await self._refuse(scope, receive, send)
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        body = {
+            "errors": [
+                {
+                    "message": f"The request body is larger than {self.max_bytes} bytes.",
+                    "extensions": {"code": "BAD_REQUEST"},
+                }
+            ]
+        }
+        response = Response(orjson.dumps(body), status_code=413, media_type=JSON)
+        await response(scope, receive, send)
+
+
+class BodyTooLarge(Exception):
+    pass

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import strawberry
 from strawberry.extensions import ParserCache, ValidationCache
 from strawberry.schema.config import StrawberryConfig
@@ -17,6 +19,7 @@ from gql_app.money import queries as money_queries
 from gql_app.money.mutations import MoneyMutation
 from gql_app.money.types import Account, Transfer
 from gql_app.node import NodeQuery
+from gql_app.observability import ObserveOperation
 from gql_app.transaction import Transaction
 from gql_app.users import queries as user_queries
 from gql_app.users.mutations import UserMutation
@@ -40,7 +43,13 @@ class Mutation(UserMutation, ContentMutation, CommerceMutation, MoneyMutation):
     pass
 
 
-schema = strawberry.Schema(
+class Schema(strawberry.Schema):
+    def process_errors(self, errors: Any, execution_context: Any = None) -> None:
+        """Strawberry logs every error with its traceback here; ``errors.format_error``
+        already logs the unexpected ones once, masked, with the request id."""
+
+
+schema = Schema(
     query=Query,
     mutation=Mutation,
     types=[User, Post, Tag, Comment, Product, Order, Account, Transfer],
@@ -51,6 +60,7 @@ schema = strawberry.Schema(
         lambda: ParserCache(maxsize=512),
         lambda: ValidationCache(maxsize=512),
         Transaction,
+        ObserveOperation,
     ],
     config=StrawberryConfig(auto_camel_case=True),
 )

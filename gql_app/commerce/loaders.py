@@ -10,6 +10,7 @@ from sqlalchemy.sql.elements import BindParameter
 
 from gql_app.commerce.models import Order, OrderItem, OrderStatus, Product
 from gql_app.context import Context
+from gql_app.errors import BadUserInput
 from gql_app.loaders import (
     AggregateLoader,
     ByColumnLoader,
@@ -35,6 +36,7 @@ ORDER_SORTING = Sorting(
     ("CREATED_AT", OrderDirection.DESC),
 )
 ZERO = Decimal("0.00")
+MAX_PRICE = Decimal(10) ** 10  # numeric(12, 2)
 LINE_TOTAL = OrderItem.quantity * OrderItem.unit_price
 NOT_CANCELLED = Order.status != OrderStatus.CANCELLED
 
@@ -49,6 +51,9 @@ class ProductCriteria:
 
     def conditions(self) -> list[ColumnElement[bool]]:
         conds: list[ColumnElement[bool]] = []
+        for name, bound in (("minPrice", self.min_price), ("maxPrice", self.max_price)):
+            if bound is not None and (not bound.is_finite() or abs(bound) >= MAX_PRICE):
+                raise BadUserInput(f"`{name}` must be a finite price below {MAX_PRICE}.")
         if self.search:
             conds.append(contains(Product.name, self.search) | contains(Product.sku, self.search))
         if self.sku_prefix:

@@ -1,0 +1,383 @@
+"""Request ids, structured logs, SQL statement counting and Prometheus metrics.
+
+One ``RequestObservation`` per HTTP request lives in a ``ContextVar`` for the
+request's task (set by the ``RequestObservability`` ASGI middleware). Every
+task the request spawns (graphql-core's gathers, loader batches) copies that
+context, and SQLAlchemy runs cursor events in a greenlet that shares its
+caller's context, so the ``before_cursor_execute`` listener finds the request
+that issued the statement: the count is exact even under concurrency.
+
+Each finished GraphQL request writes one JSON log line (logger
+``gql_app.request``) and updates the metrics::
+
+    gql_requests_total{operation_type, operation_name, outcome}
+    gql_request_duration_seconds{operation_type, operation_name}  (histogram)
+    gql_errors_total{code}
+    gql_request_sql_statements{operation_type}                    (histogram)
+    gql_db_pool_size / _connections_in_use / _connections_idle / _overflow {pool}
+
+Several workers (``--workers N``): every worker process has its own metrics, so
+without more setup a scrape of ``/metrics`` sees one worker at random. Set
+``PROMETHEUS_MULTIPROC_DIR`` to an empty directory, writable by every worker,
+before the server starts (and empty it at each start): counters and histograms
+are then written there and summed over all workers at scrape time. The pool
+gauges are always those of the worker that answered the scrape.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import time
+import uuid
+from collections.abc import Iterator
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.registry import Collector
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.datastructures import MutableHeaders
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from strawberry.extensions import SchemaExtension
+
+from gql_app.settings import Settings
+
+request_log = logging.getLogger("gql_app.request")
+sql_log = logging.getLogger("gql_app.sql")
+
+# ---------------------------------------------------------------- the request's observation
+
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+
+
+def request_id_from(header: str | None) -> str:
+    """The client's ``X-Request-ID`` when it is sane, else a fresh one."""
+    if header is not None and _REQUEST_ID.fullmatch(header):
+        return header
+    return uuid.uuid4().hex
+
+
+@dataclass(eq=False)
+class RequestObservation:
+    request_id: str
+    started: float = field(default_factory=time.perf_counter)
+    sql_statements: int = 0
+    operation_name: str | None = None
+    operation_type: str | None = None
+    error_codes: list[str] = field(default_factory=list)
+    status: int = 0
+
+    @property
+    def outcome(self) -> str:
+        return "ok" if not self.error_codes and self.status < 400 else "errors"
+
+
+_current: ContextVar[RequestObservation | None] = ContextVar("gql_app_request", default=None)
+
+
+def current_observation() -> RequestObservation | None:
+    """The HTTP request this task works for (None outside a request)."""
+    return _current.get()
+
+
+def request_id_for(request: Request) -> str:
+    """The request's id: the middleware's, or (without the middleware) one made here."""
+    observation = _current.get()
+    if observation is not None:
+        return observation.request_id
+    return request_id_from(request.headers.get("x-request-id"))
+
+
+def record_errors(codes: list[str]) -> None:
+    """Called by the GraphQL view with the codes of the errors it sends."""
+    observation = _current.get()
+    if observation is not None:
+        observation.error_codes.extend(codes)
+
+
+class ObserveOperation(SchemaExtension):
+    """Notes the operation's name and type (query/mutation) for the request's log line."""
+
+    def on_operation(self) -> Iterator[None]:
+        try:
+            yield
+        finally:
+            observation = _current.get()
+            if observation is not None:
+                execution = self.execution_context
+                try:
+                    observation.operation_type = execution.operation_type.value
+                except Exception:  # no document, or no operation of that name
+                    pass
+                else:
+                    observation.operation_name = execution.operation_name
+
+
+# ---------------------------------------------------------------- SQL statements
+
+
+def instrument_engine(engine: AsyncEngine, slow_query_ms: float) -> None:
+    """Count each statement for the current request; log those slower than ``slow_query_ms``.
+
+    The slow-query line carries the statement text, never its parameters.
+    """
+
+    def before(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        conn.info["gql_app.started"] = time.perf_counter()
+        observation = _current.get()
+        if observation is not None:
+            observation.sql_statements += 1
+
+    def after(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        started = conn.info.pop("gql_app.started", None)
+        if started is None:
+            return
+        duration_ms = (time.perf_counter() - started) * 1000
+        if duration_ms >= slow_query_ms:
+            observation = _current.get()
+            sql_log.warning(
+                "slow query",
+                extra={
+                    "request_id": observation.request_id if observation else None,
+                    "duration_ms": round(duration_ms, 2),
+                    "statement": statement[:4000],
+                },
+            )
+
+    event.listen(engine.sync_engine, "before_cursor_execute", before)
+    event.listen(engine.sync_engine, "after_cursor_execute", after)
+
+
+# ---------------------------------------------------------------- metrics
+
+MAX_NAME_LENGTH = 64
+MAX_NAMES = 200
+
+
+class PoolCollector(Collector):
+    """Connection pool gauges, read from the engines' pools at scrape time."""
+
+    def __init__(self) -> None:
+        self.engines: dict[str, AsyncEngine] = {}
+
+    def collect(self) -> Iterator[Metric]:
+        gauges = {
+            "size": GaugeMetricFamily(
+                "gql_db_pool_size", "Connections the pool keeps open.", labels=["pool"]
+            ),
+            "in_use": GaugeMetricFamily(
+                "gql_db_pool_connections_in_use",
+                "Connections checked out by requests.",
+                labels=["pool"],
+            ),
+            "idle": GaugeMetricFamily(
+                "gql_db_pool_connections_idle",
+                "Open connections waiting in the pool.",
+                labels=["pool"],
+            ),
+            "overflow": GaugeMetricFamily(
+                "gql_db_pool_overflow",
+                "Connections open beyond the pool size (at max_overflow, requests wait).",
+                labels=["pool"],
+            ),
+        }
+        for name, engine in self.engines.items():
+            pool: Any = engine.pool
+            if not hasattr(pool, "checkedout"):
+                continue
+            gauges["size"].add_metric([name], pool.size())
+            gauges["in_use"].add_metric([name], pool.checkedout())
+            gauges["idle"].add_metric([name], pool.checkedin())
+            gauges["overflow"].add_metric([name], max(0, pool.overflow()))
+        yield from gauges.values()
+
+
+class Metrics:
+    """The app's Prometheus metrics, in a registry of its own (one per app, not global)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.pools = PoolCollector()
+        self.registry.register(self.pools)
+        self._names: set[str] = set()
+        self.requests = Counter(
+            "gql_requests",
+            "GraphQL requests.",
+            ["operation_type", "operation_name", "outcome"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "gql_request_duration_seconds",
+            "GraphQL request latency.",
+            ["operation_type", "operation_name"],
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+            registry=self.registry,
+        )
+        self.errors = Counter(
+            "gql_errors",
+            "Errors sent to clients, by code (BAD_REQUEST: refused at the HTTP level).",
+            ["code"],
+            registry=self.registry,
+        )
+        self.sql_statements = Histogram(
+            "gql_request_sql_statements",
+            "SQL statements per GraphQL request.",
+            ["operation_type"],
+            buckets=(0, 1, 2, 3, 4, 5, 6, 8, 10, 15, 20, 30, 50, 100),
+            registry=self.registry,
+        )
+
+    def watch_pool(self, name: str, engine: AsyncEngine) -> None:
+        self.pools.engines[name] = engine
+
+    def name_label(self, name: str | None) -> str:
+        """Bounded cardinality: long names, and names beyond the first 200, are "other"."""
+        if not name:
+            return "anonymous"
+        if name in self._names:
+            return name
+        if len(name) > MAX_NAME_LENGTH or len(self._names) >= MAX_NAMES:
+            return "other"
+        self._names.add(name)
+        return name
+
+    def observe(self, observation: RequestObservation, duration: float) -> None:
+        kind = observation.operation_type or "unknown"
+        name = self.name_label(observation.operation_name)
+        self.requests.labels(kind, name, observation.outcome).inc()
+        self.latency.labels(kind, name).observe(duration)
+        self.sql_statements.labels(kind).observe(observation.sql_statements)
+        for code in observation.error_codes:
+            self.errors.labels(code).inc()
+
+    def exposition_registry(self) -> Collector:
+        if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            return self.registry
+        from prometheus_client import multiprocess
+
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        registry.register(self.pools)
+        return registry
+
+    async def endpoint(self, request: Request) -> Response:
+        """GET /metrics in the Prometheus text format (OpenMetrics when asked for)."""
+        encoder, content_type = choose_encoder(request.headers.get("accept", ""))
+        return Response(encoder(self.exposition_registry()), headers={"Content-Type": content_type})
+
+
+# ---------------------------------------------------------------- the middleware
+
+
+class RequestObservability:
+    """Pure ASGI middleware: request id in and out, one log line and metrics per GraphQL request.
+
+    It never buffers: it only adds ``X-Request-ID`` to the response start message.
+    """
+
+    def __init__(self, app: ASGIApp, metrics: Metrics, graphql_path: str = "/graphql") -> None:
+        self.app = app
+        self.metrics = metrics
+        self.graphql_path = graphql_path
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        header = next((v for k, v in scope["headers"] if k == b"x-request-id"), None)
+        observation = RequestObservation(
+            request_id_from(header.decode("latin-1") if header is not None else None)
+        )
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                observation.status = message["status"]
+                MutableHeaders(scope=message)["x-request-id"] = observation.request_id
+            await send(message)
+
+        token = _current.set(observation)
+        try:
+            await self.app(scope, receive, send_with_id)
+        except Exception:
+            if not observation.status:  # answer the 500 here, so it carries the id too
+                await Response("Internal Server Error", status_code=500, media_type="text/plain")(
+                    scope, receive, send_with_id
+                )
+            raise
+        finally:
+            _current.reset(token)
+            if scope["path"] in {self.graphql_path, scope.get("root_path", "") + self.graphql_path}:
+                self.finish(observation)
+
+    def finish(self, observation: RequestObservation) -> None:
+        duration = time.perf_counter() - observation.started
+        if observation.status >= 400 and not observation.error_codes:
+            # An HTTP-level refusal (405, 413, 415...): the code its body carries.
+            observation.error_codes.append(
+                "INTERNAL_SERVER_ERROR" if observation.status >= 500 else "BAD_REQUEST"
+            )
+        self.metrics.observe(observation, duration)
+        request_log.log(
+            logging.ERROR if observation.status >= 500 else logging.INFO,
+            "graphql request",
+            extra={
+                "request_id": observation.request_id,
+                "operation_name": observation.operation_name,
+                "operation_type": observation.operation_type,
+                "duration_ms": round(duration * 1000, 2),
+                "sql_statements": observation.sql_statements,
+                "outcome": observation.outcome,
+                "error_codes": sorted(set(observation.error_codes)),
+                "status": observation.status,
+            },
+        )
+
+
+# ---------------------------------------------------------------- logging
+
+_STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
+
+
+class JSONFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message, and every ``extra`` field."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for key, value in vars(record).items():
+            if key not in _STANDARD and not key.startswith("_"):
+                entry[key] = value
+        if "request_id" not in entry and (observation := _current.get()) is not None:
+            entry["request_id"] = observation.request_id
+        if record.exc_info:
+            entry["exc_info"] = self.formatException(record.exc_info)
+        if record.stack_info:
+            entry["stack_info"] = self.formatStack(record.stack_info)
+        return orjson.dumps(entry, default=repr).decode()
+
+
+def configure_logging(settings: Settings) -> None:
+    """JSON lines on stderr from the root logger; ``gql_app.*`` at ``settings.log_level``.
+
+    Idempotent: calling it again (another app in the same process) only sets the level.
+    """
+    root = logging.getLogger()
+    if not any(isinstance(h.formatter, JSONFormatter) for h in root.handlers):
+        handler = logging.StreamHandler()
+        handler.setFormatter(JSONFormatter())
+        root.addHandler(handler)
+    logging.getLogger("gql_app").setLevel(settings.log_level.upper())
