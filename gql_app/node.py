@@ -10,6 +10,7 @@ import strawberry
 
 from gql_app.context import Info
 from gql_app.errors import BadUserInput
+from gql_app.fastpath import computed
 from gql_app.ids import decode_id, encode_id
 
 
@@ -36,11 +37,11 @@ def node_type(type_name: str) -> Callable[[NodeResolver], NodeResolver]:
 
 def global_id(type_name: str) -> Any:
     """The ``id`` field of a Node type backed by a model with an integer ``id``."""
-
-    def resolve(root: strawberry.Parent[Any]) -> strawberry.ID:
-        return strawberry.ID(encode_id(type_name, root.id))
-
-    return strawberry.field(resolver=resolve, description="Opaque global ID.")
+    return computed(
+        lambda root, info: encode_id(type_name, root.id),
+        strawberry.ID,
+        description="Opaque global ID.",
+    )
 
 
 async def resolve_node(info: Info, gid: str) -> Any:

@@ -20,12 +20,19 @@ from typing import Any, Generic, TypeVar
 
 import orjson
 import strawberry
+from graphql import (
+    FieldNode,
+    FragmentDefinitionNode,
+    FragmentSpreadNode,
+    InlineFragmentNode,
+    SelectionSetNode,
+)
 from sqlalchemy import ColumnElement, FromClause, and_, func, literal, or_, select, true, tuple_
 from sqlalchemy.orm import InstrumentedAttribute, aliased
-from strawberry.types.nodes import SelectedField
 
 from gql_app.db import RequestDB, id_array
 from gql_app.errors import BadUserInput
+from gql_app.fastpath import computed
 from gql_app.settings import Settings
 
 M = TypeVar("M")
@@ -342,10 +349,24 @@ class PageInfo:
 class Edge(Generic[T]):
     node: T
     args: strawberry.Private[PageArgs]
+    cursor: str = computed(lambda edge, info: edge.args.cursor_for(edge.node), str)
 
-    @strawberry.field
-    def cursor(self) -> str:
-        return self.args.cursor_for(self.node)
+
+def _page_info(connection: Connection[Any], info: Any) -> PageInfo:
+    page = connection.page
+    items = page.items
+    return PageInfo(
+        has_next_page=page.has_next,
+        has_previous_page=page.has_previous,
+        start_cursor=page.args.cursor_for(items[0]) if items else None,
+        end_cursor=page.args.cursor_for(items[-1]) if items else None,
+    )
+
+
+def _total_count(connection: Connection[Any], info: Any) -> int:
+    if connection.page.total is None:
+        raise RuntimeError("totalCount was not loaded with the page")
+    return connection.page.total
 
 
 @strawberry.type
@@ -353,46 +374,49 @@ class Connection(Generic[T]):
     """A Relay connection; ``Connection[Post]`` is exposed as ``PostConnection``."""
 
     page: strawberry.Private[Page[Any]]
-
-    @strawberry.field
-    def edges(self) -> list[Edge[T]]:
-        args = self.page.args
-        return [Edge(node=item, args=args) for item in self.page.items]
-
-    @strawberry.field
-    def nodes(self) -> list[T]:
-        return self.page.items
-
-    @strawberry.field
-    def page_info(self) -> PageInfo:
-        page = self.page
-        items = page.items
-        return PageInfo(
-            has_next_page=page.has_next,
-            has_previous_page=page.has_previous,
-            start_cursor=page.args.cursor_for(items[0]) if items else None,
-            end_cursor=page.args.cursor_for(items[-1]) if items else None,
-        )
-
-    @strawberry.field
-    def total_count(self) -> int:
-        if self.page.total is None:
-            raise RuntimeError("totalCount was not loaded with the page")
-        return self.page.total
+    edges: list[Edge[T]] = computed(
+        lambda connection, info: [
+            Edge(node=item, args=connection.page.args) for item in connection.page.items
+        ],
+        list[Edge[T]],  # type: ignore[valid-type]
+    )
+    nodes: list[T] = computed(lambda connection, info: connection.page.items, list[T])  # type: ignore[valid-type]
+    page_info: PageInfo = computed(_page_info, PageInfo)
+    total_count: int = computed(_total_count, int)
 
 
 def wants_total_count(info: Any) -> bool:
-    """Does the connection field being resolved select ``totalCount`` (through fragments too)?"""
-    return any(_selects(field.selections, "totalCount") for field in info.selected_fields)
+    """Does the connection field being resolved select ``totalCount`` (through fragments too)?
+
+    Reads graphql-core's AST directly: cheaper than Strawberry's ``selected_fields``.
+    """
+    raw = info._raw_info
+    return any(
+        _selects(node.selection_set, "totalCount", raw.fragments, set()) for node in raw.field_nodes
+    )
 
 
-def _selects(selections: Sequence[Any], name: str) -> bool:
-    for selection in selections:
-        if isinstance(selection, SelectedField):
-            if selection.name == name:
+def _selects(
+    selection_set: SelectionSetNode | None,
+    name: str,
+    fragments: dict[str, FragmentDefinitionNode],
+    seen: set[str],
+) -> bool:
+    if selection_set is None:
+        return False
+    for selection in selection_set.selections:
+        if isinstance(selection, FieldNode):
+            if selection.name.value == name:
                 return True
-        elif _selects(selection.selections, name):
-            return True
+        elif isinstance(selection, InlineFragmentNode):
+            if _selects(selection.selection_set, name, fragments, seen):
+                return True
+        elif isinstance(selection, FragmentSpreadNode):
+            spread = selection.name.value
+            if spread not in seen and spread in fragments:
+                seen.add(spread)
+                if _selects(fragments[spread].selection_set, name, fragments, seen):
+                    return True
     return False
 
 

@@ -20,6 +20,7 @@ from gql_app.commerce.loaders import (
     UnitsSoldByProductIdLoader,
 )
 from gql_app.context import Info
+from gql_app.fastpath import computed, loaded
 from gql_app.loaders import load_page
 from gql_app.node import Node, global_id
 from gql_app.pagination import Connection, OrderDirection
@@ -46,9 +47,9 @@ class Product(Node):
     def is_type_of(cls, obj: Any, info: Any) -> bool:
         return isinstance(obj, models.Product)
 
-    @strawberry.field(description="Units sold over non-cancelled orders.")
-    async def units_sold(self, root: strawberry.Parent[models.Product], info: Info) -> int:
-        return await info.context.loaders.get(UnitsSoldByProductIdLoader, info).load(root.id)
+    units_sold: int = loaded(
+        UnitsSoldByProductIdLoader, "id", int, description="Units sold over non-cancelled orders."
+    )
 
 
 @strawberry.type
@@ -56,13 +57,9 @@ class OrderItem:
     quantity: int
     unit_price: Decimal = strawberry.field(description="Price at the time the order was placed.")
 
-    @strawberry.field
-    async def product(self, root: strawberry.Parent[models.OrderItem], info: Info) -> Product:
-        return await info.context.loaders.get(ProductByIdLoader, info).load(root.product_id)  # type: ignore[return-value]
+    product: Product = loaded(ProductByIdLoader, "product_id", Product)
 
-    @strawberry.field
-    def subtotal(self, root: strawberry.Parent[models.OrderItem]) -> Decimal:
-        return root.quantity * root.unit_price
+    subtotal: Decimal = computed(lambda root, info: root.quantity * root.unit_price, Decimal)
 
 
 @strawberry.type
@@ -75,21 +72,20 @@ class Order(Node):
     def is_type_of(cls, obj: Any, info: Any) -> bool:
         return isinstance(obj, models.Order)
 
-    @strawberry.field
-    async def customer(self, root: strawberry.Parent[models.Order], info: Info) -> UserType:
-        return await info.context.loaders.get(UserByIdLoader, info).load(root.customer_id)  # type: ignore[return-value]
+    customer: UserType = loaded(UserByIdLoader, "customer_id", UserType)
 
-    @strawberry.field
-    async def items(self, root: strawberry.Parent[models.Order], info: Info) -> list[OrderItem]:
-        return await info.context.loaders.get(OrderItemsByOrderIdLoader, info).load(root.id)  # type: ignore[return-value]
+    items: list[OrderItem] = loaded(OrderItemsByOrderIdLoader, "id", list[OrderItem])
 
-    @strawberry.field(description="Number of items (lines) in the order.")
-    async def item_count(self, root: strawberry.Parent[models.Order], info: Info) -> int:
-        return await info.context.loaders.get(ItemCountByOrderIdLoader, info).load(root.id)
+    item_count: int = loaded(
+        ItemCountByOrderIdLoader, "id", int, description="Number of items (lines) in the order."
+    )
 
-    @strawberry.field(description="Sum of quantity * unitPrice over the items.")
-    async def total(self, root: strawberry.Parent[models.Order], info: Info) -> Decimal:
-        return await info.context.loaders.get(OrderTotalByOrderIdLoader, info).load(root.id)
+    total: Decimal = loaded(
+        OrderTotalByOrderIdLoader,
+        "id",
+        Decimal,
+        description="Sum of quantity * unitPrice over the items.",
+    )
 
 
 @strawberry.type

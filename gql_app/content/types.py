@@ -19,6 +19,7 @@ from gql_app.content.loaders import (
     TagsByPostIdLoader,
 )
 from gql_app.context import Info
+from gql_app.fastpath import loaded
 from gql_app.ids import decode_id_of
 from gql_app.loaders import load_page
 from gql_app.node import Node, global_id
@@ -102,13 +103,14 @@ class Post(Node):
     def is_type_of(cls, obj: Any, info: Any) -> bool:
         return isinstance(obj, models.Post)
 
-    @strawberry.field
-    async def author(self, root: strawberry.Parent[models.Post], info: Info) -> UserType:
-        return await info.context.loaders.get(UserByIdLoader, info).load(root.author_id)  # type: ignore[return-value]
-
-    @strawberry.field(description="Sorted by name.")
-    async def tags(self, root: strawberry.Parent[models.Post], info: Info) -> list[Tag]:
-        return await info.context.loaders.get(TagsByPostIdLoader, info).load(root.id)  # type: ignore[return-value]
+    author: UserType = loaded(UserByIdLoader, "author_id", UserType)
+    tags: list[Tag] = loaded(
+        TagsByPostIdLoader,
+        "id",
+        list[Annotated["Tag", strawberry.lazy("gql_app.content.types")]],
+        description="Sorted by name.",
+    )
+    comment_count: int = loaded(CommentCountByPostIdLoader, "id", int)
 
     @strawberry.field
     async def comments(
@@ -125,10 +127,6 @@ class Post(Node):
             info, "Post.comments", first, after, last, before, order_by
         )
         return await load_page(info, CommentPageByPostIdLoader, root.id, args)
-
-    @strawberry.field
-    async def comment_count(self, root: strawberry.Parent[models.Post], info: Info) -> int:
-        return await info.context.loaders.get(CommentCountByPostIdLoader, info).load(root.id)
 
 
 @strawberry.type
@@ -155,9 +153,7 @@ class Tag(Node):
         criteria = PostCriteria(published_only=True)
         return await load_page(info, PostPageByTagIdLoader, root.id, args, criteria)
 
-    @strawberry.field
-    async def post_count(self, root: strawberry.Parent[models.Tag], info: Info) -> int:
-        return await info.context.loaders.get(PublishedPostCountByTagIdLoader, info).load(root.id)
+    post_count: int = loaded(PublishedPostCountByTagIdLoader, "id", int)
 
 
 @strawberry.type
@@ -170,10 +166,7 @@ class Comment(Node):
     def is_type_of(cls, obj: Any, info: Any) -> bool:
         return isinstance(obj, models.Comment)
 
-    @strawberry.field
-    async def author(self, root: strawberry.Parent[models.Comment], info: Info) -> UserType:
-        return await info.context.loaders.get(UserByIdLoader, info).load(root.author_id)  # type: ignore[return-value]
-
-    @strawberry.field
-    async def post(self, root: strawberry.Parent[models.Comment], info: Info) -> Post:
-        return await info.context.loaders.get(PostByIdLoader, info).load(root.post_id)  # type: ignore[return-value]
+    author: UserType = loaded(UserByIdLoader, "author_id", UserType)
+    post: Post = loaded(
+        PostByIdLoader, "post_id", Annotated["Post", strawberry.lazy("gql_app.content.types")]
+    )

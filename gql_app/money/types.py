@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import strawberry
 
 from gql_app.context import Info
+from gql_app.fastpath import loaded
 from gql_app.loaders import load_page
 from gql_app.money import models
 from gql_app.money.loaders import (
@@ -35,9 +36,7 @@ class Account(Node):
     def is_type_of(cls, obj: Any, info: Any) -> bool:
         return isinstance(obj, models.Account)
 
-    @strawberry.field
-    async def owner(self, root: strawberry.Parent[models.Account], info: Info) -> UserType:
-        return await info.context.loaders.get(UserByIdLoader, info).load(root.owner_id)  # type: ignore[return-value]
+    owner: UserType = loaded(UserByIdLoader, "owner_id", UserType)
 
     @strawberry.field(
         description="Private: the owner and admins. Others (e.g. the other side of a "
@@ -72,10 +71,6 @@ class Transfer(Node):
     def is_type_of(cls, obj: Any, info: Any) -> bool:
         return isinstance(obj, models.Transfer)
 
-    @strawberry.field(name="from")
-    async def from_(self, root: strawberry.Parent[models.Transfer], info: Info) -> Account:
-        return await info.context.loaders.get(AccountByIdLoader, info).load(root.from_account_id)  # type: ignore[return-value]
+    from_: Account = loaded(AccountByIdLoader, "from_account_id", Account, name="from")
 
-    @strawberry.field
-    async def to(self, root: strawberry.Parent[models.Transfer], info: Info) -> Account:
-        return await info.context.loaders.get(AccountByIdLoader, info).load(root.to_account_id)  # type: ignore[return-value]
+    to: Account = loaded(AccountByIdLoader, "to_account_id", Account)

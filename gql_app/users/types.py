@@ -21,6 +21,7 @@ from gql_app.content.types import (
     post_criteria,
 )
 from gql_app.context import Info
+from gql_app.fastpath import computed, loaded
 from gql_app.loaders import load_page
 from gql_app.node import Node, global_id
 from gql_app.pagination import Connection, OrderDirection
@@ -58,15 +59,16 @@ class User(Node):
     def is_type_of(cls, obj: Any, info: Any) -> bool:
         return isinstance(obj, models.User)
 
-    @strawberry.field(
-        description="Visible to the user themself and to admins; null for everyone else (no error)."
+    email: str | None = computed(
+        lambda root, info: root.email if info.context.can_see_private(root.id) else None,
+        str | None,
+        description="Visible to the user themself and to admins; "
+        "null for everyone else (no error).",
     )
-    def email(self, root: strawberry.Parent[models.User], info: Info) -> str | None:
-        return root.email if info.context.can_see_private(root.id) else None
-
-    @strawberry.field
-    async def profile(self, root: strawberry.Parent[models.User], info: Info) -> Profile | None:
-        return await info.context.loaders.get(ProfileByUserIdLoader, info).load(root.id)  # type: ignore[return-value]
+    profile: Profile | None = loaded(ProfileByUserIdLoader, "id", Profile | None)
+    post_count: int = loaded(
+        PublishedPostCountByAuthorIdLoader, "id", int, description="Number of published posts."
+    )
 
     @strawberry.field(
         description="Published posts; the author themself and admins also see drafts."
@@ -97,12 +99,6 @@ class User(Node):
     ) -> Connection[Comment]:
         args = COMMENT_SORTING.page_args(info, "User.comments", first, after, last, before)
         return await load_page(info, CommentPageByAuthorIdLoader, root.id, args)
-
-    @strawberry.field(description="Number of published posts.")
-    async def post_count(self, root: strawberry.Parent[models.User], info: Info) -> int:
-        return await info.context.loaders.get(PublishedPostCountByAuthorIdLoader, info).load(
-            root.id
-        )
 
     @strawberry.field(
         description="Private: the user themself and admins. Others get null and a FORBIDDEN error."

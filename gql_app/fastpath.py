@@ -1,0 +1,75 @@
+"""Leaner resolution for the fields that dominate response building.
+
+Strawberry wraps every field's resolver (an Info object, argument conversion,
+the extension chain, a coroutine for async resolvers). For fields that need
+none of that, the converted graphql-core schema gets a direct resolver instead:
+
+- plain attribute fields (no resolver, arguments, extensions or permissions)
+  read the attribute;
+- fields declared with ``loaded(...)`` or ``computed(...)`` call a small
+  ``(source, info)`` function: a loader-backed field returns the cached value
+  when the loader already has it, else the loader's future (graphql-core awaits
+  it), with no coroutine or task of its own.
+
+The schema, the loaders and the statement budget are unchanged.
+"""
+
+from collections.abc import Callable
+from typing import Any
+
+import strawberry
+from graphql import GraphQLObjectType, GraphQLSchema
+
+DIRECT = "gql_app.direct_resolver"
+
+
+def loaded(loader: type[Any], key: str, graphql_type: Any, **field_options: Any) -> Any:
+    """A field whose value is ``loader.load(source.<key>)``."""
+
+    def resolve(root: Any, info: Any) -> Any:
+        future = info.context.loaders.get(loader, info).load(getattr(root, key))
+        return future.result() if future.done() else future
+
+    return _field(resolve, graphql_type, field_options)
+
+
+def computed(function: Callable[[Any, Any], Any], graphql_type: Any, **field_options: Any) -> Any:
+    """A field computed from the source (and info) alone: ``function(source, info)``."""
+    return _field(function, graphql_type, field_options)
+
+
+def _field(resolve: Callable[[Any, Any], Any], graphql_type: Any, options: dict[str, Any]) -> Any:
+    def resolver(root: strawberry.Parent[Any], info: strawberry.Info) -> Any:
+        return resolve(root, info)
+
+    resolver.__annotations__["return"] = graphql_type
+    metadata = {**options.pop("metadata", {}), DIRECT: resolve}
+    return strawberry.field(resolver=resolver, metadata=metadata, **options)
+
+
+def _attribute(name: str) -> Callable[[Any, Any], Any]:
+    def resolve(source: Any, info: Any) -> Any:
+        return getattr(source, name)
+
+    return resolve
+
+
+def install(schema: strawberry.Schema) -> None:
+    """Swap in the direct resolvers on the converted schema (once, at import)."""
+    graphql_schema: GraphQLSchema = schema._schema
+    names = schema.config.name_converter
+    for graphql_type in graphql_schema.type_map.values():
+        if not isinstance(graphql_type, GraphQLObjectType) or graphql_type.name.startswith("__"):
+            continue
+        definition = (graphql_type.extensions or {}).get("strawberry-definition")
+        if definition is None or graphql_type.name in ("Query", "Mutation"):
+            continue
+        for field in definition.fields:
+            graphql_field = graphql_type.fields.get(names.get_graphql_name(field))
+            if graphql_field is None or field.extensions or field.permission_classes:
+                continue
+            direct = (field.metadata or {}).get(DIRECT)
+            if direct is not None:
+                graphql_field.resolve = direct
+            elif field.base_resolver is None and not field.arguments:
+                graphql_field.resolve = _attribute(field.python_name)
