@@ -19,6 +19,8 @@ otherwise (including no ``Accept`` or ``*/*``) ``application/json``.
 
 from __future__ import annotations
 
+import hashlib
+from collections import OrderedDict
 from typing import Any
 
 import orjson
@@ -59,7 +61,53 @@ def response_media_type(accept: str | None) -> str | None:
     return None
 
 
+class PersistedQueryNotFound(Exception):
+    """APQ: the hash is not known (yet); the client re-sends it with the document."""
+
+
+class PersistedQueries:
+    """Automatic Persisted Queries (the protocol Apollo and Relay clients speak).
+
+    A request may carry ``extensions.persistedQuery = {version: 1, sha256Hash}``
+    instead of the document. Known hashes resolve to the stored document; an
+    unknown one is answered with PERSISTED_QUERY_NOT_FOUND, and the client's
+    retry with the full document registers it. The store is a bounded LRU per
+    process: a miss costs one round trip, never a wrong answer.
+    """
+
+    def __init__(self, maxsize: int = 2048) -> None:
+        self.maxsize = maxsize
+        self._documents: OrderedDict[str, str] = OrderedDict()
+
+    def resolve(self, data: GraphQLRequestData) -> None:
+        persisted = (data.extensions or {}).get("persistedQuery")
+        if persisted is None:
+            return
+        if not isinstance(persisted, dict) or persisted.get("version") != 1:
+            raise HTTPException(400, "Unsupported persistedQuery version.")
+        digest = persisted.get("sha256Hash")
+        if not isinstance(digest, str) or len(digest) != 64:
+            raise HTTPException(400, "persistedQuery needs a sha256Hash.")
+        if data.query is None:
+            document = self._documents.get(digest)
+            if document is None:
+                raise PersistedQueryNotFound
+            self._documents.move_to_end(digest)
+            data.query = document
+            return
+        if hashlib.sha256(data.query.encode()).hexdigest() != digest:
+            raise HTTPException(400, "persistedQuery sha256Hash does not match the query.")
+        self._documents[digest] = data.query
+        self._documents.move_to_end(digest)
+        while len(self._documents) > self.maxsize:
+            self._documents.popitem(last=False)
+
+
 class GraphQLView(GraphQL[Context, None]):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.persisted_queries = PersistedQueries()
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await super().__call__(scope, receive, send)
@@ -69,6 +117,17 @@ class GraphQLView(GraphQL[Context, None]):
             response = await self.run(request)
         except HTTPException as error:
             response = self.error_response(request, error)
+        except PersistedQueryNotFound:
+            body = {
+                "errors": [
+                    {
+                        "message": "PersistedQueryNotFound",
+                        "extensions": {"code": "PERSISTED_QUERY_NOT_FOUND"},
+                    }
+                ]
+            }
+            media = response_media_type(request.headers.get("accept")) or JSON
+            response = Response(orjson.dumps(body), status_code=200, media_type=media)
         await response(scope, receive, send)
 
     def error_response(self, request: Request, error: HTTPException) -> Response:
@@ -100,6 +159,16 @@ class GraphQLView(GraphQL[Context, None]):
         if media == GRAPHQL_RESPONSE and request.state.request_error:
             response.status_code = 400
         return response
+
+    def should_render_graphql_ide(self, request: Any) -> bool:
+        """GraphiQL for a browser's plain GET; never for an API call (e.g. an APQ GET)."""
+        params = request.query_params
+        return (
+            request.method == "GET"
+            and params.get("query") is None
+            and params.get("extensions") is None
+            and "text/html" in (request.headers.get("accept") or "")
+        )
 
     async def get_context(self, request: Any, response: Any = None) -> Context:
         state = request.app.state
@@ -134,7 +203,10 @@ class GraphQLView(GraphQL[Context, None]):
                 raise HTTPException(400, "The request body must be a JSON object.")
             if not isinstance(body.get("query"), str) and not body.get("extensions"):
                 raise HTTPException(400, "The request has no `query` string.")
-        return await super().parse_http_body(request)
+        data = await super().parse_http_body(request)
+        if isinstance(data, GraphQLRequestData):
+            self.persisted_queries.resolve(data)
+        return data
 
     async def process_result(
         self, request: Request, result: ExecutionResult
