@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from typing import Any, TypeVar
+from uuid import uuid4
 
 from sqlalchemy import BigInteger, MetaData, bindparam
 from sqlalchemy.dialects.postgresql import ARRAY
@@ -58,17 +59,45 @@ def create_engine(settings: Settings, url: str | None = None) -> AsyncEngine:
         pool_pre_ping=settings.pool_pre_ping,
         # Errors (and so logs) never carry parameter values: they may hold secrets.
         hide_parameters=True,
-        connect_args={
-            "statement_cache_size": settings.prepared_statement_cache_size,
-            "server_settings": {
+        connect_args=connect_args(settings),
+    )
+
+
+def unique_statement_name() -> str:
+    return f"__asyncpg_{uuid4().hex}__"
+
+
+def connect_args(settings: Settings) -> dict[str, Any]:
+    """asyncpg's connect() arguments: timeouts, caches, session settings."""
+    cache = 0 if settings.pgbouncer else settings.prepared_statement_cache_size
+    args: dict[str, Any] = {
+        # asyncpg's own default is 60 s: an unreachable database would hold
+        # each request (and /ready) that long.
+        "timeout": settings.connect_timeout_s,
+        # asyncpg's statement cache and SQLAlchemy's (every statement goes
+        # through asyncpg's prepare(), cached by the dialect).
+        "statement_cache_size": cache,
+        "prepared_statement_cache_size": cache,
+        "server_settings": {"application_name": "gql_app"},
+    }
+    if settings.pgbouncer:
+        # Transaction pooling: each transaction may run on another server
+        # connection, so no prepared statement is reused after its transaction
+        # (caches off), and names are unique: asyncpg numbers them per client
+        # connection, and two clients' "__asyncpg_stmt_1__" would meet on one
+        # server connection. PgBouncer refuses (or, with ignore_startup_parameters,
+        # drops) other startup parameters: set them with ALTER ROLE ... SET.
+        args["prepared_statement_name_func"] = unique_statement_name
+    else:
+        args["server_settings"].update(
+            {
                 "statement_timeout": str(settings.statement_timeout_ms),
                 "idle_in_transaction_session_timeout": str(settings.idle_in_transaction_timeout_ms),
                 # Short OLTP statements: the JIT only adds latency.
                 "jit": "off",
-                "application_name": "gql_app",
-            },
-        },
-    )
+            }
+        )
+    return args
 
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

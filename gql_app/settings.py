@@ -28,10 +28,16 @@ class Settings(BaseSettings):
     pool_timeout: float = 10.0
     pool_recycle: int = 1800
     pool_pre_ping: bool = True
+    connect_timeout_s: float = 5.0
+    """Give up opening a connection after this long: a dead database fails fast."""
     statement_timeout_ms: int = 15_000
     idle_in_transaction_timeout_ms: int = 60_000
     prepared_statement_cache_size: int = 100
-    """Set to 0 behind PgBouncer in transaction mode."""
+    """Prepared statements kept per connection (asyncpg's and SQLAlchemy's caches)."""
+    pgbouncer: bool = False
+    """Behind PgBouncer in transaction pooling mode: no prepared statement outlives its
+    transaction, and the session settings (statement_timeout...) are not sent at
+    connect time; set them with ``ALTER ROLE ... SET`` (see the README)."""
 
     secret_key: str = "dev-secret-change-me"
     token_ttl_seconds: int = 7 * 24 * 3600

@@ -13,13 +13,13 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TypeVar
 
-from graphql import GraphQLError
+from graphql import ExecutionResult, GraphQLError
 from sqlalchemy.exc import DBAPIError
 from strawberry.extensions import SchemaExtension
 from strawberry.types.graphql import OperationType
 
 from gql_app.context import Context, Info
-from gql_app.errors import ErrorCode, UserError, UserFailure
+from gql_app.errors import ErrorCode, UserError, UserFailure, _database_fault
 from gql_app.users.auth import authenticate
 
 log = logging.getLogger(__name__)
@@ -32,15 +32,32 @@ class Transaction(SchemaExtension):
         read_only = self.execution_context.operation_type is OperationType.QUERY
         maker = ctx.read_sessionmaker if read_only else ctx.sessionmaker
         async with maker() as session:
-            if read_only:
-                await session.connection(
-                    execution_options={
-                        "isolation_level": "REPEATABLE READ",
-                        "postgresql_readonly": True,
-                    }
+            fault: Exception | None = None
+            try:
+                if read_only:
+                    await session.connection(
+                        execution_options={
+                            "isolation_level": "REPEATABLE READ",
+                            "postgresql_readonly": True,
+                        }
+                    )
+                db = ctx.open_db(session, fresh=not read_only)
+                await authenticate(ctx)
+            except Exception as exc:
+                if _database_fault(exc) is None:
+                    raise
+                fault = exc
+            if fault is not None:
+                # No connection (pool exhausted, database down): the operation fails
+                # like a root field, ``data: null`` and one error that format_error
+                # codes SERVICE_UNAVAILABLE / TIMEOUT. Raised from here it would be a
+                # request error instead: no ``data``, and HTTP 400, the client's fault.
+                self.execution_context.result = ExecutionResult(
+                    data=None,
+                    errors=[GraphQLError("The database is unavailable.", original_error=fault)],
                 )
-            db = ctx.open_db(session, fresh=not read_only)
-            await authenticate(ctx)
+                yield
+                return
             yield
             # Work a failed field left behind (graphql-core stops awaiting siblings
             # once data is nulled) must not outlive the request: stop dispatching
