@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar, get_type_hints
 
+import strawberry
 from graphql import ExecutionResult, GraphQLError
 from sqlalchemy.exc import DBAPIError
 from strawberry.extensions import SchemaExtension
@@ -123,3 +124,23 @@ async def atomic(
         return failed(failure.errors)
     finally:
         ctx.loaders.clear_all()
+
+
+def atomic_mutation(
+    body: Callable[[Info, Any], Awaitable[P]], payload: Callable[..., P], **options: Any
+) -> Any:
+    """The Mutation field for ``body(info, input)``, run by ``atomic``.
+
+    ``body`` stays a plain function that reads top to bottom; its ``input``
+    annotation is the field's input type and ``payload(user_errors=...)`` is what
+    a ``UserFailure`` becomes.
+    """
+    input_type = get_type_hints(body)["input"]
+
+    async def resolve(info: Info, input: Any) -> Any:
+        return await atomic(
+            info, lambda: body(info, input), lambda errors: payload(user_errors=errors)
+        )
+
+    resolve.__annotations__ = {"info": Info, "input": input_type, "return": payload}
+    return strawberry.mutation(resolver=resolve, **options)

@@ -33,7 +33,7 @@ from gql_app.commerce.types import OrderStatus as OrderStatusType
 from gql_app.context import Info
 from gql_app.db import id_array
 from gql_app.errors import UserError, UserErrorCode, UserFailure
-from gql_app.transaction import atomic
+from gql_app.transaction import atomic_mutation
 from gql_app.users.mutations import BulkUpdatePayload
 from gql_app.validation import admin, fail, input_error, input_id, signed_in
 
@@ -374,41 +374,21 @@ async def adjust_prices(info: Info, input: AdjustPricesInput) -> BulkUpdatePaylo
 
 @strawberry.type
 class CommerceMutation:
-    @strawberry.mutation
-    async def place_order(self, info: Info, input: PlaceOrderInput) -> PlaceOrderPayload:
-        return await atomic(
-            info,
-            lambda: place_order(info, input),
-            lambda errors: PlaceOrderPayload(user_errors=errors),
-        )
+    place_order = atomic_mutation(place_order, PlaceOrderPayload)
 
-    @strawberry.mutation
-    async def cancel_order(self, info: Info, input: CancelOrderInput) -> CancelOrderPayload:
-        return await atomic(
-            info,
-            lambda: cancel_order(info, input),
-            lambda errors: CancelOrderPayload(user_errors=errors),
-        )
+    cancel_order = atomic_mutation(cancel_order, CancelOrderPayload)
 
-    @strawberry.mutation(
+    set_order_status = atomic_mutation(
+        set_order_status,
+        BulkUpdatePayload,
         description="Admins only. One set-based UPDATE of the given orders' status "
         "(PENDING -> PAID -> SHIPPED, or CANCELLED from PENDING or PAID, which restocks); "
-        "orders in another state are left alone."
+        "orders in another state are left alone.",
     )
-    async def set_order_status(self, info: Info, input: SetOrderStatusInput) -> BulkUpdatePayload:
-        return await atomic(
-            info,
-            lambda: set_order_status(info, input),
-            lambda errors: BulkUpdatePayload(user_errors=errors),
-        )
 
-    @strawberry.mutation(
+    adjust_prices = atomic_mutation(
+        adjust_prices,
+        BulkUpdatePayload,
         description="Admins only. One set-based UPDATE: "
-        "price = round(price * (100 + percent) / 100, 2) for the matched products."
+        "price = round(price * (100 + percent) / 100, 2) for the matched products.",
     )
-    async def adjust_prices(self, info: Info, input: AdjustPricesInput) -> BulkUpdatePayload:
-        return await atomic(
-            info,
-            lambda: adjust_prices(info, input),
-            lambda errors: BulkUpdatePayload(user_errors=errors),
-        )

@@ -14,7 +14,7 @@ from gql_app.context import Context, Info
 from gql_app.errors import UserError, UserErrorCode
 from gql_app.ids import encode_id
 from gql_app.loaders import values_array
-from gql_app.transaction import atomic
+from gql_app.transaction import atomic_mutation
 from gql_app.validation import fail, input_id, signed_in, text
 
 MAX_TAGS = 10
@@ -207,32 +207,12 @@ async def add_comment(info: Info, input: AddCommentInput) -> AddCommentPayload:
 
 @strawberry.type
 class ContentMutation:
-    @strawberry.mutation
-    async def create_post(self, info: Info, input: CreatePostInput) -> CreatePostPayload:
-        return await atomic(
-            info, lambda: create_post(info, input), lambda e: CreatePostPayload(user_errors=e)
-        )
+    create_post = atomic_mutation(create_post, CreatePostPayload)
 
-    @strawberry.mutation
-    async def update_post(self, info: Info, input: UpdatePostInput) -> UpdatePostPayload:
-        return await atomic(
-            info, lambda: update_post(info, input), lambda e: UpdatePostPayload(user_errors=e)
-        )
+    update_post = atomic_mutation(update_post, UpdatePostPayload)
 
-    @strawberry.mutation
-    async def publish_post(self, info: Info, input: PublishPostInput) -> PublishPostPayload:
-        return await atomic(
-            info, lambda: publish_post(info, input), lambda e: PublishPostPayload(user_errors=e)
-        )
+    publish_post = atomic_mutation(publish_post, PublishPostPayload)
 
-    @strawberry.mutation
-    async def delete_post(self, info: Info, input: DeletePostInput) -> DeletePostPayload:
-        return await atomic(
-            info, lambda: delete_post(info, input), lambda e: DeletePostPayload(user_errors=e)
-        )
+    delete_post = atomic_mutation(delete_post, DeletePostPayload)
 
-    @strawberry.mutation
-    async def add_comment(self, info: Info, input: AddCommentInput) -> AddCommentPayload:
-        return await atomic(
-            info, lambda: add_comment(info, input), lambda e: AddCommentPayload(user_errors=e)
-        )
+    add_comment = atomic_mutation(add_comment, AddCommentPayload)

@@ -25,7 +25,7 @@ from gql_app.money.loaders import AccountByIdLoader
 from gql_app.money.models import Account as AccountModel
 from gql_app.money.models import Transfer as TransferModel
 from gql_app.money.types import Account, Transfer
-from gql_app.transaction import atomic
+from gql_app.transaction import atomic_mutation
 from gql_app.validation import admin, amount, fail, input_id, signed_in
 
 MAX_BALANCE = Decimal("999999999999.99")  # numeric(14,2)
@@ -210,18 +210,6 @@ async def deposit_funds(info: Info, input: DepositFundsInput) -> DepositFundsPay
 
 @strawberry.type
 class MoneyMutation:
-    @strawberry.mutation
-    async def transfer_funds(self, info: Info, input: TransferFundsInput) -> TransferFundsPayload:
-        return await atomic(
-            info,
-            lambda: transfer_funds(info, input),
-            lambda errors: TransferFundsPayload(user_errors=errors),
-        )
+    transfer_funds = atomic_mutation(transfer_funds, TransferFundsPayload)
 
-    @strawberry.mutation(description="Admins only.")
-    async def deposit_funds(self, info: Info, input: DepositFundsInput) -> DepositFundsPayload:
-        return await atomic(
-            info,
-            lambda: deposit_funds(info, input),
-            lambda errors: DepositFundsPayload(user_errors=errors),
-        )
+    deposit_funds = atomic_mutation(deposit_funds, DepositFundsPayload, description="Admins only.")

@@ -9,7 +9,7 @@ from sqlalchemy import func, select, update
 from gql_app.context import Info
 from gql_app.errors import Unauthenticated, UserError, UserErrorCode, UserFailure
 from gql_app.money.models import Account
-from gql_app.transaction import atomic
+from gql_app.transaction import atomic_mutation
 from gql_app.users.auth import issue_token, revoke_token
 from gql_app.users.models import Profile
 from gql_app.users.models import User as UserModel
@@ -219,38 +219,18 @@ async def deactivate_inactive_users(
 
 @strawberry.type
 class UserMutation:
-    @strawberry.mutation
-    async def sign_up(self, info: Info, input: SignUpInput) -> SignUpPayload:
-        return await atomic(
-            info, lambda: sign_up(info, input), lambda errors: SignUpPayload(user_errors=errors)
-        )
+    sign_up = atomic_mutation(sign_up, SignUpPayload)
 
-    @strawberry.mutation
-    async def log_in(self, info: Info, input: LogInInput) -> LogInPayload:
-        return await atomic(
-            info, lambda: log_in(info, input), lambda errors: LogInPayload(user_errors=errors)
-        )
+    log_in = atomic_mutation(log_in, LogInPayload)
 
-    @strawberry.mutation
-    async def update_profile(self, info: Info, input: UpdateProfileInput) -> UpdateProfilePayload:
-        return await atomic(
-            info,
-            lambda: update_profile(info, input),
-            lambda errors: UpdateProfilePayload(user_errors=errors),
-        )
+    update_profile = atomic_mutation(update_profile, UpdateProfilePayload)
 
-    @strawberry.mutation(
+    deactivate_inactive_users = atomic_mutation(
+        deactivate_inactive_users,
+        BulkUpdatePayload,
         description="Admins only. One set-based UPDATE: deactivates active users whose "
-        "lastLoginAt (or createdAt when never logged in) is before the cutoff."
+        "lastLoginAt (or createdAt when never logged in) is before the cutoff.",
     )
-    async def deactivate_inactive_users(
-        self, info: Info, input: DeactivateInactiveUsersInput
-    ) -> BulkUpdatePayload:
-        return await atomic(
-            info,
-            lambda: deactivate_inactive_users(info, input),
-            lambda errors: BulkUpdatePayload(user_errors=errors),
-        )
 
     @strawberry.mutation(description="Revokes the token the request was made with.")
     async def log_out(self, info: Info) -> LogOutPayload:
