@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 from collections.abc import AsyncIterator
 
 from sqlalchemy import text
@@ -28,6 +29,19 @@ from gql_app.schema import schema
 from gql_app.settings import Settings, get_settings
 
 
+def tune_garbage_collector() -> None:
+    """Fewer, cheaper cyclic collections: measured at about a third of W1's CPU.
+
+    Everything alive at start-up (schema, modules, metadata) is frozen, so full
+    collections no longer rescan it on every request; young collections run
+    every 50 000 allocations instead of 700. Request garbage is mostly freed by
+    reference counting anyway.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 20)
+
+
 def create_app(settings: Settings | None = None) -> Starlette:
     settings = settings or get_settings()
     metrics = Metrics()
@@ -50,6 +64,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         app.state.replica_engine = replica
         app.state.sessionmaker = create_sessionmaker(engine)
         app.state.read_sessionmaker = create_sessionmaker(replica or engine)
+        tune_garbage_collector()
         try:
             yield
         finally:
