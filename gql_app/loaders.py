@@ -150,9 +150,9 @@ class LoaderRegistry:
                 loader.depth = depth
         return loader  # type: ignore[return-value]
 
-    def prime(self, obj: Any) -> None:
-        """Make ``obj`` known to its model's by-id loader."""
-        by_id = ByIdLoader.for_model.get(type(obj))
+    def prime(self, model: type[Any], obj: Any) -> None:
+        """Make ``obj`` (an ORM object or a row of ``model``'s table) known to its by-id loader."""
+        by_id = ByIdLoader.for_model.get(model)
         if by_id is not None:
             self.get(by_id).prime(obj.id, obj)
 
@@ -189,10 +189,11 @@ class ByIdLoader(Loader[int, M | None], Generic[M]):
             ByIdLoader.for_model[cls.model] = cls
 
     async def batch_load(self, keys: list[int]) -> list[M | None]:
-        rows = await self.ctx.db.scalars(
-            select(self.model).where(self.model.id == any_(id_array(keys)))
-        )
-        found = {row.id: row for row in rows}
+        table = self.model.__table__
+        rows = (
+            await self.ctx.db.execute(select(table).where(table.c.id == any_(id_array(keys))))
+        ).all()
+        found: dict[Any, Any] = {row.id: row for row in rows}
         return [found.get(key) for key in keys]
 
 
@@ -204,13 +205,15 @@ class ByColumnLoader(Loader[Any, M | None], Generic[M]):
 
     async def batch_load(self, keys: list[Any]) -> list[M | None]:
         column = type(self).column
-        rows = await self.ctx.db.scalars(
-            select(self.model).where(column == any_(_key_param(column, keys)))
-        )
-        found = {}
+        rows = (
+            await self.ctx.db.execute(
+                select(self.model.__table__).where(column == any_(_key_param(column, keys)))
+            )
+        ).all()
+        found: dict[Any, Any] = {}
         for row in rows:
             found[getattr(row, column.key)] = row
-            self.ctx.loaders.prime(row)
+            self.ctx.loaders.prime(self.model, row)
         return [found.get(key) for key in keys]
 
 
@@ -229,15 +232,17 @@ class ListByColumnLoader(Loader[int, list[M]], Generic[M]):
 
     async def batch_load(self, keys: list[int]) -> list[list[M]]:
         column = type(self).column
-        rows = await self.ctx.db.scalars(
-            select(self.model)
-            .where(column == any_(id_array(keys)), *self.conditions())
-            .order_by(*self.order_by, self.model.id)
-        )
-        grouped: dict[int, list[M]] = defaultdict(list)
+        rows = (
+            await self.ctx.db.execute(
+                select(self.model.__table__)
+                .where(column == any_(id_array(keys)), *self.conditions())
+                .order_by(*self.order_by, self.model.id)
+            )
+        ).all()
+        grouped: dict[int, list[Any]] = defaultdict(list)
         for row in rows:
             grouped[getattr(row, column.key)].append(row)
-            self.ctx.loaders.prime(row)
+            self.ctx.loaders.prime(self.model, row)
         return [grouped.get(key, []) for key in keys]
 
 
@@ -253,15 +258,15 @@ class ManyToManyLoader(Loader[int, list[M]], Generic[M]):
     async def batch_load(self, keys: list[int]) -> list[list[M]]:
         parent = self.link.c[self.link_parent]
         stmt = (
-            select(parent, self.model)
+            select(parent.label("gql_parent"), *self.model.__table__.c)
             .join(self.link, self.link.c[self.link_child] == self.model.id)
             .where(parent == any_(id_array(keys)))
             .order_by(parent, *self.order_by, self.model.id)
         )
-        grouped: dict[int, list[M]] = defaultdict(list)
-        for parent_id, obj in (await self.ctx.db.execute(stmt)).all():
-            grouped[parent_id].append(obj)
-            self.ctx.loaders.prime(obj)
+        grouped: dict[int, list[Any]] = defaultdict(list)
+        for row in (await self.ctx.db.execute(stmt)).all():
+            grouped[row.gql_parent].append(row)
+            self.ctx.loaders.prime(self.model, row)
         return [grouped.get(key, []) for key in keys]
 
 
@@ -358,7 +363,7 @@ class PageLoader(Loader[tuple[int, PageRequest], Page[M]], Generic[M]):
             )
             for parent_id, page in found.items():
                 for obj in page.items:
-                    self.ctx.loaders.prime(obj)
+                    self.ctx.loaders.prime(self.model, obj)
                 pages[parent_id, request] = page
         return [pages[key] for key in keys]
 
@@ -390,5 +395,5 @@ async def root_page(
     ctx = info.context
     page = await fetch_page(ctx.db, model, where, args, wants_total_count(info), from_)
     for obj in page.items:
-        ctx.loaders.prime(obj)
+        ctx.loaders.prime(model, obj)
     return Connection(page=page)

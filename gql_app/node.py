@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import strawberry
+from graphql import GraphQLObjectType
 
 from gql_app.context import Info
 from gql_app.errors import BadUserInput
@@ -44,12 +45,41 @@ def global_id(type_name: str) -> Any:
     )
 
 
+class Typed:
+    """A fetched row tagged with its GraphQL type, for resolving the Node interface."""
+
+    __slots__ = ("row", "type_name")
+
+    def __init__(self, type_name: str, row: Any) -> None:
+        self.type_name = type_name
+        self.row = row
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.row, name)
+
+
+def install(schema: Any) -> None:
+    """Resolve the Node interface from the ``Typed`` tag ``node``/``nodes`` put on rows.
+
+    Values are ORM objects or Core rows, not instances of the Strawberry types, so
+    the Node types get no ``is_type_of`` (graphql-core would otherwise call it on
+    every object it completes).
+    """
+    graphql_schema = schema._schema
+    node = graphql_schema.get_type("Node")
+    node.resolve_type = lambda obj, info, abstract_type: obj.type_name
+    for graphql_type in graphql_schema.type_map.values():
+        if isinstance(graphql_type, GraphQLObjectType) and node in graphql_type.interfaces:
+            graphql_type.is_type_of = None
+
+
 async def resolve_node(info: Info, gid: str) -> Any:
     type_name, pk = decode_id(gid)
     fetch = _resolvers.get(type_name)
     if fetch is None:
         raise BadUserInput(f"Invalid ID: {gid[:64]!r}.")
-    return await fetch(info, pk)
+    found = await fetch(info, pk)
+    return None if found is None else Typed(type_name, found)
 
 
 @strawberry.type

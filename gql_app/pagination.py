@@ -28,7 +28,7 @@ from graphql import (
     SelectionSetNode,
 )
 from sqlalchemy import ColumnElement, FromClause, and_, func, literal, or_, select, true, tuple_
-from sqlalchemy.orm import InstrumentedAttribute, aliased
+from sqlalchemy.orm import InstrumentedAttribute
 
 from gql_app.db import RequestDB, id_array
 from gql_app.errors import BadUserInput
@@ -267,31 +267,30 @@ async def fetch_pages(
     parents = func.unnest(id_array(parent_ids)).table_valued("pid").render_derived("p")
     from_, join = children(parents.c.pid)
     inner = (
-        select(model)
+        select(*_table(model).c)
         .select_from(from_)
         .where(*join, *where, *args.cursor_conditions())
         .order_by(*args.ordering.order_by(reverse=args.backward))
         .limit(args.limit + 1)
         .lateral("page")
     )
-    entity = aliased(model, inner)
-    columns: list[Any] = [parents.c.pid, entity]
+    columns: list[Any] = [parents.c.pid.label("gql_parent"), *inner.c]
     if with_count:
         count = select(func.count()).select_from(from_).where(*join, *where).scalar_subquery()
-        columns.append(count.label("total"))
+        columns.append(count.label("gql_total"))
     stmt = (
         select(*columns)
         .select_from(parents)
         .outerjoin(inner, true())
-        .order_by(parents.c.pid, *args.ordering.order_by(entity, reverse=args.backward))
+        .order_by(parents.c.pid, *args.ordering.order_by(inner.c, reverse=args.backward))
     )
-    grouped: dict[int, list[M]] = {pid: [] for pid in parent_ids}
+    grouped: dict[int, list[Any]] = {pid: [] for pid in parent_ids}
     totals: dict[int, int] = {}
     for row in (await db.execute(stmt)).all():
-        if row[1] is not None:
-            grouped[row[0]].append(row[1])
+        if row.id is not None:
+            grouped[row.gql_parent].append(row)
         if with_count:
-            totals[row[0]] = row[2]
+            totals[row.gql_parent] = row.gql_total
     return {
         pid: Page.build(rows, args, totals.get(pid, 0) if with_count else None)
         for pid, rows in grouped.items()
@@ -309,27 +308,32 @@ async def fetch_page(
     """A root connection's page (and its total, in the same statement)."""
     source = from_ if from_ is not None else model
     page = (
-        select(model)
+        select(*_table(model).c)
         .select_from(source)
         .where(*where, *args.cursor_conditions())
         .order_by(*args.ordering.order_by(reverse=args.backward))
         .limit(args.limit + 1)
     )
     if not with_count:
-        rows = await db.scalars(page)
+        rows: list[Any] = list((await db.execute(page)).all())
         return Page.build(rows, args, None)
     inner = page.subquery("page")
-    entity = aliased(model, inner)
-    total = select(func.count().label("n")).select_from(source).where(*where).subquery("total")
+    total = select(func.count().label("gql_total")).select_from(source).where(*where).subquery("t")
     stmt = (
-        select(total.c.n, entity)
+        select(total.c.gql_total, *inner.c)
         .select_from(total)
         .outerjoin(inner, true())
-        .order_by(*args.ordering.order_by(entity, reverse=args.backward))
+        .order_by(*args.ordering.order_by(inner.c, reverse=args.backward))
     )
     result = (await db.execute(stmt)).all()
-    n = result[0][0] if result else 0
-    return Page.build([row[1] for row in result if row[1] is not None], args, n)
+    n = result[0].gql_total if result else 0
+    items: list[Any] = [row for row in result if row.id is not None]
+    return Page.build(items, args, n)
+
+
+def _table(model: Any) -> Any:
+    """The model's table: pages are read as Core rows (attribute access, no ORM state)."""
+    return model.__table__
 
 
 # ---------------------------------------------------------------- GraphQL types

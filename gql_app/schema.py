@@ -8,7 +8,7 @@ import strawberry
 from strawberry.extensions import ParserCache, ValidationCache
 from strawberry.schema.config import StrawberryConfig
 
-from gql_app import fastpath
+from gql_app import fastpath, node
 from gql_app.commerce import queries as commerce_queries
 from gql_app.commerce.mutations import CommerceMutation
 from gql_app.commerce.types import Order, Product
@@ -66,3 +66,4 @@ schema = Schema(
     config=StrawberryConfig(auto_camel_case=True),
 )
 fastpath.install(schema)
+node.install(schema)

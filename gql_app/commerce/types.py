@@ -43,10 +43,6 @@ class Product(Node):
     stock: int
     created_at: datetime
 
-    @classmethod
-    def is_type_of(cls, obj: Any, info: Any) -> bool:
-        return isinstance(obj, models.Product)
-
     units_sold: int = loaded(
         UnitsSoldByProductIdLoader, "id", int, description="Units sold over non-cancelled orders."
     )
@@ -67,10 +63,6 @@ class Order(Node):
     id: strawberry.ID = global_id("Order")
     status: OrderStatus  # type: ignore[valid-type]
     created_at: datetime
-
-    @classmethod
-    def is_type_of(cls, obj: Any, info: Any) -> bool:
-        return isinstance(obj, models.Order)
 
     customer: UserType = loaded(UserByIdLoader, "customer_id", UserType)
 

@@ -99,10 +99,6 @@ class Post(Node):
     created_at: datetime
     updated_at: datetime
 
-    @classmethod
-    def is_type_of(cls, obj: Any, info: Any) -> bool:
-        return isinstance(obj, models.Post)
-
     author: UserType = loaded(UserByIdLoader, "author_id", UserType)
     tags: list[Tag] = loaded(
         TagsByPostIdLoader,
@@ -134,10 +130,6 @@ class Tag(Node):
     id: strawberry.ID = global_id("Tag")
     name: str
 
-    @classmethod
-    def is_type_of(cls, obj: Any, info: Any) -> bool:
-        return isinstance(obj, models.Tag)
-
     @strawberry.field(description="Published posts carrying this tag.")
     async def posts(
         self,
@@ -161,10 +153,6 @@ class Comment(Node):
     id: strawberry.ID = global_id("Comment")
     body: str
     created_at: datetime
-
-    @classmethod
-    def is_type_of(cls, obj: Any, info: Any) -> bool:
-        return isinstance(obj, models.Comment)
 
     author: UserType = loaded(UserByIdLoader, "author_id", UserType)
     post: Post = loaded(

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import strawberry
 
@@ -31,10 +31,6 @@ UserType = Annotated["User", strawberry.lazy("gql_app.users.types")]
 class Account(Node):
     id: strawberry.ID = global_id("Account")
     currency: str = strawberry.field(description='ISO-4217 code, e.g. "USD".')
-
-    @classmethod
-    def is_type_of(cls, obj: Any, info: Any) -> bool:
-        return isinstance(obj, models.Account)
 
     owner: UserType = loaded(UserByIdLoader, "owner_id", UserType)
 
@@ -66,10 +62,6 @@ class Transfer(Node):
     id: strawberry.ID = global_id("Transfer")
     amount: Decimal
     created_at: datetime
-
-    @classmethod
-    def is_type_of(cls, obj: Any, info: Any) -> bool:
-        return isinstance(obj, models.Transfer)
 
     from_: Account = loaded(AccountByIdLoader, "from_account_id", Account, name="from")
 

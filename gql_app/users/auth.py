@@ -36,7 +36,7 @@ async def authenticate(ctx: Context) -> None:
     )
     ctx.viewer = await ctx.db.scalar(stmt)
     if ctx.viewer is not None:
-        ctx.loaders.prime(ctx.viewer)
+        ctx.loaders.prime(User, ctx.viewer)
 
 
 async def issue_token(ctx: Context, user: User) -> str:

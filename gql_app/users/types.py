@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import enum
 from datetime import datetime
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import strawberry
 
@@ -54,10 +54,6 @@ class User(Node):
     age: int | None
     created_at: datetime
     last_login_at: datetime | None
-
-    @classmethod
-    def is_type_of(cls, obj: Any, info: Any) -> bool:
-        return isinstance(obj, models.User)
 
     email: str | None = computed(
         lambda root, info: root.email if info.context.can_see_private(root.id) else None,
