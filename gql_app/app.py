@@ -30,16 +30,17 @@ from gql_app.settings import Settings, get_settings
 
 
 def tune_garbage_collector() -> None:
-    """Fewer, cheaper cyclic collections: measured at about a third of W1's CPU.
+    """Fewer, cheaper cyclic collections.
 
     Everything alive at start-up (schema, modules, metadata) is frozen, so full
-    collections no longer rescan it on every request; young collections run
-    every 50 000 allocations instead of 700. Request garbage is mostly freed by
-    reference counting anyway.
+    collections stop rescanning it on every request, and young collections run
+    every 2 000 allocations instead of 700. Measured on W1 (wrk, c=16): 28 ->
+    36 requests/s with p99 within 2x of p50; larger thresholds (7 000, 50 000)
+    gave no more throughput but p99 pauses of 2-2.5x p50.
     """
     gc.collect()
     gc.freeze()
-    gc.set_threshold(50_000, 20, 20)
+    gc.set_threshold(2_000, 10, 10)
 
 
 def create_app(settings: Settings | None = None) -> Starlette:
