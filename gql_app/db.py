@@ -7,9 +7,10 @@ from collections.abc import Sequence
 from typing import Any, TypeVar
 from uuid import uuid4
 
-from sqlalchemy import BigInteger, MetaData, bindparam
+from sqlalchemy import BigInteger, MetaData, bindparam, event
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Result
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -50,7 +51,7 @@ def create_engine(settings: Settings, url: str | None = None) -> AsyncEngine:
     target = url or settings.database_url
     if not target:
         raise RuntimeError("no database URL: set DATABASE_URL or start the embedded server")
-    return create_async_engine(
+    engine = create_async_engine(
         async_url(target),
         pool_size=settings.pool_size,
         max_overflow=settings.max_overflow,
@@ -61,6 +62,22 @@ def create_engine(settings: Settings, url: str | None = None) -> AsyncEngine:
         hide_parameters=True,
         connect_args=connect_args(settings),
     )
+    event.listen(engine.sync_engine.pool, "checkout", reject_closed_connection)
+    return engine
+
+
+def reject_closed_connection(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+    """Never hand out a connection the server has closed (terminated backend, restart).
+
+    asyncpg notices the server closing the socket without a round trip, so this
+    costs nothing, unlike SQLAlchemy's pre-ping (three round trips per checkout
+    here). The pool discards the connection and takes another. Set
+    ``GQL_POOL_PRE_PING=true`` as well where a dead peer is never signalled
+    (e.g. a silent firewall between the app and PostgreSQL).
+    """
+    raw = getattr(dbapi_connection, "_connection", None)
+    if raw is not None and raw.is_closed():
+        raise DisconnectionError("the server closed this connection")
 
 
 def unique_statement_name() -> str:

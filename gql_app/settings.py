@@ -27,7 +27,10 @@ class Settings(BaseSettings):
     max_overflow: int = 5
     pool_timeout: float = 10.0
     pool_recycle: int = 1800
-    pool_pre_ping: bool = True
+    pool_pre_ping: bool = False
+    """SQLAlchemy's ping on every checkout (three round trips with asyncpg). Closed
+    connections are always rejected for free (see ``db.reject_closed_connection``);
+    turn this on only where a dead peer is never signalled."""
     connect_timeout_s: float = 5.0
     """Give up opening a connection after this long: a dead database fails fast."""
     statement_timeout_ms: int = 15_000

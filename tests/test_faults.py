@@ -190,8 +190,9 @@ async def test_killed_connections_are_replaced_without_an_error(faults_url, admi
             return not pids & {pid for pid, _ in before}
 
         await eventually(gone)
-        # Observed: no error at all. pool_pre_ping finds each dead connection at
-        # checkout, and the pool replaces it before the request uses it.
+        # Observed: no error at all. The checkout check (db.reject_closed_connection)
+        # sees each connection the server closed, and the pool replaces it before
+        # the request uses it, without SQLAlchemy's pre-ping round trips.
         results = await asyncio.gather(*(ask(http) for _ in range(6)))
         for result in results:
             assert_ok(*result)
