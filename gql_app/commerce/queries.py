@@ -176,17 +176,7 @@ class CommerceQuery:
         args = PRODUCT_SORTING.page_args(
             info, "Query.products", first, after, last, before, order_by
         )
-        criteria = (
-            ProductCriteria(
-                filter.search,
-                filter.sku_prefix,
-                filter.min_price,
-                filter.max_price,
-                filter.in_stock,
-            )
-            if filter is not None
-            else ProductCriteria()
-        )
+        criteria = filter.criteria() if filter is not None else ProductCriteria()
         return await root_page(info, models.Product, criteria.conditions(), args)
 
     @strawberry.field(

@@ -17,6 +17,7 @@ from gql_app.commerce.loaders import (
     OrderStatsRow,
     OrderTotalByOrderIdLoader,
     ProductByIdLoader,
+    ProductCriteria,
     UnitsSoldByProductIdLoader,
 )
 from gql_app.context import Info
@@ -101,6 +102,11 @@ class ProductFilter:
     min_price: Decimal | None = None
     max_price: Decimal | None = None
     in_stock: bool | None = None
+
+    def criteria(self) -> ProductCriteria:
+        return ProductCriteria(
+            self.search, self.sku_prefix, self.min_price, self.max_price, self.in_stock
+        )
 
 
 @strawberry.enum

@@ -1,19 +1,14 @@
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
-
 import strawberry
-from sqlalchemy import ColumnElement, exists, or_
 
-from gql_app.context import Context, Info
+from gql_app.context import Info
 from gql_app.errors import BadUserInput
 from gql_app.ids import decode_id_of
 from gql_app.loaders import root_page
 from gql_app.node import node_type
-from gql_app.pagination import Connection, OrderDirection, Sorting, SortKey, contains
-from gql_app.users.loaders import UserByIdLoader, UserByUsernameLoader
-from gql_app.users.models import Profile
+from gql_app.pagination import Connection, OrderDirection, Sorting, SortKey
+from gql_app.users.loaders import UserByIdLoader, UserByUsernameLoader, UserCriteria
 from gql_app.users.models import User as UserModel
 from gql_app.users.types import User, UserFilter, UserOrder
 
@@ -26,34 +21,6 @@ USER_SORTING = Sorting(
     UserModel.id,
     ("CREATED_AT", OrderDirection.ASC),
 )
-
-
-@dataclass(frozen=True)
-class UserCriteria:
-    search: str | None = None
-    is_active: bool | None = None
-    created_after: datetime | None = None
-    created_before: datetime | None = None
-
-    def conditions(self, ctx: Context) -> list[ColumnElement[bool]]:
-        conds: list[ColumnElement[bool]] = []
-        if self.search:
-            matches = [
-                contains(UserModel.username, self.search),
-                exists().where(
-                    Profile.user_id == UserModel.id, contains(Profile.display_name, self.search)
-                ),
-            ]
-            if ctx.is_admin:  # an email is private: only admins may search by it
-                matches.append(contains(UserModel.email, self.search))
-            conds.append(or_(*matches))
-        if self.is_active is not None:
-            conds.append(UserModel.is_active.is_(self.is_active))
-        if self.created_after is not None:
-            conds.append(UserModel.created_at >= self.created_after)
-        if self.created_before is not None:
-            conds.append(UserModel.created_at < self.created_before)
-        return conds
 
 
 @node_type("User")
@@ -89,11 +56,5 @@ class UserQuery:
         order_by: UserOrder | None = None,
     ) -> Connection[User]:
         args = USER_SORTING.page_args(info, "Query.users", first, after, last, before, order_by)
-        criteria = (
-            UserCriteria(
-                filter.search, filter.is_active, filter.created_after, filter.created_before
-            )
-            if filter is not None
-            else UserCriteria()
-        )
+        criteria = filter.criteria() if filter is not None else UserCriteria()
         return await root_page(info, UserModel, criteria.conditions(info.context), args)

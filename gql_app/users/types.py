@@ -26,7 +26,7 @@ from gql_app.loaders import load_page
 from gql_app.node import Node, global_id
 from gql_app.pagination import Connection, OrderDirection
 from gql_app.users import models
-from gql_app.users.loaders import ProfileByUserIdLoader
+from gql_app.users.loaders import ProfileByUserIdLoader, UserCriteria
 
 if TYPE_CHECKING:
     from gql_app.commerce.types import Order, OrderFilter, OrderOrder, OrderStats
@@ -157,3 +157,6 @@ class UserFilter:
     is_active: bool | None = None
     created_after: datetime | None = None
     created_before: datetime | None = None
+
+    def criteria(self) -> UserCriteria:
+        return UserCriteria(self.search, self.is_active, self.created_after, self.created_before)
