@@ -43,6 +43,8 @@ from gql_app.settings import Settings
 from gql_app.users.models import Profile as ProfileRow
 from gql_app.users.models import User as UserRow
 
+CURSOR_KEY = Settings().secret_key.encode()  # the same key as the gql_app contender
+
 DEFAULT_PAGE = 20
 
 
@@ -271,7 +273,9 @@ class PostConnection:
     def edges(self) -> list[PostEdge]:
         return [
             PostEdge(
-                cursor=encode_cursor(self.scope, self.ordering, self.ordering.values(r)),
+                cursor=encode_cursor(
+                    self.scope, self.ordering, self.ordering.values(r), CURSOR_KEY
+                ),
                 node=Post.of(r),
             )
             for r in self.rows

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import hashlib
+import hmac
 import os
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
@@ -30,8 +32,10 @@ from starlette.routing import Route
 from bench.workloads import W1_FEED, W2_PEOPLE, W3_NODE
 from gql_app.ids import decode_id, encode_id
 from gql_app.seed import asyncpg_dsn
+from gql_app.settings import Settings
 
 POOL_SIZE = 15  # gql_app's default pool_size + max_overflow
+CURSOR_KEY = Settings().secret_key.encode()  # the same key as the gql_app contender
 
 USER_COLUMNS = (
     "users.id, users.username, users.email, users.password_hash, users.is_active, "
@@ -119,9 +123,14 @@ def tag_lists(rows: list[asyncpg.Record]) -> dict[int, list[dict[str, str]]]:
 
 
 def cursor(scope: str, token: str, value: Any, ident: int) -> str:
-    """gql_app.pagination.encode_cursor, inlined."""
+    """gql_app.pagination.encode_cursor, inlined (payload and HMAC signature)."""
     payload = orjson.dumps([scope, token, value.isoformat() if value is not None else None, ident])
-    return base64.urlsafe_b64encode(payload).decode().rstrip("=")
+    signature = hmac.new(CURSOR_KEY, payload, hashlib.sha256).digest()[:12]
+    return f"{b64(payload)}.{b64(signature)}"
+
+
+def b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
 
 
 async def feed(conn: asyncpg.Connection, variables: dict[str, Any]) -> Any:

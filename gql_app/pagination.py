@@ -12,6 +12,8 @@ from __future__ import annotations
 import base64
 import binascii
 import enum
+import hashlib
+import hmac
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -148,16 +150,29 @@ def _decode_value(raw: Any, key: SortKey) -> Any:
     return raw
 
 
-def encode_cursor(scope: str, ordering: Ordering, values: tuple[Any, int]) -> str:
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+
+def _signature(key: bytes, payload: bytes) -> str:
+    return _b64(hmac.new(key, payload, hashlib.sha256).digest()[:12])
+
+
+def encode_cursor(scope: str, ordering: Ordering, values: tuple[Any, int], key: bytes) -> str:
+    """``base64(payload).base64(hmac)``: opaque, and signed with the server's secret key."""
     payload = orjson.dumps([scope, ordering.token, _encode_value(values[0]), values[1]])
-    return base64.urlsafe_b64encode(payload).decode().rstrip("=")
+    return f"{_b64(payload)}.{_signature(key, payload)}"
 
 
-def decode_cursor(cursor: str, scope: str, ordering: Ordering) -> tuple[Any, int]:
+def decode_cursor(cursor: str, scope: str, ordering: Ordering, key: bytes) -> tuple[Any, int]:
     try:
         if len(cursor) > 512:
             raise ValueError("too long")
-        raw = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        body, _, signature = cursor.partition(".")
+        payload = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
+        if not hmac.compare_digest(signature, _signature(key, payload)):
+            raise ValueError("not a cursor this server issued")
+        raw = orjson.loads(payload)
         if not isinstance(raw, list) or len(raw) != 4:
             raise ValueError("shape")
         got_scope, token, value, ident = raw
@@ -185,6 +200,7 @@ class PageArgs:
     backward: bool
     after: tuple[Any, int] | None
     before: tuple[Any, int] | None
+    key: bytes = field(default=b"", compare=False, repr=False)
 
     @classmethod
     def parse(
@@ -198,6 +214,7 @@ class PageArgs:
         before: str | None,
     ) -> PageArgs:
         cap = settings.max_page_size
+        key = settings.secret_key.encode()
         if first is not None and last is not None:
             raise BadUserInput("Pass either `first` or `last`, not both.")
         for name, value in (("first", first), ("last", last)):
@@ -212,8 +229,9 @@ class PageArgs:
             ordering=ordering,
             limit=limit,
             backward=backward,
-            after=decode_cursor(after, scope, ordering) if after is not None else None,
-            before=decode_cursor(before, scope, ordering) if before is not None else None,
+            after=decode_cursor(after, scope, ordering, key) if after is not None else None,
+            before=decode_cursor(before, scope, ordering, key) if before is not None else None,
+            key=key,
         )
 
     def cursor_conditions(self, entity: Any = None) -> list[ColumnElement[bool]]:
@@ -225,7 +243,7 @@ class PageArgs:
         return conds
 
     def cursor_for(self, obj: Any) -> str:
-        return encode_cursor(self.scope, self.ordering, self.ordering.values(obj))
+        return encode_cursor(self.scope, self.ordering, self.ordering.values(obj), self.key)
 
 
 @dataclass

@@ -484,3 +484,22 @@ async def test_nested_last_gives_each_user_their_own_oldest_posts(gql, world):
             "nodes": [{"id": gid} for gid in gids(world, oldest)],
             "pageInfo": {"hasNextPage": False, "hasPreviousPage": has_posts},
         }, user
+
+
+async def test_an_edited_cursor_is_refused_by_its_signature(gql, world):
+    # Given a real cursor, whose payload is then changed to point at another row
+    import base64
+
+    body = await gql(POSTS_PAGE, {"first": 1})
+    cursor = body["data"]["posts"]["pageInfo"]["endCursor"]
+    payload, _, signature = cursor.partition(".")
+    decoded = base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)).decode()
+    edited_payload = decoded.rsplit(",", 1)[0] + ",1]"
+    edited = base64.urlsafe_b64encode(edited_payload.encode()).decode().rstrip("=")
+    # When it is sent back with the original signature
+    refused = await gql(
+        POSTS_PAGE, {"first": 1, "after": f"{edited}.{signature}"}, expect_errors=True
+    )
+    # Then it is refused, while the untouched cursor still works
+    assert error_codes(refused) == ["BAD_USER_INPUT"]
+    assert "errors" not in await gql(POSTS_PAGE, {"first": 1, "after": cursor})
