@@ -44,10 +44,6 @@ class Context:
         return self._db
 
     @property
-    def viewer_id(self) -> int | None:
-        return self.viewer.id if self.viewer is not None else None
-
-    @property
     def is_admin(self) -> bool:
         return self.viewer is not None and self.viewer.is_admin
 

@@ -54,10 +54,6 @@ class Forbidden(AppError):
         super().__init__(message)
 
 
-class NotFound(AppError):
-    code = ErrorCode.NOT_FOUND
-
-
 @strawberry.enum
 class UserErrorCode(enum.Enum):
     INVALID = "INVALID"

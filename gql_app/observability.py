@@ -85,11 +85,6 @@ class RequestObservation:
 _current: ContextVar[RequestObservation | None] = ContextVar("gql_app_request", default=None)
 
 
-def current_observation() -> RequestObservation | None:
-    """The HTTP request this task works for (None outside a request)."""
-    return _current.get()
-
-
 def request_id_for(request: Request) -> str:
     """The request's id: the middleware's, or (without the middleware) one made here."""
     observation = _current.get()

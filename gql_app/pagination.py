@@ -38,7 +38,6 @@ from gql_app.fastpath import computed
 from gql_app.settings import Settings
 
 M = TypeVar("M")
-Row = Any
 
 
 @dataclass(frozen=True)
