@@ -11,7 +11,10 @@ none of that, the converted graphql-core schema gets a direct resolver instead:
   when the loader already has it, else the loader's future (graphql-core awaits
   it), with no coroutine or task of its own.
 
-The schema, the loaders and the statement budget are unchanged.
+The schema, the loaders and the statement budget are unchanged. Under the
+planned executor (``gql_app.execution``) a direct resolver gets one info per
+position of the plan and request: its ``context`` and the depth of its ``path``
+are right, but the path names the first object resolved there.
 """
 
 from collections.abc import Callable
@@ -51,6 +54,7 @@ def _attribute(name: str) -> Callable[[Any, Any], Any]:
     def resolve(source: Any, info: Any) -> Any:
         return getattr(source, name)
 
+    resolve.attribute = name  # type: ignore[attr-defined]  # read by gql_app.execution
     return resolve
 
 
@@ -70,6 +74,7 @@ def install(schema: strawberry.Schema) -> None:
                 continue
             direct = (field.metadata or {}).get(DIRECT)
             if direct is not None:
+                direct.shares_info = True  # read by gql_app.execution
                 graphql_field.resolve = direct
             elif field.base_resolver is None and not field.arguments:
                 graphql_field.resolve = _attribute(field.python_name)

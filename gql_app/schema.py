@@ -15,6 +15,7 @@ from gql_app.commerce.types import Order, Product
 from gql_app.content import queries as content_queries
 from gql_app.content.mutations import ContentMutation
 from gql_app.content.types import Comment, Post, Tag
+from gql_app.execution import PlannedExecutor
 from gql_app.limits import QueryLimits
 from gql_app.money import queries as money_queries
 from gql_app.money.mutations import MoneyMutation
@@ -64,6 +65,7 @@ schema = Schema(
         ObserveOperation,
     ],
     config=StrawberryConfig(auto_camel_case=True),
+    execution_context_class=PlannedExecutor,
 )
 fastpath.install(schema)
 node.install(schema)
