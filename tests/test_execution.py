@@ -216,6 +216,7 @@ async def test_a_document_is_compiled_once(monkeypatch: pytest.MonkeyPatch) -> N
     for skip in (False, False, True, True, False):
         result = await planned.execute(query, variable_values={"skip": skip})
         assert result.errors is None
+        assert result.data is not None
         assert ("name" in result.data["items"][0]) is not skip
     assert len(compiled) == 2  # one plan per value of the @skip variable
 
