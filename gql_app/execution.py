@@ -405,15 +405,25 @@ class PlannedExecutor(StrawberryGraphQLCoreExecutionContext):
         self._outstanding = 0
         self._tasks: list[asyncio.Task[Any]] = []
         self._finished: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._execute_object(root, self.root_value, None, self._data)
-        if self._outstanding:
-            try:
-                await self._finished
-            except BaseException:
-                for task in self._tasks:
-                    task.cancel()
-                raise
-        return self.build_response(self._data)
+        try:
+            self._execute_object(root, self.root_value, None, self._data)
+            if self._outstanding:
+                try:
+                    await self._finished
+                except BaseException:
+                    for task in self._tasks:
+                        task.cancel()
+                    raise
+            return self.build_response(self._data)
+        finally:
+            # graphql-core's executor is in a reference cycle (its async helpers
+            # are its bound methods): let go of the request's values now rather
+            # than at the next full collection.
+            self._data = None
+            self._tasks = []
+            self._infos = {}
+            self._arguments = {}
+            self._converted = {}
 
     def _wait(
         self,

@@ -162,7 +162,16 @@ class LoaderRegistry:
             loader.clear_all()
 
     def close(self) -> None:
+        """The request is over: stop dispatching and let go of everything loaded.
+
+        A loader and the context refer to each other, so without this the
+        request's rows and futures would wait for a full cyclic collection.
+        """
         self.scheduler.close()
+        for loader in self._loaders.values():
+            loader.clear_all()
+            loader._queue = []
+        self._loaders.clear()
 
 
 def values_array(values: Sequence[Any], element_type: Any) -> BindParameter[Any]:
