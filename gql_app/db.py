@@ -12,6 +12,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Result
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
@@ -136,7 +137,7 @@ class RequestDB:
     ``gql_app.loaders.BatchScheduler``).
     """
 
-    __slots__ = ("_busy", "_closed", "_idle", "_lock", "fresh", "session")
+    __slots__ = ("_busy", "_closed", "_connection", "_idle", "_lock", "fresh", "session")
 
     def __init__(self, session: AsyncSession, *, fresh: bool = False) -> None:
         self.session = session
@@ -148,6 +149,7 @@ class RequestDB:
         self._closed = False
         self._idle = asyncio.Event()
         self._idle.set()
+        self._connection: AsyncConnection | None = None
 
     @property
     def lock(self) -> asyncio.Lock:
@@ -187,6 +189,22 @@ class RequestDB:
         try:
             async with self._lock:
                 return await self.session.execute(self._prepare(statement), params)
+        finally:
+            self.leave()
+
+    async def rows(self, statement: Executable, params: dict[str, Any] | None = None) -> list[Any]:
+        """Run a Core statement on the session's connection (same transaction) -> its rows.
+
+        For reads that want rows, not ORM objects: it skips the ORM's execution
+        layer (identity map, compile state, result wrapping), a good share of a
+        loader batch's CPU.
+        """
+        self.enter()
+        try:
+            async with self._lock:
+                if self._connection is None:
+                    self._connection = await self.session.connection()
+                return (await self._connection.execute(statement, params)).all()  # type: ignore[return-value]
         finally:
             self.leave()
 

@@ -18,12 +18,22 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from aiodataloader import DataLoader, dispatch_queue_batch
 from aiodataloader import Loader as QueuedLoad
-from sqlalchemy import ColumnElement, FromClause, Select, Table, any_, bindparam, func, select
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Executable,
+    FromClause,
+    Select,
+    Table,
+    any_,
+    bindparam,
+    func,
+    select,
+)
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import InstrumentedAttribute
 from sqlalchemy.sql.elements import BindParameter
 
-from gql_app.db import id_array
 from gql_app.pagination import (
     Connection,
     Page,
@@ -58,8 +68,36 @@ class Loader(DataLoader[K, V]):
     async def batch_load_fn(self, keys: list[K]) -> list[V]:
         return await self.batch_load(keys)
 
+    def statement(self) -> Executable:
+        """The batch statement, built once per loader class: keys bind as ``:keys``.
+
+        Only for loaders whose statement is fully declared by the class (no
+        per-request conditions); reusing one statement object also reuses its
+        SQLAlchemy cache key, which is otherwise recomputed on every execution.
+        """
+        cls = type(self)
+        statement = _STATEMENTS.get(cls)
+        if statement is None:
+            statement = _STATEMENTS[cls] = self.build_statement()
+        return statement
+
+    def build_statement(self) -> Executable:
+        raise NotImplementedError
+
+    async def fetch(self, keys: Sequence[Any]) -> list[Any]:
+        """The rows of the class's statement for these keys."""
+        return await self.ctx.db.rows(self.statement(), {"keys": list(keys)})
+
     async def batch_load(self, keys: list[K]) -> list[V]:
         raise NotImplementedError
+
+
+_STATEMENTS: dict[type[Any], Executable] = {}
+
+
+def keys_param(element_type: Any = None) -> BindParameter[Any]:
+    """The ``:keys`` array parameter of a cached loader statement (bigint by default)."""
+    return bindparam("keys", type_=ARRAY(element_type if element_type is not None else BigInteger))
 
 
 class BatchScheduler:
@@ -178,12 +216,6 @@ def values_array(values: Sequence[Any], element_type: Any) -> BindParameter[Any]
     return bindparam("keys", list(values), type_=ARRAY(element_type), unique=True)
 
 
-def _key_param(column: InstrumentedAttribute[Any], keys: Sequence[Any]) -> BindParameter[Any]:
-    if column.type.python_type is int:
-        return id_array(keys)
-    return values_array(keys, column.type)
-
-
 # ---------------------------------------------------------------- to-one
 
 
@@ -198,12 +230,12 @@ class ByIdLoader(Loader[int, M | None], Generic[M]):
         if "model" in cls.__dict__:
             ByIdLoader.for_model[cls.model] = cls
 
-    async def batch_load(self, keys: list[int]) -> list[M | None]:
+    def build_statement(self) -> Executable:
         table = self.model.__table__
-        rows = (
-            await self.ctx.db.execute(select(table).where(table.c.id == any_(id_array(keys))))
-        ).all()
-        found: dict[Any, Any] = {row.id: row for row in rows}
+        return select(table).where(table.c.id == any_(keys_param()))
+
+    async def batch_load(self, keys: list[int]) -> list[M | None]:
+        found: dict[Any, Any] = {row.id: row for row in await self.fetch(keys)}
         return [found.get(key) for key in keys]
 
 
@@ -213,13 +245,14 @@ class ByColumnLoader(Loader[Any, M | None], Generic[M]):
     model: ClassVar[type[Any]]
     column: ClassVar[InstrumentedAttribute[Any]]
 
+    def build_statement(self) -> Executable:
+        column = type(self).column
+        element = None if column.type.python_type is int else column.type
+        return select(self.model.__table__).where(column == any_(keys_param(element)))
+
     async def batch_load(self, keys: list[Any]) -> list[M | None]:
         column = type(self).column
-        rows = (
-            await self.ctx.db.execute(
-                select(self.model.__table__).where(column == any_(_key_param(column, keys)))
-            )
-        ).all()
+        rows = await self.fetch(keys)
         found: dict[Any, Any] = {}
         for row in rows:
             found[getattr(row, column.key)] = row
@@ -240,15 +273,17 @@ class ListByColumnLoader(Loader[int, list[M]], Generic[M]):
     def conditions(self) -> list[ColumnElement[bool]]:
         return []
 
+    def build_statement(self) -> Executable:
+        column = type(self).column
+        return (
+            select(self.model.__table__)
+            .where(column == any_(keys_param()), *self.conditions())
+            .order_by(*self.order_by, self.model.id)
+        )
+
     async def batch_load(self, keys: list[int]) -> list[list[M]]:
         column = type(self).column
-        rows = (
-            await self.ctx.db.execute(
-                select(self.model.__table__)
-                .where(column == any_(id_array(keys)), *self.conditions())
-                .order_by(*self.order_by, self.model.id)
-            )
-        ).all()
+        rows = await self.fetch(keys)
         grouped: dict[int, list[Any]] = defaultdict(list)
         for row in rows:
             grouped[getattr(row, column.key)].append(row)
@@ -265,16 +300,18 @@ class ManyToManyLoader(Loader[int, list[M]], Generic[M]):
     link_child: ClassVar[str]
     order_by: ClassVar[Sequence[Any]] = ()
 
-    async def batch_load(self, keys: list[int]) -> list[list[M]]:
+    def build_statement(self) -> Executable:
         parent = self.link.c[self.link_parent]
-        stmt = (
+        return (
             select(parent.label("gql_parent"), *self.model.__table__.c)
             .join(self.link, self.link.c[self.link_child] == self.model.id)
-            .where(parent == any_(id_array(keys)))
+            .where(parent == any_(keys_param()))
             .order_by(parent, *self.order_by, self.model.id)
         )
+
+    async def batch_load(self, keys: list[int]) -> list[list[M]]:
         grouped: dict[int, list[Any]] = defaultdict(list)
-        for row in (await self.ctx.db.execute(stmt)).all():
+        for row in await self.fetch(keys):
             grouped[row.gql_parent].append(row)
             self.ctx.loaders.prime(self.model, row)
         return [grouped.get(key, []) for key in keys]
@@ -293,27 +330,29 @@ class CountLoader(Loader[int, int]):
     def conditions(self) -> list[ColumnElement[bool]]:
         return []
 
-    async def batch_load(self, keys: list[int]) -> list[int]:
+    def build_statement(self) -> Executable:
         column = type(self).column
-        stmt = (
+        return (
             select(column, func.count())
             .select_from(self.source if self.source is not None else self.model)
-            .where(column == any_(id_array(keys)), *self.conditions())
+            .where(column == any_(keys_param()), *self.conditions())
             .group_by(column)
         )
-        counts = dict((await self.ctx.db.execute(stmt)).tuples().all())
+
+    async def batch_load(self, keys: list[int]) -> list[int]:
+        counts = {row[0]: row[1] for row in await self.fetch(keys)}
         return [counts.get(key, 0) for key in keys]
 
 
 class AggregateLoader(Loader[int, V]):
     """A key -> one aggregate row, from a grouped Core statement.
 
-    Subclasses give ``statement(keys)`` selecting ``(key, ...)`` grouped by key,
+    Subclasses give ``aggregate(keys)`` selecting ``(key, ...)`` grouped by key,
     ``value(row)`` turning a row into the result, and ``empty(key)`` for keys
     without rows.
     """
 
-    def statement(self, keys: BindParameter[Any]) -> Select[Any]:
+    def aggregate(self, keys: BindParameter[Any]) -> Select[Any]:
         raise NotImplementedError
 
     def value(self, row: Any) -> V:
@@ -322,8 +361,11 @@ class AggregateLoader(Loader[int, V]):
     def empty(self, key: int) -> V:
         raise NotImplementedError
 
+    def build_statement(self) -> Executable:
+        return self.aggregate(keys_param())
+
     async def batch_load(self, keys: list[int]) -> list[V]:
-        rows = (await self.ctx.db.execute(self.statement(id_array(keys)))).all()
+        rows = await self.fetch(keys)
         found = {row[0]: self.value(row) for row in rows}
         return [found[key] if key in found else self.empty(key) for key in keys]
 

@@ -303,7 +303,7 @@ async def fetch_pages(
     )
     grouped: dict[int, list[Any]] = {pid: [] for pid in parent_ids}
     totals: dict[int, int] = {}
-    for row in (await db.execute(stmt)).all():
+    for row in await db.rows(stmt):
         if row.id is not None:
             grouped[row.gql_parent].append(row)
         if with_count:
@@ -332,7 +332,7 @@ async def fetch_page(
         .limit(args.limit + 1)
     )
     if not with_count:
-        rows: list[Any] = list((await db.execute(page)).all())
+        rows: list[Any] = await db.rows(page)
         return Page.build(rows, args, None)
     inner = page.subquery("page")
     total = select(func.count().label("gql_total")).select_from(source).where(*where).subquery("t")
@@ -342,7 +342,7 @@ async def fetch_page(
         .outerjoin(inner, true())
         .order_by(*args.ordering.order_by(inner.c, reverse=args.backward))
     )
-    result = (await db.execute(stmt)).all()
+    result = await db.rows(stmt)
     n = result[0].gql_total if result else 0
     items: list[Any] = [row for row in result if row.id is not None]
     return Page.build(items, args, n)

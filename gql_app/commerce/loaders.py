@@ -117,7 +117,7 @@ class ItemCountByOrderIdLoader(CountLoader):
 
 
 class OrderTotalByOrderIdLoader(AggregateLoader[Decimal]):
-    def statement(self, keys: BindParameter[Any]) -> Select[Any]:
+    def aggregate(self, keys: BindParameter[Any]) -> Select[Any]:
         return (
             select(OrderItem.order_id, func.sum(LINE_TOTAL))
             .where(OrderItem.order_id == any_(keys))
@@ -132,7 +132,7 @@ class OrderTotalByOrderIdLoader(AggregateLoader[Decimal]):
 
 
 class UnitsSoldByProductIdLoader(AggregateLoader[int]):
-    def statement(self, keys: BindParameter[Any]) -> Select[Any]:
+    def aggregate(self, keys: BindParameter[Any]) -> Select[Any]:
         return (
             select(OrderItem.product_id, func.sum(OrderItem.quantity))
             .join(Order, Order.id == OrderItem.order_id)
@@ -156,7 +156,7 @@ class OrderStatsRow:
 
 
 class OrderStatsByCustomerIdLoader(AggregateLoader[OrderStatsRow]):
-    def statement(self, keys: BindParameter[Any]) -> Select[Any]:
+    def aggregate(self, keys: BindParameter[Any]) -> Select[Any]:
         per_order = (
             select(
                 Order.customer_id,

@@ -124,7 +124,7 @@ class SalesReport:
             .group_by(per_order.c.day)
             .order_by(per_order.c.day)
         )
-        rows = (await info.context.db.execute(stmt)).all()
+        rows = await info.context.db.rows(stmt)
         return [
             SalesDay(day=r[0], order_count=r[1], revenue=Decimal(r[2]).quantize(ZERO)) for r in rows
         ]
@@ -146,7 +146,7 @@ class SalesReport:
             .order_by(desc(units), desc(revenue), models.OrderItem.product_id)
             .limit(limit)
         )
-        rows = (await info.context.db.execute(stmt)).all()
+        rows = await info.context.db.rows(stmt)
         return [ProductSales(product_id=r[0], units_sold=int(r[1]), revenue=r[2]) for r in rows]
 
 
