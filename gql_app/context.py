@@ -44,6 +44,13 @@ class Context:
         return self._db
 
     @property
+    def visibility(self) -> Any:
+        """All that visibility rules read of the viewer: "admin", their id, or None."""
+        if self.viewer is None:
+            return None
+        return "admin" if self.viewer.is_admin else self.viewer.id
+
+    @property
     def is_admin(self) -> bool:
         return self.viewer is not None and self.viewer.is_admin
 

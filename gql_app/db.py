@@ -127,6 +127,11 @@ def id_array(values: Sequence[int], name: str = "ids") -> BindParameter[Any]:
     return bindparam(name, list(values), type_=ARRAY(BigInteger), unique=True)
 
 
+def keys_param(element_type: Any = None) -> BindParameter[Any]:
+    """``:keys``, the array parameter of a statement built once and run with many key sets."""
+    return bindparam("keys", type_=ARRAY(element_type if element_type is not None else BigInteger))
+
+
 class RequestDB:
     """The request's one AsyncSession, with access serialized.
 

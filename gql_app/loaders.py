@@ -11,7 +11,7 @@ they load. They reach the database only through the request's guarded session
 from __future__ import annotations
 
 import asyncio
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 from aiodataloader import DataLoader, dispatch_queue_batch
 from aiodataloader import Loader as QueuedLoad
 from sqlalchemy import (
-    BigInteger,
     ColumnElement,
     Executable,
     FromClause,
@@ -34,12 +33,14 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import InstrumentedAttribute
 from sqlalchemy.sql.elements import BindParameter
 
+from gql_app.db import keys_param
 from gql_app.pagination import (
     Connection,
     Page,
     PageArgs,
     fetch_page,
-    fetch_pages,
+    group_pages,
+    pages_statement,
     wants_total_count,
 )
 
@@ -95,9 +96,8 @@ class Loader(DataLoader[K, V]):
 _STATEMENTS: dict[type[Any], Executable] = {}
 
 
-def keys_param(element_type: Any = None) -> BindParameter[Any]:
-    """The ``:keys`` array parameter of a cached loader statement (bigint by default)."""
-    return bindparam("keys", type_=ARRAY(element_type if element_type is not None else BigInteger))
+PAGE_STATEMENTS_MAX = 512
+_PAGE_STATEMENTS: OrderedDict[Hashable, Executable] = OrderedDict()
 
 
 class BatchScheduler:
@@ -398,21 +398,39 @@ class PageLoader(Loader[tuple[int, PageRequest], Page[M]], Generic[M]):
     def conditions(self, filter: Any) -> list[ColumnElement[bool]]:
         return []
 
+    def statement_for(self, request: PageRequest) -> Executable:
+        """The page statement for a request shape, reused across requests (LRU).
+
+        It is determined by the loader class, the request (ordering, limit,
+        decoded cursors, filter, count) and who is asking: ``conditions`` may
+        only read the context through ``ctx.visibility``.
+        """
+        key = (type(self), request, self.ctx.visibility)
+        statement = _PAGE_STATEMENTS.get(key)
+        if statement is None:
+            statement = pages_statement(
+                self.model,
+                self.children,
+                self.conditions(request.filter),
+                request.args,
+                request.with_count,
+            )
+            _PAGE_STATEMENTS[key] = statement
+            if len(_PAGE_STATEMENTS) > PAGE_STATEMENTS_MAX:
+                _PAGE_STATEMENTS.popitem(last=False)
+        else:
+            _PAGE_STATEMENTS.move_to_end(key)
+        return statement
+
     async def batch_load(self, keys: list[tuple[int, PageRequest]]) -> list[Page[M]]:
         by_request: dict[PageRequest, list[int]] = defaultdict(list)
         for parent_id, request in keys:
             by_request[request].append(parent_id)
         pages: dict[tuple[int, PageRequest], Page[M]] = {}
         for request, parent_ids in by_request.items():
-            found = await fetch_pages(
-                self.ctx.db,
-                self.model,
-                self.children,
-                list(dict.fromkeys(parent_ids)),
-                self.conditions(request.filter),
-                request.args,
-                request.with_count,
-            )
+            ids = list(dict.fromkeys(parent_ids))
+            rows = await self.ctx.db.rows(self.statement_for(request), {"keys": ids})
+            found = group_pages(rows, ids, request.args, request.with_count)
             for parent_id, page in found.items():
                 for obj in page.items:
                     self.ctx.loaders.prime(self.model, obj)

@@ -29,10 +29,21 @@ from graphql import (
     InlineFragmentNode,
     SelectionSetNode,
 )
-from sqlalchemy import ColumnElement, FromClause, and_, func, literal, or_, select, true, tuple_
+from sqlalchemy import (
+    ColumnElement,
+    FromClause,
+    Select,
+    and_,
+    func,
+    literal,
+    or_,
+    select,
+    true,
+    tuple_,
+)
 from sqlalchemy.orm import InstrumentedAttribute
 
-from gql_app.db import RequestDB, id_array
+from gql_app.db import RequestDB, keys_param
 from gql_app.errors import BadUserInput
 from gql_app.fastpath import computed
 from gql_app.settings import Settings
@@ -271,17 +282,16 @@ Children = Callable[[ColumnElement[Any]], tuple[FromClause | type[Any], list[Col
 """Given the parent-id column, the FROM of the children and the join conditions."""
 
 
-async def fetch_pages(
-    db: RequestDB,
-    model: type[M],
+def pages_statement(
+    model: type[Any],
     children: Children,
-    parent_ids: Sequence[int],
     where: Sequence[ColumnElement[bool]],
     args: PageArgs,
     with_count: bool,
-) -> dict[int, Page[M]]:
-    """One statement: a page of children for every parent, each read through the index."""
-    parents = func.unnest(id_array(parent_ids)).table_valued("pid").render_derived("p")
+) -> Select[Any]:
+    """One statement: a page of children for every parent id in ``:keys``, each
+    read through the index (a LATERAL subquery per parent)."""
+    parents = func.unnest(keys_param()).table_valued("pid").render_derived("p")
     from_, join = children(parents.c.pid)
     inner = (
         select(*_table(model).c)
@@ -295,22 +305,28 @@ async def fetch_pages(
     if with_count:
         count = select(func.count()).select_from(from_).where(*join, *where).scalar_subquery()
         columns.append(count.label("gql_total"))
-    stmt = (
+    return (
         select(*columns)
         .select_from(parents)
         .outerjoin(inner, true())
         .order_by(parents.c.pid, *args.ordering.order_by(inner.c, reverse=args.backward))
     )
+
+
+def group_pages(
+    rows: Sequence[Any], parent_ids: Sequence[int], args: PageArgs, with_count: bool
+) -> dict[int, Page[Any]]:
+    """The rows of ``pages_statement`` as one Page per parent."""
     grouped: dict[int, list[Any]] = {pid: [] for pid in parent_ids}
     totals: dict[int, int] = {}
-    for row in await db.rows(stmt):
+    for row in rows:
         if row.id is not None:
             grouped[row.gql_parent].append(row)
         if with_count:
             totals[row.gql_parent] = row.gql_total
     return {
-        pid: Page.build(rows, args, totals.get(pid, 0) if with_count else None)
-        for pid, rows in grouped.items()
+        pid: Page.build(items, args, totals.get(pid, 0) if with_count else None)
+        for pid, items in grouped.items()
     }
 
 
