@@ -7,9 +7,9 @@ none of that, the converted graphql-core schema gets a direct resolver instead:
 - plain attribute fields (no resolver, arguments, extensions or permissions)
   read the attribute;
 - fields declared with ``loaded(...)`` or ``computed(...)`` call a small
-  ``(source, info)`` function: a loader-backed field returns the cached value
-  when the loader already has it, else the loader's future (graphql-core awaits
-  it), with no coroutine or task of its own.
+  ``(source, info)`` function: a loader-backed field returns the value when
+  the loader already has it (primed or loaded), else the loader's future (the
+  executor awaits it), with no coroutine or task of its own.
 
 The schema, the loaders and the statement budget are unchanged. Under the
 planned executor (``gql_app.execution``) a direct resolver gets one info per
@@ -29,9 +29,12 @@ DIRECT = "gql_app.direct_resolver"
 def loaded(loader: type[Any], key: str, graphql_type: Any, **field_options: Any) -> Any:
     """A field whose value is ``loader.load(source.<key>)``."""
 
+    from gql_app.loaders import MISSING  # here: gql_app.loaders imports this module
+
     def resolve(root: Any, info: Any) -> Any:
-        future = info.context.loaders.get(loader, info).load(getattr(root, key))
-        return future.result() if future.done() else future
+        batch = info.context.loaders.get(loader, info)
+        value = batch.peek(source_key := getattr(root, key))
+        return batch.load(source_key) if value is MISSING else value
 
     return _field(resolve, graphql_type, field_options)
 

@@ -36,7 +36,6 @@ from sqlalchemy.sql.elements import BindParameter
 from gql_app.db import keys_param
 from gql_app.pagination import (
     Connection,
-    Page,
     PageArgs,
     fetch_page,
     group_pages,
@@ -46,6 +45,9 @@ from gql_app.pagination import (
 
 if TYPE_CHECKING:
     from gql_app.context import Context
+
+MISSING: Any = object()
+"""``Loader.peek``: the value is not known yet."""
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
@@ -60,6 +62,41 @@ class Loader(DataLoader[K, V]):
         super().__init__()
         self.ctx = ctx
         self.depth = 1 << 30  # shallowest GraphQL path depth among the queued loads
+        # Primed values, kept plain: most primed rows are never asked for, and
+        # aiodataloader would give each one a resolved future up front.
+        self.primed: dict[Any, V] = {}
+
+    def prime(self, key: K, value: V) -> Loader[K, V]:
+        if key not in self._cache:
+            self.primed.setdefault(key, value)
+        return self
+
+    def peek(self, key: K) -> Any:
+        """The value for ``key`` if already known (primed or loaded), else ``MISSING``."""
+        value = self.primed.get(key, MISSING)
+        if value is MISSING:
+            future = self._cache.get(key)
+            if future is not None and future.done() and future.exception() is None:
+                value = future.result()
+        return value
+
+    def load(self, key: K) -> asyncio.Future[V]:
+        value = self.primed.get(key, MISSING)
+        if value is MISSING:
+            return super().load(key)
+        future: asyncio.Future[V] = self.loop.create_future()
+        future.set_result(value)
+        return future
+
+    def clear(self, key: K) -> Loader[K, V]:
+        self.primed.pop(key, None)
+        super().clear(key)
+        return self
+
+    def clear_all(self) -> Loader[K, V]:
+        self.primed.clear()
+        super().clear_all()
+        return self
 
     def do_resolve_reject(self, key: K, future: asyncio.Future[V]) -> None:
         self._queue.append(QueuedLoad(key=key, future=future))
@@ -382,8 +419,9 @@ class PageRequest:
     with_count: bool = False
 
 
-class PageLoader(Loader[tuple[int, PageRequest], Page[M]], Generic[M]):
-    """(parent id, PageRequest) -> that parent's page, one statement per distinct request.
+class PageLoader(Loader[tuple[int, PageRequest], Connection[M]], Generic[M]):
+    """(parent id, PageRequest) -> that parent's page (a Connection), one statement per
+    distinct request.
 
     Subclasses declare ``model``, ``children(parent_id_column)`` (the FROM and
     join conditions) and optionally ``conditions(filter)`` (filter and
@@ -422,11 +460,11 @@ class PageLoader(Loader[tuple[int, PageRequest], Page[M]], Generic[M]):
             _PAGE_STATEMENTS.move_to_end(key)
         return statement
 
-    async def batch_load(self, keys: list[tuple[int, PageRequest]]) -> list[Page[M]]:
+    async def batch_load(self, keys: list[tuple[int, PageRequest]]) -> list[Connection[M]]:
         by_request: dict[PageRequest, list[int]] = defaultdict(list)
         for parent_id, request in keys:
             by_request[request].append(parent_id)
-        pages: dict[tuple[int, PageRequest], Page[M]] = {}
+        pages: dict[tuple[int, PageRequest], Connection[M]] = {}
         for request, parent_ids in by_request.items():
             ids = list(dict.fromkeys(parent_ids))
             rows = await self.ctx.db.rows(self.statement_for(request), {"keys": ids})
@@ -434,24 +472,30 @@ class PageLoader(Loader[tuple[int, PageRequest], Page[M]], Generic[M]):
             for parent_id, page in found.items():
                 for obj in page.items:
                     self.ctx.loaders.prime(self.model, obj)
-                pages[parent_id, request] = page
+                pages[parent_id, request] = Connection(page=page)
         return [pages[key] for key in keys]
 
 
 # ---------------------------------------------------------------- resolver helpers
 
 
-async def load_page(
+def load_page(
     info: Any,
     loader: type[PageLoader[Any]],
     parent_id: int,
     args: PageArgs,
     filter: Hashable = None,
-) -> Connection[Any]:
-    """Resolve a nested connection field through its page loader."""
+) -> Any:
+    """A nested connection field's value through its page loader.
+
+    Returns the Connection when the loader already has it, else the loader's
+    future; a (synchronous) resolver returns either as is and the executor
+    awaits the future, so no coroutine or task is made per parent.
+    """
     request = PageRequest(args, filter, wants_total_count(info))
-    page = await info.context.loaders.get(loader, info).load((parent_id, request))
-    return Connection(page=page)
+    pages = info.context.loaders.get(loader, info)
+    known = pages.peek(key := (parent_id, request))
+    return pages.load(key) if known is MISSING else known
 
 
 async def root_page(

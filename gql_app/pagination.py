@@ -425,12 +425,23 @@ class Connection(Generic[T]):
 def wants_total_count(info: Any) -> bool:
     """Does the connection field being resolved select ``totalCount`` (through fragments too)?
 
-    Reads graphql-core's AST directly: cheaper than Strawberry's ``selected_fields``.
+    Reads graphql-core's AST directly (cheaper than Strawberry's
+    ``selected_fields``), once per field of a planned document: the planned
+    executor passes the same ``field_nodes`` list for every parent.
     """
     raw = info._raw_info
-    return any(
-        _selects(node.selection_set, "totalCount", raw.fragments, set()) for node in raw.field_nodes
-    )
+    nodes = raw.field_nodes
+    known = _SELECTS_TOTAL.get(id(nodes))
+    if known is not None and known[0] is nodes:
+        return known[1]
+    answer = any(_selects(node.selection_set, "totalCount", raw.fragments, set()) for node in nodes)
+    if len(_SELECTS_TOTAL) >= 1024:
+        _SELECTS_TOTAL.clear()
+    _SELECTS_TOTAL[id(nodes)] = (nodes, answer)
+    return answer
+
+
+_SELECTS_TOTAL: dict[int, tuple[list[Any], bool]] = {}
 
 
 def _selects(

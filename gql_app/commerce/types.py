@@ -147,7 +147,7 @@ class OrderOrder:
     direction: OrderDirection = OrderDirection.DESC
 
 
-async def customer_orders(
+def customer_orders(
     info: Info,
     customer_id: int,
     first: int | None,
@@ -159,7 +159,7 @@ async def customer_orders(
 ) -> Connection[Order]:
     args = ORDER_SORTING.page_args(info, "User.orders", first, after, last, before, order_by)
     criteria = filter.criteria() if filter is not None else OrderCriteria()
-    return await load_page(info, OrderPageByCustomerIdLoader, customer_id, args, criteria)
+    return load_page(info, OrderPageByCustomerIdLoader, customer_id, args, criteria)
 
 
 @strawberry.type

@@ -109,7 +109,7 @@ class Post(Node):
     comment_count: int = loaded(CommentCountByPostIdLoader, "id", int)
 
     @strawberry.field
-    async def comments(
+    def comments(
         self,
         root: strawberry.Parent[models.Post],
         info: Info,
@@ -122,7 +122,7 @@ class Post(Node):
         args = COMMENT_SORTING.page_args(
             info, "Post.comments", first, after, last, before, order_by
         )
-        return await load_page(info, CommentPageByPostIdLoader, root.id, args)
+        return load_page(info, CommentPageByPostIdLoader, root.id, args)
 
 
 @strawberry.type
@@ -131,7 +131,7 @@ class Tag(Node):
     name: str
 
     @strawberry.field(description="Published posts carrying this tag.")
-    async def posts(
+    def posts(
         self,
         root: strawberry.Parent[models.Tag],
         info: Info,
@@ -143,7 +143,7 @@ class Tag(Node):
     ) -> Connection[Post]:
         args = POST_SORTING.page_args(info, "Tag.posts", first, after, last, before, order_by)
         criteria = PostCriteria(published_only=True)
-        return await load_page(info, PostPageByTagIdLoader, root.id, args, criteria)
+        return load_page(info, PostPageByTagIdLoader, root.id, args, criteria)
 
     post_count: int = loaded(PublishedPostCountByTagIdLoader, "id", int)
 

@@ -43,7 +43,7 @@ class Account(Node):
         return root.balance
 
     @strawberry.field(description="Transfers into or out of this account, newest first.")
-    async def transfers(
+    def transfers(
         self,
         root: strawberry.Parent[models.Account],
         info: Info,
@@ -54,7 +54,7 @@ class Account(Node):
     ) -> Connection[Transfer]:
         info.context.require_private(root.owner_id)
         args = TRANSFER_SORTING.page_args(info, "Account.transfers", first, after, last, before)
-        return await load_page(info, TransferPageByAccountIdLoader, root.id, args)
+        return load_page(info, TransferPageByAccountIdLoader, root.id, args)
 
 
 @strawberry.type

@@ -69,7 +69,7 @@ class User(Node):
     @strawberry.field(
         description="Published posts; the author themself and admins also see drafts."
     )
-    async def posts(
+    def posts(
         self,
         root: strawberry.Parent[models.User],
         info: Info,
@@ -81,10 +81,10 @@ class User(Node):
         order_by: PostOrder | None = None,
     ) -> Connection[Post]:
         args = POST_SORTING.page_args(info, "User.posts", first, after, last, before, order_by)
-        return await load_page(info, PostPageByAuthorIdLoader, root.id, args, post_criteria(filter))
+        return load_page(info, PostPageByAuthorIdLoader, root.id, args, post_criteria(filter))
 
     @strawberry.field
-    async def comments(
+    def comments(
         self,
         root: strawberry.Parent[models.User],
         info: Info,
@@ -94,12 +94,12 @@ class User(Node):
         before: str | None = None,
     ) -> Connection[Comment]:
         args = COMMENT_SORTING.page_args(info, "User.comments", first, after, last, before)
-        return await load_page(info, CommentPageByAuthorIdLoader, root.id, args)
+        return load_page(info, CommentPageByAuthorIdLoader, root.id, args)
 
     @strawberry.field(
         description="Private: the user themself and admins. Others get null and a FORBIDDEN error."
     )
-    async def orders(
+    def orders(
         self,
         root: strawberry.Parent[models.User],
         info: Info,
@@ -113,7 +113,7 @@ class User(Node):
         from gql_app.commerce.types import customer_orders
 
         info.context.require_private(root.id)
-        return await customer_orders(info, root.id, first, after, last, before, filter, order_by)
+        return customer_orders(info, root.id, first, after, last, before, filter, order_by)
 
     @strawberry.field(description="Private, as orders. Aggregated over non-cancelled orders.")
     async def order_stats(
