@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import OrderedDict, defaultdict
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
@@ -228,9 +228,18 @@ class LoaderRegistry:
 
     def prime(self, model: type[Any], obj: Any) -> None:
         """Make ``obj`` (an ORM object or a row of ``model``'s table) known to its by-id loader."""
+        self.prime_all(model, (obj,))
+
+    def prime_all(self, model: type[Any], objects: Iterable[Any]) -> None:
+        """``prime`` for many objects of one model."""
         by_id = ByIdLoader.for_model.get(model)
         if by_id is not None:
-            self.get(by_id).prime(obj.id, obj)
+            loader = self.get(by_id)
+            cached, primed = loader._cache, loader.primed
+            for obj in objects:
+                key = obj.id
+                if key not in cached and key not in primed:
+                    primed[key] = obj
 
     def clear_all(self) -> None:
         for loader in self._loaders.values():
@@ -290,10 +299,8 @@ class ByColumnLoader(Loader[Any, M | None], Generic[M]):
     async def batch_load(self, keys: list[Any]) -> list[M | None]:
         column = type(self).column
         rows = await self.fetch(keys)
-        found: dict[Any, Any] = {}
-        for row in rows:
-            found[getattr(row, column.key)] = row
-            self.ctx.loaders.prime(self.model, row)
+        found = {getattr(row, column.key): row for row in rows}
+        self.ctx.loaders.prime_all(self.model, rows)
         return [found.get(key) for key in keys]
 
 
@@ -324,7 +331,7 @@ class ListByColumnLoader(Loader[int, list[M]], Generic[M]):
         grouped: dict[int, list[Any]] = defaultdict(list)
         for row in rows:
             grouped[getattr(row, column.key)].append(row)
-            self.ctx.loaders.prime(self.model, row)
+        self.ctx.loaders.prime_all(self.model, rows)
         return [grouped.get(key, []) for key in keys]
 
 
@@ -348,9 +355,10 @@ class ManyToManyLoader(Loader[int, list[M]], Generic[M]):
 
     async def batch_load(self, keys: list[int]) -> list[list[M]]:
         grouped: dict[int, list[Any]] = defaultdict(list)
-        for row in await self.fetch(keys):
+        rows = await self.fetch(keys)
+        for row in rows:
             grouped[row.gql_parent].append(row)
-            self.ctx.loaders.prime(self.model, row)
+        self.ctx.loaders.prime_all(self.model, rows)
         return [grouped.get(key, []) for key in keys]
 
 
@@ -418,6 +426,14 @@ class PageRequest:
     filter: Hashable = None
     with_count: bool = False
 
+    def __hash__(self) -> int:  # hashed on every load of every parent: computed once
+        try:
+            return self.__dict__["_hash"]  # type: ignore[no-any-return]
+        except KeyError:
+            value = hash((self.args, self.filter, self.with_count))
+            object.__setattr__(self, "_hash", value)
+            return value
+
 
 class PageLoader(Loader[tuple[int, PageRequest], Connection[M]], Generic[M]):
     """(parent id, PageRequest) -> that parent's page (a Connection), one statement per
@@ -470,8 +486,7 @@ class PageLoader(Loader[tuple[int, PageRequest], Connection[M]], Generic[M]):
             rows = await self.ctx.db.rows(self.statement_for(request), {"keys": ids})
             found = group_pages(rows, ids, request.args, request.with_count)
             for parent_id, page in found.items():
-                for obj in page.items:
-                    self.ctx.loaders.prime(self.model, obj)
+                self.ctx.loaders.prime_all(self.model, page.items)
                 pages[parent_id, request] = Connection(page=page)
         return [pages[key] for key in keys]
 
@@ -508,6 +523,5 @@ async def root_page(
     """Resolve a root connection field: one statement, total included when selected."""
     ctx = info.context
     page = await fetch_page(ctx.db, model, where, args, wants_total_count(info), from_)
-    for obj in page.items:
-        ctx.loaders.prime(model, obj)
+    ctx.loaders.prime_all(model, page.items)
     return Connection(page=page)
