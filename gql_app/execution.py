@@ -26,6 +26,7 @@ own path unchanged.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import inspect as pyinspect
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -405,6 +406,7 @@ class PlannedExecutor(StrawberryGraphQLCoreExecutionContext):
         self._outstanding = 0
         self._tasks: list[asyncio.Task[Any]] = []
         self._finished: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._context = contextvars.copy_context()
         try:
             self._execute_object(root, self.root_value, None, self._data)
             if self._outstanding:
@@ -442,7 +444,10 @@ class PlannedExecutor(StrawberryGraphQLCoreExecutionContext):
             future = asyncio.ensure_future(awaitable)
             self._tasks.append(future)
         self._outstanding += 1
-        future.add_done_callback(partial(self._settled, completion, field, path, container, key))
+        future.add_done_callback(
+            partial(self._settled, completion, field, path, container, key),
+            context=self._context,  # one context for all: no copy per callback
+        )
 
     def _settled(
         self,

@@ -37,9 +37,10 @@ from gql_app.db import keys_param
 from gql_app.pagination import (
     Connection,
     PageArgs,
-    fetch_page,
     group_pages,
+    page_statement,
     pages_statement,
+    root_page_of,
     wants_total_count,
 )
 
@@ -135,6 +136,14 @@ _STATEMENTS: dict[type[Any], Executable] = {}
 
 PAGE_STATEMENTS_MAX = 512
 _PAGE_STATEMENTS: OrderedDict[Hashable, Executable] = OrderedDict()
+
+
+def _remember(key: Hashable, statement: Executable) -> None:
+    """Keep a page statement for its shape (least recently used ones go first)."""
+    _PAGE_STATEMENTS[key] = statement
+    _PAGE_STATEMENTS.move_to_end(key)
+    if len(_PAGE_STATEMENTS) > PAGE_STATEMENTS_MAX:
+        _PAGE_STATEMENTS.popitem(last=False)
 
 
 class BatchScheduler:
@@ -469,11 +478,7 @@ class PageLoader(Loader[tuple[int, PageRequest], Connection[M]], Generic[M]):
                 request.args,
                 request.with_count,
             )
-            _PAGE_STATEMENTS[key] = statement
-            if len(_PAGE_STATEMENTS) > PAGE_STATEMENTS_MAX:
-                _PAGE_STATEMENTS.popitem(last=False)
-        else:
-            _PAGE_STATEMENTS.move_to_end(key)
+        _remember(key, statement)
         return statement
 
     async def batch_load(self, keys: list[tuple[int, PageRequest]]) -> list[Connection[M]]:
@@ -519,9 +524,26 @@ async def root_page(
     where: Sequence[ColumnElement[bool]],
     args: PageArgs,
     from_: Any = None,
+    *,
+    shape: Hashable = None,
 ) -> Connection[Any]:
-    """Resolve a root connection field: one statement, total included when selected."""
+    """Resolve a root connection field: one statement, total included when selected.
+
+    ``shape``, when given, is a hashable value that determines ``where`` and
+    ``from_`` together with the viewer's ``ctx.visibility`` (e.g. the filter's
+    criteria); the statement is then built once per shape and page arguments.
+    """
     ctx = info.context
-    page = await fetch_page(ctx.db, model, where, args, wants_total_count(info), from_)
+    with_count = wants_total_count(info)
+    statement: Executable | None
+    if shape is None:
+        statement = page_statement(model, where, args, with_count, from_)
+    else:
+        key = (model, shape, args, with_count, ctx.visibility)
+        statement = _PAGE_STATEMENTS.get(key)
+        if statement is None:
+            statement = page_statement(model, where, args, with_count, from_)
+        _remember(key, statement)
+    page = root_page_of(await ctx.db.rows(statement), args, with_count)
     ctx.loaders.prime_all(model, page.items)
     return Connection(page=page)

@@ -43,7 +43,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import InstrumentedAttribute
 
-from gql_app.db import RequestDB, keys_param
+from gql_app.db import keys_param
 from gql_app.errors import BadUserInput
 from gql_app.fastpath import computed
 from gql_app.settings import Settings
@@ -330,15 +330,14 @@ def group_pages(
     }
 
 
-async def fetch_page(
-    db: RequestDB,
-    model: type[M],
+def page_statement(
+    model: type[Any],
     where: Sequence[ColumnElement[bool]],
     args: PageArgs,
     with_count: bool,
     from_: FromClause | type[Any] | None = None,
-) -> Page[M]:
-    """A root connection's page (and its total, in the same statement)."""
+) -> Select[Any]:
+    """A root connection's page, and its total in the same statement when asked."""
     source = from_ if from_ is not None else model
     page = (
         select(*_table(model).c)
@@ -348,20 +347,23 @@ async def fetch_page(
         .limit(args.limit + 1)
     )
     if not with_count:
-        rows: list[Any] = await db.rows(page)
-        return Page.build(rows, args, None)
+        return page
     inner = page.subquery("page")
     total = select(func.count().label("gql_total")).select_from(source).where(*where).subquery("t")
-    stmt = (
+    return (
         select(total.c.gql_total, *inner.c)
         .select_from(total)
         .outerjoin(inner, true())
         .order_by(*args.ordering.order_by(inner.c, reverse=args.backward))
     )
-    result = await db.rows(stmt)
-    n = result[0].gql_total if result else 0
-    items: list[Any] = [row for row in result if row.id is not None]
-    return Page.build(items, args, n)
+
+
+def root_page_of(rows: Sequence[Any], args: PageArgs, with_count: bool) -> Page[Any]:
+    """The rows of ``page_statement`` as a Page."""
+    if not with_count:
+        return Page.build(list(rows), args, None)
+    total = rows[0].gql_total if rows else 0
+    return Page.build([row for row in rows if row.id is not None], args, total)
 
 
 def _table(model: Any) -> Any:

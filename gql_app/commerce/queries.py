@@ -177,7 +177,7 @@ class CommerceQuery:
             info, "Query.products", first, after, last, before, order_by
         )
         criteria = filter.criteria() if filter is not None else ProductCriteria()
-        return await root_page(info, models.Product, criteria.conditions(), args)
+        return await root_page(info, models.Product, criteria.conditions(), args, shape=criteria)
 
     @strawberry.field(
         description="The viewer's orders; admins see everyone's. Anonymous: UNAUTHENTICATED error."
@@ -195,7 +195,8 @@ class CommerceQuery:
         visible = visible_orders(info.context)
         args = ORDER_SORTING.page_args(info, "Query.orders", first, after, last, before, order_by)
         criteria = filter.criteria() if filter is not None else OrderCriteria()
-        return await root_page(info, models.Order, [*visible, *criteria.conditions()], args)
+        conditions = [*visible, *criteria.conditions()]
+        return await root_page(info, models.Order, conditions, args, shape=criteria)
 
     @strawberry.field(description="Admins only. Non-cancelled orders with from <= createdAt < to.")
     def sales_report(

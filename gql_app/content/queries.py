@@ -59,7 +59,8 @@ class ContentQuery:
     ) -> Connection[Post]:
         args = POST_SORTING.page_args(info, "Query.posts", first, after, last, before, order_by)
         criteria: PostCriteria = post_criteria(filter)
-        return await root_page(info, models.Post, criteria.conditions(info.context), args)
+        conditions = criteria.conditions(info.context)
+        return await root_page(info, models.Post, conditions, args, shape=criteria)
 
     @strawberry.field
     async def tag(self, info: Info, name: str) -> Tag | None:
@@ -75,4 +76,4 @@ class ContentQuery:
         before: str | None = None,
     ) -> Connection[Tag]:
         args = TAG_SORTING.page_args(info, "Query.tags", first, after, last, before)
-        return await root_page(info, models.Tag, [], args)
+        return await root_page(info, models.Tag, [], args, shape="all")

@@ -57,4 +57,5 @@ class UserQuery:
     ) -> Connection[User]:
         args = USER_SORTING.page_args(info, "Query.users", first, after, last, before, order_by)
         criteria = filter.criteria() if filter is not None else UserCriteria()
-        return await root_page(info, UserModel, criteria.conditions(info.context), args)
+        conditions = criteria.conditions(info.context)
+        return await root_page(info, UserModel, conditions, args, shape=criteria)
