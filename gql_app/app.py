@@ -38,7 +38,7 @@ def tune_garbage_collector() -> None:
     for the cycle collector: the loaders and the executor let go of their rows
     and futures when the request ends. Before they did, W1 left ~3 400 objects
     in cycles per request, full collections made p99 2-3x p50 at c=16, and
-    making them rarer let the RSS grow to ~1 GB; now ~470 objects, ~115 MB.
+    making them rarer let the RSS grow to ~1 GB; now ~270 objects, ~110 MB.
     Measured on W1/W2 (wrk, c=16): 2 000 -> 5 000 gave ~10% more throughput.
     """
     gc.collect()
