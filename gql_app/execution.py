@@ -644,12 +644,7 @@ class PlannedExecutor(StrawberryGraphQLCoreExecutionContext):
     ) -> None:
         abstract = completion.abstract
         assert abstract is not None
-        info = self.build_resolve_info(
-            field.field_def,  # type: ignore[arg-type]
-            field.nodes,
-            field.parent_type,
-            path,
-        )
+        info = self._info(field, path)
         try:
             if runtime_type is None:
                 resolve_type = abstract.resolve_type or self.type_resolver
@@ -677,12 +672,7 @@ class PlannedExecutor(StrawberryGraphQLCoreExecutionContext):
     def _check_type_of(
         self, object_type: GraphQLObjectType, field: FieldPlan, path: Path, value: Any
     ) -> None:
-        info = self.build_resolve_info(
-            field.field_def,  # type: ignore[arg-type]
-            field.nodes,
-            field.parent_type,
-            path,
-        )
+        info = self._info(field, path)
         matches = object_type.is_type_of(value, info)  # type: ignore[misc]
         if is_awaitable(matches):
             matches.close()  # type: ignore[union-attr]
