@@ -257,3 +257,23 @@ async def test_a_request_leaves_little_for_the_cycle_collector(gql, world) -> No
     # when the executor kept the response, ~270 now (asyncio and SQLAlchemy
     # internals).
     assert unreachable < 400, unreachable
+
+
+async def test_statement_and_plan_caches_stay_bounded(gql, world, monkeypatch) -> None:
+    """Caches keyed by request shape (page size, cursors, filters) never grow past their cap."""
+    from gql_app import loaders
+    from tests.test_statement_counts import W2_PEOPLE
+
+    monkeypatch.setattr(loaders, "PAGE_STATEMENTS_MAX", 3)
+    monkeypatch.setattr(loaders, "_PAGE_STATEMENTS", loaders.OrderedDict())
+    monkeypatch.setattr(execution, "PLANS", execution.PlanCache(maxsize=2))
+    for size in range(1, 8):
+        body = await gql(W2_PEOPLE.replace("($n: Int)", "").replace("$n", str(size)))
+        assert len(body["data"]["users"]["nodes"]) == size
+        assert len(loaders._PAGE_STATEMENTS) <= 3
+        assert len(execution.PLANS._entries) <= 2
+    # and a repeated shape is served from the cache: the same statement object
+    await gql(W2_PEOPLE, {"n": 7})
+    cached = dict(loaders._PAGE_STATEMENTS)
+    await gql(W2_PEOPLE, {"n": 7})
+    assert dict(loaders._PAGE_STATEMENTS) == cached
