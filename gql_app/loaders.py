@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import OrderedDict, defaultdict
-from collections.abc import Hashable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
@@ -138,12 +138,16 @@ PAGE_STATEMENTS_MAX = 512
 _PAGE_STATEMENTS: OrderedDict[Hashable, Executable] = OrderedDict()
 
 
-def _remember(key: Hashable, statement: Executable) -> None:
-    """Keep a page statement for its shape (least recently used ones go first)."""
+def page_statement_for(key: Hashable, build: Callable[[], Executable]) -> Executable:
+    """The page statement of a shape, built on first use (least recently used go first)."""
+    statement = _PAGE_STATEMENTS.get(key)
+    if statement is None:
+        statement = build()
     _PAGE_STATEMENTS[key] = statement
     _PAGE_STATEMENTS.move_to_end(key)
     if len(_PAGE_STATEMENTS) > PAGE_STATEMENTS_MAX:
         _PAGE_STATEMENTS.popitem(last=False)
+    return statement
 
 
 class BatchScheduler:
@@ -468,18 +472,16 @@ class PageLoader(Loader[tuple[int, PageRequest], Connection[M]], Generic[M]):
         decoded cursors, filter, count) and who is asking: ``conditions`` may
         only read the context through ``ctx.visibility``.
         """
-        key = (type(self), request, self.ctx.visibility)
-        statement = _PAGE_STATEMENTS.get(key)
-        if statement is None:
-            statement = pages_statement(
+        return page_statement_for(
+            (type(self), request, self.ctx.visibility),
+            lambda: pages_statement(
                 self.model,
                 self.children,
                 self.conditions(request.filter),
                 request.args,
                 request.with_count,
-            )
-        _remember(key, statement)
-        return statement
+            ),
+        )
 
     async def batch_load(self, keys: list[tuple[int, PageRequest]]) -> list[Connection[M]]:
         by_request: dict[PageRequest, list[int]] = defaultdict(list)
@@ -521,29 +523,23 @@ def load_page(
 async def root_page(
     info: Any,
     model: type[Any],
-    where: Sequence[ColumnElement[bool]],
     args: PageArgs,
-    from_: Any = None,
     *,
-    shape: Hashable = None,
+    shape: Hashable,
+    where: Callable[[], Sequence[ColumnElement[bool]]],
 ) -> Connection[Any]:
     """Resolve a root connection field: one statement, total included when selected.
 
-    ``shape``, when given, is a hashable value that determines ``where`` and
-    ``from_`` together with the viewer's ``ctx.visibility`` (e.g. the filter's
-    criteria); the statement is then built once per shape and page arguments.
+    ``shape`` is a hashable value (e.g. the filter's criteria) that, with the
+    viewer's ``ctx.visibility``, determines the conditions ``where()`` builds;
+    the statement is built once per shape and page arguments.
     """
     ctx = info.context
     with_count = wants_total_count(info)
-    statement: Executable | None
-    if shape is None:
-        statement = page_statement(model, where, args, with_count, from_)
-    else:
-        key = (model, shape, args, with_count, ctx.visibility)
-        statement = _PAGE_STATEMENTS.get(key)
-        if statement is None:
-            statement = page_statement(model, where, args, with_count, from_)
-        _remember(key, statement)
+    statement = page_statement_for(
+        (model, shape, args, with_count, ctx.visibility),
+        lambda: page_statement(model, where(), args, with_count),
+    )
     page = root_page_of(await ctx.db.rows(statement), args, with_count)
     ctx.loaders.prime_all(model, page.items)
     return Connection(page=page)

@@ -335,13 +335,10 @@ def page_statement(
     where: Sequence[ColumnElement[bool]],
     args: PageArgs,
     with_count: bool,
-    from_: FromClause | type[Any] | None = None,
 ) -> Select[Any]:
     """A root connection's page, and its total in the same statement when asked."""
-    source = from_ if from_ is not None else model
     page = (
         select(*_table(model).c)
-        .select_from(source)
         .where(*where, *args.cursor_conditions())
         .order_by(*args.ordering.order_by(reverse=args.backward))
         .limit(args.limit + 1)
@@ -349,7 +346,7 @@ def page_statement(
     if not with_count:
         return page
     inner = page.subquery("page")
-    total = select(func.count().label("gql_total")).select_from(source).where(*where).subquery("t")
+    total = select(func.count().label("gql_total")).select_from(model).where(*where).subquery("t")
     return (
         select(total.c.gql_total, *inner.c)
         .select_from(total)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+from collections import OrderedDict
 from typing import Annotated, Any
 
 import pytest
@@ -265,7 +266,7 @@ async def test_statement_and_plan_caches_stay_bounded(gql, world, monkeypatch) -
     from tests.test_statement_counts import W2_PEOPLE
 
     monkeypatch.setattr(loaders, "PAGE_STATEMENTS_MAX", 3)
-    monkeypatch.setattr(loaders, "_PAGE_STATEMENTS", loaders.OrderedDict())
+    monkeypatch.setattr(loaders, "_PAGE_STATEMENTS", OrderedDict())
     monkeypatch.setattr(execution, "PLANS", execution.PlanCache(maxsize=2))
     for size in range(1, 8):
         body = await gql(W2_PEOPLE.replace("($n: Int)", "").replace("$n", str(size)))

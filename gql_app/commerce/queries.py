@@ -177,7 +177,9 @@ class CommerceQuery:
             info, "Query.products", first, after, last, before, order_by
         )
         criteria = filter.criteria() if filter is not None else ProductCriteria()
-        return await root_page(info, models.Product, criteria.conditions(), args, shape=criteria)
+        return await root_page(
+            info, models.Product, args, shape=criteria, where=criteria.conditions
+        )
 
     @strawberry.field(
         description="The viewer's orders; admins see everyone's. Anonymous: UNAUTHENTICATED error."
@@ -192,11 +194,17 @@ class CommerceQuery:
         filter: OrderFilter | None = None,
         order_by: OrderOrder | None = None,
     ) -> Connection[Order]:
-        visible = visible_orders(info.context)
+        ctx = info.context
+        ctx.require_viewer()
         args = ORDER_SORTING.page_args(info, "Query.orders", first, after, last, before, order_by)
         criteria = filter.criteria() if filter is not None else OrderCriteria()
-        conditions = [*visible, *criteria.conditions()]
-        return await root_page(info, models.Order, conditions, args, shape=criteria)
+        return await root_page(
+            info,
+            models.Order,
+            args,
+            shape=criteria,
+            where=lambda: [*visible_orders(ctx), *criteria.conditions()],
+        )
 
     @strawberry.field(description="Admins only. Non-cancelled orders with from <= createdAt < to.")
     def sales_report(

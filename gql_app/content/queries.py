@@ -59,8 +59,9 @@ class ContentQuery:
     ) -> Connection[Post]:
         args = POST_SORTING.page_args(info, "Query.posts", first, after, last, before, order_by)
         criteria: PostCriteria = post_criteria(filter)
-        conditions = criteria.conditions(info.context)
-        return await root_page(info, models.Post, conditions, args, shape=criteria)
+        return await root_page(
+            info, models.Post, args, shape=criteria, where=lambda: criteria.conditions(info.context)
+        )
 
     @strawberry.field
     async def tag(self, info: Info, name: str) -> Tag | None:
@@ -76,4 +77,4 @@ class ContentQuery:
         before: str | None = None,
     ) -> Connection[Tag]:
         args = TAG_SORTING.page_args(info, "Query.tags", first, after, last, before)
-        return await root_page(info, models.Tag, [], args, shape="all")
+        return await root_page(info, models.Tag, args, shape="all", where=list)

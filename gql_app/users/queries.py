@@ -57,5 +57,6 @@ class UserQuery:
     ) -> Connection[User]:
         args = USER_SORTING.page_args(info, "Query.users", first, after, last, before, order_by)
         criteria = filter.criteria() if filter is not None else UserCriteria()
-        conditions = criteria.conditions(info.context)
-        return await root_page(info, UserModel, conditions, args, shape=criteria)
+        return await root_page(
+            info, UserModel, args, shape=criteria, where=lambda: criteria.conditions(info.context)
+        )
