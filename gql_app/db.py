@@ -72,7 +72,9 @@ def reject_closed_connection(dbapi_connection: Any, record: Any, proxy: Any) -> 
 
     asyncpg notices the server closing the socket without a round trip, so this
     costs nothing, unlike SQLAlchemy's pre-ping (three round trips per checkout
-    here). The pool discards the connection and takes another. Set
+    here). The pool discards the connection and takes another. A close not yet
+    read when the connection is checked out shows at the operation's BEGIN
+    (``gql_app.transaction.begin``), which does the same. Set
     ``GQL_POOL_PRE_PING=true`` as well where a dead peer is never signalled
     (e.g. a silent firewall between the app and PostgreSQL).
     """

@@ -16,6 +16,7 @@ from typing import Any, TypeVar, get_type_hints
 import strawberry
 from graphql import ExecutionResult, GraphQLError
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from strawberry.extensions import SchemaExtension
 from strawberry.types.graphql import OperationType
 
@@ -32,33 +33,32 @@ class Transaction(SchemaExtension):
         ctx: Context = self.execution_context.context
         read_only = self.execution_context.operation_type is OperationType.QUERY
         maker = ctx.read_sessionmaker if read_only else ctx.sessionmaker
-        async with maker() as session:
-            fault: Exception | None = None
+        try:
+            session = await begin(maker, read_only)
             try:
-                if read_only:
-                    await session.connection(
-                        execution_options={
-                            "isolation_level": "REPEATABLE READ",
-                            "postgresql_readonly": True,
-                        }
-                    )
                 db = ctx.open_db(session, fresh=not read_only)
                 await authenticate(ctx)
-            except Exception as exc:
-                if _database_fault(exc) is None:
-                    raise
-                fault = exc
-            if fault is not None:
-                # No connection (pool exhausted, database down): the operation fails
-                # like a root field, ``data: null`` and one error that format_error
-                # codes SERVICE_UNAVAILABLE / TIMEOUT. Raised from here it would be a
-                # request error instead: no ``data``, and HTTP 400, the client's fault.
-                self.execution_context.result = ExecutionResult(
-                    data=None,
-                    errors=[GraphQLError("The database is unavailable.", original_error=fault)],
-                )
-                yield
-                return
+            except BaseException:
+                await session.close()
+                raise
+        except Exception as exc:
+            if _database_fault(exc) is None:
+                raise
+            fault: Exception | None = exc
+        else:
+            fault = None
+        if fault is not None:
+            # No connection (pool exhausted, database down): the operation fails
+            # like a root field, ``data: null`` and one error that format_error
+            # codes SERVICE_UNAVAILABLE / TIMEOUT. Raised from here it would be a
+            # request error instead: no ``data``, and HTTP 400, the client's fault.
+            self.execution_context.result = ExecutionResult(
+                data=None,
+                errors=[GraphQLError("The database is unavailable.", original_error=fault)],
+            )
+            yield
+            return
+        async with session:
             yield
             # Work a failed field left behind (graphql-core stops awaiting siblings
             # once data is nulled) must not outlive the request: stop dispatching
@@ -84,6 +84,44 @@ class Transaction(SchemaExtension):
                                 extensions={"code": ErrorCode.INTERNAL_SERVER_ERROR.value},
                             )
                         ]
+
+
+READ_ONLY = {"isolation_level": "REPEATABLE READ", "postgresql_readonly": True}
+BEGIN_ATTEMPTS = 3
+
+
+async def begin(maker: async_sessionmaker[AsyncSession], read_only: bool) -> AsyncSession:
+    """A session whose transaction has begun on a connection that answered.
+
+    BEGIN goes out here rather than with the first statement: a connection
+    whose backend was just terminated can still look open at checkout (the
+    server's farewell not yet read) and fails its first command. Failing here,
+    before any resolver ran, the connection is discarded and another one
+    taken, as the pool does with connections it sees closed. BEGIN is sent
+    either way, so this costs a round trip only to operations running no
+    statement.
+    """
+    for attempt in range(1, BEGIN_ATTEMPTS + 1):
+        session = maker()
+        try:
+            connection = await session.connection(
+                execution_options=READ_ONLY if read_only else None
+            )
+        except BaseException:
+            await session.close()
+            raise
+        try:
+            raw = await connection.get_raw_connection()
+            await raw.dbapi_connection._start_transaction()  # type: ignore[union-attr]
+        except Exception as exc:
+            await connection.invalidate()
+            await session.close()
+            if attempt == BEGIN_ATTEMPTS or _database_fault(exc) is None:
+                raise
+            log.warning("discarded a broken connection at BEGIN: %s", type(exc).__name__)
+        else:
+            return session
+    raise AssertionError("unreachable")
 
 
 RETRYABLE = {"40P01", "40001"}  # deadlock detected, serialization failure

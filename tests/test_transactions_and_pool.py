@@ -75,3 +75,29 @@ async def test_pool_returns_to_idle_after_many_requests_failing_ones_included(gq
     assert engine.pool.checkedout() == 0
     body = await gql("{ users(first: 1) { totalCount } }")
     assert body["data"]["users"]["totalCount"] >= 33
+
+
+async def test_a_connection_broken_at_begin_is_replaced_without_an_error(gql, world, monkeypatch):
+    """A pooled connection can look open yet fail its first command (its backend was
+    just terminated, the server's farewell not yet read). The operation's BEGIN is
+    where that shows: the connection is discarded and another one taken."""
+    import asyncpg
+    from sqlalchemy.dialects.postgresql.asyncpg import AsyncAdapt_asyncpg_connection
+
+    original = AsyncAdapt_asyncpg_connection._start_transaction
+    broken: list[object] = []
+
+    async def first_one_broken(self: AsyncAdapt_asyncpg_connection) -> None:
+        if not broken:
+            broken.append(self)
+            try:
+                raise asyncpg.exceptions.ConnectionDoesNotExistError("connection was closed")
+            except Exception as error:
+                self._handle_exception(error)
+        await original(self)
+
+    monkeypatch.setattr(AsyncAdapt_asyncpg_connection, "_start_transaction", first_one_broken)
+    body = await gql("{ tags(first: 2) { nodes { name } } }")
+    assert len(body["data"]["tags"]["nodes"]) == 2  # answered, no error
+    assert len(broken) == 1
+    assert broken[0]._connection.is_closed()  # the broken connection left the pool
