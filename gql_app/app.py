@@ -15,10 +15,12 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from gql_app.db import create_engine, create_sessionmaker
 from gql_app.embedded import database_url
-from gql_app.http import BodySizeLimit, GraphQLView
+from gql_app.http import BodySizeLimit, GraphQLView, PersistedQueries
+from gql_app.lane import QueryLane
 from gql_app.observability import (
     Metrics,
     RequestObservability,
@@ -46,7 +48,32 @@ def tune_garbage_collector() -> None:
     gc.set_threshold(5_000, 10, 10)
 
 
-def create_app(settings: Settings | None = None) -> Starlette:
+class App(Starlette):
+    """Starlette, with ``POST /graphql`` offered to the query lane first.
+
+    The lane answers the queries it can and hands everything else to the
+    middleware stack and routes below (``gql_app.lane``).
+    """
+
+    lane: QueryLane | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            self.lane is not None
+            and scope["type"] == "http"
+            and scope["method"] == "POST"
+            and scope["path"] == scope.get("root_path", "") + "/graphql"
+        ):
+            scope["app"] = self
+            await self.lane(scope, receive, send)
+        else:
+            await super().__call__(scope, receive, send)
+
+    async def full_path(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await super().__call__(scope, receive, send)
+
+
+def create_app(settings: Settings | None = None) -> App:
     settings = settings or get_settings()
     metrics = Metrics()
 
@@ -99,12 +126,14 @@ def create_app(settings: Settings | None = None) -> Starlette:
             body["replica"] = "ok" if replica[0] else "unavailable"
         return JSONResponse(body, status_code=200 if primary else 503)
 
+    persisted_queries = PersistedQueries()
     graphql = GraphQLView(
         schema,
         graphql_ide="graphiql" if settings.graphiql else None,
         allow_queries_via_get=True,
+        persisted_queries=persisted_queries,
     )
-    return Starlette(
+    app = App(
         routes=[
             # Every method reaches the view, which answers 405 with the right Allow.
             Route("/graphql", graphql),
@@ -131,3 +160,6 @@ def create_app(settings: Settings | None = None) -> Starlette:
         ),
         lifespan=lifespan,
     )
+    if settings.query_lane:
+        app.lane = QueryLane(app.full_path, settings, schema._schema, metrics, persisted_queries)
+    return app

@@ -80,33 +80,63 @@ class PersistedQueries:
         self._documents: OrderedDict[str, str] = OrderedDict()
 
     def resolve(self, data: GraphQLRequestData) -> None:
-        persisted = (data.extensions or {}).get("persistedQuery")
+        data.query = self.document(data.extensions, data.query)
+
+    def document(self, extensions: Any, query: str | None) -> str | None:
+        """The document to run: ``query``, or the one stored under the request's hash.
+
+        Raises ``HTTPException`` (400) for a malformed ``persistedQuery`` and
+        ``PersistedQueryNotFound`` for an unknown hash sent without its document.
+        """
+        persisted = (extensions or {}).get("persistedQuery")
         if persisted is None:
-            return
+            return query
         if not isinstance(persisted, dict) or persisted.get("version") != 1:
             raise HTTPException(400, "Unsupported persistedQuery version.")
         digest = persisted.get("sha256Hash")
         if not isinstance(digest, str) or len(digest) != 64:
             raise HTTPException(400, "persistedQuery needs a sha256Hash.")
-        if data.query is None:
+        if query is None:
             document = self._documents.get(digest)
             if document is None:
                 raise PersistedQueryNotFound
             self._documents.move_to_end(digest)
-            data.query = document
-            return
-        if hashlib.sha256(data.query.encode()).hexdigest() != digest:
+            return document
+        if hashlib.sha256(query.encode()).hexdigest() != digest:
             raise HTTPException(400, "persistedQuery sha256Hash does not match the query.")
-        self._documents[digest] = data.query
+        self._documents[digest] = query
         self._documents.move_to_end(digest)
         while len(self._documents) > self.maxsize:
             self._documents.popitem(last=False)
+        return query
+
+
+def graphql_response(result: ExecutionResult, context: Context | None) -> GraphQLHTTPResponse:
+    """The response body of an executed operation: ``data``, coded ``errors``, ``extensions``.
+
+    Shared by the view and the query lane; the error codes are recorded for the
+    request's log line and metrics.
+    """
+    request_id = context.request_id if context is not None else ""
+    suggestions = context.settings.introspection if context is not None else True
+    response: GraphQLHTTPResponse = {}
+    if not isinstance(result, PreExecutionError):
+        response["data"] = result.data
+    if result.errors:
+        errors = [format_error(e, request_id, suggestions=suggestions) for e in result.errors]
+        record_errors([e["extensions"]["code"] for e in errors])
+        response["errors"] = list(errors)
+    if result.extensions:
+        response["extensions"] = result.extensions
+    return response
 
 
 class GraphQLView(GraphQL[Context, None]):
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, persisted_queries: PersistedQueries | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
-        self.persisted_queries = PersistedQueries()
+        self.persisted_queries = persisted_queries or PersistedQueries()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -211,21 +241,9 @@ class GraphQLView(GraphQL[Context, None]):
     async def process_result(
         self, request: Request, result: ExecutionResult
     ) -> GraphQLHTTPResponse:
-        context: Context | None = getattr(request.state, "context", None)
-        request_id = context.request_id if context is not None else ""
-        suggestions = context.settings.introspection if context is not None else True
-        response: GraphQLHTTPResponse = {}
         if isinstance(result, PreExecutionError):
             request.state.request_error = True  # no execution: the response has no `data`
-        else:
-            response["data"] = result.data
-        if result.errors:
-            errors = [format_error(e, request_id, suggestions=suggestions) for e in result.errors]
-            record_errors([e["extensions"]["code"] for e in errors])
-            response["errors"] = list(errors)
-        if result.extensions:
-            response["extensions"] = result.extensions
-        return response
+        return graphql_response(result, getattr(request.state, "context", None))
 
     def encode_json(self, data: object) -> bytes:  # type: ignore[override]
         return orjson.dumps(data)

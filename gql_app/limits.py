@@ -29,8 +29,11 @@ from graphql import (
     GraphQLError,
     GraphQLSchema,
     InlineFragmentNode,
+    IntValueNode,
+    NullValueNode,
     OperationDefinitionNode,
     SelectionSetNode,
+    StringValueNode,
     VariableNode,
     get_named_type,
     value_from_ast_untyped,
@@ -80,6 +83,8 @@ class Analysis:
         self.variables = variables
         self._fragment_shapes: dict[str, Shape] = {}
         self._in_progress: set[str] = set()
+        self.reads_variables = False
+        """Whether the verdict depends on the variables (a page size or ids given by one)."""
 
     def selection_set(self, selection_set: SelectionSetNode | None, parent: Any) -> Shape:
         shape = Shape()
@@ -145,7 +150,10 @@ class Analysis:
 
     def value(self, node: Any) -> Any:
         if isinstance(node, VariableNode):
+            self.reads_variables = True
             return self.variables.get(node.name.value)
+        if not isinstance(node, (IntValueNode, StringValueNode, NullValueNode)):
+            self.reads_variables = True  # a list or object may hold variables
         return value_from_ast_untyped(node, self.variables)
 
     def page_size(self, argument: str, value: Any) -> int:

@@ -83,6 +83,8 @@ class RequestObservation:
 
 
 _current: ContextVar[RequestObservation | None] = ContextVar("gql_app_request", default=None)
+current_observation = _current
+"""The running request's observation (set by the middleware, or by the query lane)."""
 
 
 def request_id_for(request: Request) -> str:
@@ -315,27 +317,34 @@ class RequestObservability:
                 self.finish(observation)
 
     def finish(self, observation: RequestObservation) -> None:
-        duration = time.perf_counter() - observation.started
-        if observation.status >= 400 and not observation.error_codes:
-            # An HTTP-level refusal (405, 413, 415...): the code its body carries.
-            observation.error_codes.append(
-                "INTERNAL_SERVER_ERROR" if observation.status >= 500 else "BAD_REQUEST"
-            )
-        self.metrics.observe(observation, duration)
-        request_log.log(
-            logging.ERROR if observation.status >= 500 else logging.INFO,
-            "graphql request",
-            extra={
-                "request_id": observation.request_id,
-                "operation_name": observation.operation_name,
-                "operation_type": observation.operation_type,
-                "duration_ms": round(duration * 1000, 2),
-                "sql_statements": observation.sql_statements,
-                "outcome": observation.outcome,
-                "error_codes": sorted(set(observation.error_codes)),
-                "status": observation.status,
-            },
+        finish_request(self.metrics, observation)
+
+
+def finish_request(metrics: Metrics, observation: RequestObservation) -> None:
+    """The request's metrics and its one log line."""
+    duration = time.perf_counter() - observation.started
+    if observation.status >= 400 and not observation.error_codes:
+        # An HTTP-level refusal (405, 413, 415...): the code its body carries.
+        observation.error_codes.append(
+            "INTERNAL_SERVER_ERROR" if observation.status >= 500 else "BAD_REQUEST"
         )
+    metrics.observe(observation, duration)
+    if not request_log.isEnabledFor(logging.INFO) and observation.status < 500:
+        return
+    request_log.log(
+        logging.ERROR if observation.status >= 500 else logging.INFO,
+        "graphql request",
+        extra={
+            "request_id": observation.request_id,
+            "operation_name": observation.operation_name,
+            "operation_type": observation.operation_type,
+            "duration_ms": round(duration * 1000, 2),
+            "sql_statements": observation.sql_statements,
+            "outcome": observation.outcome,
+            "error_codes": sorted(set(observation.error_codes)),
+            "status": observation.status,
+        },
+    )
 
 
 # ---------------------------------------------------------------- logging

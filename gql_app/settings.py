@@ -60,6 +60,10 @@ class Settings(BaseSettings):
     max_body_bytes: int = 1_048_576
     cors_origins: list[str] = []
 
+    query_lane: bool = True
+    """Answer plain JSON queries on the short path (``gql_app.lane``); off: every request
+    takes Strawberry's full pipeline (for comparison; the answers are the same)."""
+
     log_level: str = "INFO"
     slow_query_ms: int = 200
 

@@ -9,6 +9,7 @@ into an error that reports no write as done.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar, get_type_hints
@@ -28,62 +29,85 @@ log = logging.getLogger(__name__)
 P = TypeVar("P")
 
 
+class Operation:
+    """One operation's transaction: the fault that kept it from starting, or the
+    result to commit (a failed commit rewrites it in place)."""
+
+    __slots__ = ("fault", "result")
+
+    def __init__(self) -> None:
+        self.fault: Exception | None = None
+        self.result: ExecutionResult | None = None
+
+    def unavailable(self) -> ExecutionResult:
+        """No connection (pool exhausted, database down): the operation fails like a
+        root field, ``data: null`` and one error that format_error codes
+        SERVICE_UNAVAILABLE / TIMEOUT. Raised instead, it would be a request error:
+        no ``data``, and HTTP 400, the client's fault."""
+        return ExecutionResult(
+            data=None,
+            errors=[GraphQLError("The database is unavailable.", original_error=self.fault)],
+        )
+
+
+@contextlib.asynccontextmanager
+async def operation(ctx: Context, read_only: bool) -> AsyncIterator[Operation]:
+    """Begin, authenticate, run the body, then roll back (query) or commit (mutation).
+
+    Used by the ``Transaction`` extension and by the query lane (``gql_app.lane``),
+    so both paths draw the boundary here and nowhere else.
+    """
+    op = Operation()
+    maker = ctx.read_sessionmaker if read_only else ctx.sessionmaker
+    try:
+        session = await begin(maker, read_only)
+        try:
+            db = ctx.open_db(session, fresh=not read_only)
+            await authenticate(ctx)
+        except BaseException:
+            await session.close()
+            raise
+    except Exception as exc:
+        if _database_fault(exc) is None:
+            raise
+        op.fault = exc
+        yield op
+        return
+    async with session:
+        yield op
+        # Work a failed field left behind (graphql-core stops awaiting siblings
+        # once data is nulled) must not outlive the request: stop dispatching
+        # loader batches, refuse new statements, wait for one in flight.
+        ctx.loaders.close()
+        db.close()
+        async with db.lock:
+            if read_only:
+                await session.rollback()
+                return
+            try:
+                await session.commit()
+            except Exception:  # the database refused: nothing of this operation persists
+                log.exception("commit failed", extra={"request_id": ctx.request_id})
+                await session.rollback()
+                if op.result is not None:
+                    op.result.data = None
+                    op.result.errors = [
+                        GraphQLError(
+                            "The operation could not be committed; none of its changes were saved.",
+                            extensions={"code": ErrorCode.INTERNAL_SERVER_ERROR.value},
+                        )
+                    ]
+
+
 class Transaction(SchemaExtension):
     async def on_execute(self) -> AsyncIterator[None]:  # type: ignore[override]
-        ctx: Context = self.execution_context.context
-        read_only = self.execution_context.operation_type is OperationType.QUERY
-        maker = ctx.read_sessionmaker if read_only else ctx.sessionmaker
-        try:
-            session = await begin(maker, read_only)
-            try:
-                db = ctx.open_db(session, fresh=not read_only)
-                await authenticate(ctx)
-            except BaseException:
-                await session.close()
-                raise
-        except Exception as exc:
-            if _database_fault(exc) is None:
-                raise
-            fault: Exception | None = exc
-        else:
-            fault = None
-        if fault is not None:
-            # No connection (pool exhausted, database down): the operation fails
-            # like a root field, ``data: null`` and one error that format_error
-            # codes SERVICE_UNAVAILABLE / TIMEOUT. Raised from here it would be a
-            # request error instead: no ``data``, and HTTP 400, the client's fault.
-            self.execution_context.result = ExecutionResult(
-                data=None,
-                errors=[GraphQLError("The database is unavailable.", original_error=fault)],
-            )
+        execution = self.execution_context
+        read_only = execution.operation_type is OperationType.QUERY
+        async with operation(execution.context, read_only) as op:
+            if op.fault is not None:
+                execution.result = op.unavailable()
             yield
-            return
-        async with session:
-            yield
-            # Work a failed field left behind (graphql-core stops awaiting siblings
-            # once data is nulled) must not outlive the request: stop dispatching
-            # loader batches, refuse new statements, wait for one in flight.
-            ctx.loaders.close()
-            db.close()
-            async with db.lock:
-                if read_only:
-                    await session.rollback()
-                    return
-                result = self.execution_context.result
-                try:
-                    await session.commit()
-                except Exception:  # the database refused: nothing of this operation persists
-                    log.exception("commit failed", extra={"request_id": ctx.request_id})
-                    await session.rollback()
-                    if result is not None:
-                        result.data = None
-                        result.errors = [
-                            GraphQLError(
-                                "The operation could not be committed; "
-                                "none of its changes were saved.",
-                                extensions={"code": ErrorCode.INTERNAL_SERVER_ERROR.value},
-                            )
-                        ]
+            op.result = execution.result  # type: ignore[assignment]
 
 
 READ_ONLY = {"isolation_level": "REPEATABLE READ", "postgresql_readonly": True}

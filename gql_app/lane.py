@@ -1,0 +1,348 @@
+"""The query lane: the common request, a query POSTed as JSON, on the shortest path.
+
+Most of the time a GraphQL server spends on a small query is not the query: it
+is the generic pipeline around it (Starlette's middleware and routing,
+Strawberry's HTTP view, its request adapter, the schema's extension runner with
+a context manager per hook and extension). For W3 that pipeline was more than
+half of the server's CPU. The lane answers the request that dominates real
+traffic without it:
+
+    POST /graphql, Content-Type: application/json, a Content-Length within the
+    body limit, a JSON object whose document (or APQ hash) names a query
+    operation that parses, validates and passes the limits.
+
+It does what the full path does for such a request, with the same functions:
+the same document checks (length, tokens, validation rules, several operations
+without ``operationName``, limits), the same context, the same transaction
+boundary (``transaction.operation``), the same planned executor, the same error
+formatting and codes, the same log line, metrics and ``X-Request-ID``. A
+document is parsed and validated once (LRU, per app); the limits' verdict is
+kept with it when it does not depend on the variables.
+
+Everything else goes to the full path, with the body replayed: other methods,
+media types and paths, mutations, documents that fail to parse or validate,
+refused limits, APQ misses and errors, CORS requests. The full path then
+answers exactly as before, so a refusal's status, code and message are
+defined in one place.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from graphql import (
+    DocumentNode,
+    FragmentDefinitionNode,
+    GraphQLError,
+    OperationDefinitionNode,
+    OperationType,
+    execute,
+    parse,
+    specified_rules,
+)
+from starlette.requests import Request
+from starlette.types import ASGIApp, Receive, Scope, Send
+from strawberry.execution import optimized_is_awaitable
+from strawberry.schema.schema import validate_document
+
+from gql_app.context import Context
+from gql_app.execution import PlannedExecutor
+from gql_app.http import JSON, PersistedQueries, graphql_response, response_media_type
+from gql_app.limits import Analysis, QueryTooComplex, violations
+from gql_app.observability import (
+    Metrics,
+    RequestObservation,
+    current_observation,
+    finish_request,
+    request_id_from,
+)
+from gql_app.settings import Settings
+from gql_app.transaction import operation
+from gql_app.users.auth import bearer_token
+
+log = logging.getLogger(__name__)
+
+VALIDATION_RULES = tuple(specified_rules)  # Strawberry's default; validate_document adds its own
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A query operation of a valid document, ready to execute."""
+
+    document: DocumentNode
+    operation: OperationDefinitionNode
+    fragments: dict[str, FragmentDefinitionNode]
+    name: str | None
+    per_request: bool
+    """The limits' verdict depends on the variables: checked on every request."""
+
+
+class PreparedQueries:
+    """Documents by (text, operationName): prepared, or None for the full path. LRU."""
+
+    def __init__(self, settings: Settings, schema: Any, maxsize: int = 512) -> None:
+        self.settings = settings
+        self.schema = schema
+        self.maxsize = maxsize
+        self._entries: OrderedDict[tuple[str, str | None], Prepared | None] = OrderedDict()
+
+    def get(self, query: str, operation_name: str | None) -> Prepared | None:
+        key = (query, operation_name)
+        try:
+            prepared = self._entries[key]
+        except KeyError:
+            prepared = self._entries[key] = self._prepare(query, operation_name)
+            if len(self._entries) > self.maxsize:
+                self._entries.popitem(last=False)
+        else:
+            self._entries.move_to_end(key)
+        return prepared
+
+    def _prepare(self, query: str, operation_name: str | None) -> Prepared | None:
+        settings = self.settings
+        if len(query) > settings.max_document_chars:
+            return None
+        try:
+            document = parse(query, max_tokens=settings.max_tokens)
+        except GraphQLError:
+            return None
+        operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
+        if operation_name is None and len(operations) != 1:
+            return None
+        found = next(
+            (o for o in operations if operation_name in (None, o.name and o.name.value)),
+            None,
+        )
+        if found is None or found.operation is not OperationType.QUERY:
+            return None
+        if validate_document(self.schema, document, VALIDATION_RULES):
+            return None
+        fragments = {
+            d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
+        }
+        admitted, per_request = self.admits(found, fragments, {})
+        if not admitted and not per_request:
+            return None
+        return Prepared(
+            document, found, fragments, found.name.value if found.name else None, per_request
+        )
+
+    def admits(
+        self,
+        found: OperationDefinitionNode,
+        fragments: dict[str, FragmentDefinitionNode],
+        variables: dict[str, Any],
+    ) -> tuple[bool, bool]:
+        """Whether the limits admit the operation, and whether that depends on the variables."""
+        analysis = Analysis(self.settings, self.schema, fragments, variables)
+        try:
+            shape = analysis.selection_set(
+                found.selection_set, self.schema.get_root_type(found.operation)
+            )
+        except QueryTooComplex:
+            return False, analysis.reads_variables
+        return not any(violations(self.settings, shape)), analysis.reads_variables
+
+
+class QueryLane:
+    """Answers lane requests (see the module docstring); hands the rest to ``app``."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        settings: Settings,
+        schema: Any,
+        metrics: Metrics,
+        persisted_queries: PersistedQueries,
+    ) -> None:
+        self.app = app
+        self.settings = settings
+        self.schema = schema
+        self.metrics = metrics
+        self.persisted_queries = persisted_queries
+        self.prepared = PreparedQueries(settings, schema)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        content_type = accept = authorization = request_id = None
+        length = -1
+        for name, value in scope["headers"]:
+            if name == b"content-type":
+                content_type = value
+            elif name == b"content-length":
+                length = int(value) if value.isdigit() else -1
+            elif name == b"accept":
+                accept = value
+            elif name == b"authorization":
+                authorization = value
+            elif name == b"x-request-id":
+                request_id = value
+            elif name == b"origin" and self.settings.cors_origins:
+                length = -1  # CORS: the middleware's headers are needed
+        media = response_media_type(accept.decode("latin-1") if accept is not None else None)
+        if (
+            media is None
+            or not 0 <= length <= self.settings.max_body_bytes
+            or content_type is None
+            or content_type.split(b";", 1)[0].strip().lower() != b"application/json"
+        ):
+            await self.app(scope, receive, send)
+            return
+        body = await read_body(receive)
+        if body is None:
+            return  # the client went away
+        planned = self._plan(body)
+        if planned is None:
+            await self.app(scope, replay(body, receive), send)
+            return
+        prepared, variables, extensions = planned
+        observation = RequestObservation(
+            request_id_from(request_id.decode("latin-1") if request_id is not None else None)
+        )
+        observation.operation_type = "query"
+        observation.operation_name = prepared.name
+        token = current_observation.set(observation)
+        try:
+            response = await self._execute(
+                scope, receive, prepared, variables, extensions, authorization, observation
+            )
+            status = 200
+        except Exception:
+            log.exception("query lane failed", extra={"request_id": observation.request_id})
+            response = {
+                "errors": [
+                    {
+                        "message": f"Internal server error (request id {observation.request_id}).",
+                        "extensions": {"code": "INTERNAL_SERVER_ERROR"},
+                    }
+                ]
+            }
+            observation.error_codes.append("INTERNAL_SERVER_ERROR")
+            status = 500
+        finally:
+            current_observation.reset(token)
+        try:
+            observation.status = status
+            content = orjson.dumps(response)
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": status,
+                    "headers": [
+                        (b"content-type", media.encode() + b"; charset=utf-8"),
+                        (b"content-length", str(len(content)).encode()),
+                        (b"x-request-id", observation.request_id.encode()),
+                    ],
+                }
+            )
+            await send({"type": "http.response.body", "body": content})
+        finally:
+            finish_request(self.metrics, observation)
+
+    def _plan(self, body: bytes) -> tuple[Prepared, dict[str, Any] | None, Any] | None:
+        """What to run, or None when the request belongs to the full path."""
+        try:
+            data = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            return None
+        if type(data) is not dict:
+            return None
+        query = data.get("query")
+        variables = data.get("variables")
+        operation_name = data.get("operationName")
+        extensions = data.get("extensions")
+        if (
+            (variables is not None and type(variables) is not dict)
+            or (operation_name is not None and type(operation_name) is not str)
+            or (extensions is not None and type(extensions) is not dict)
+        ):
+            return None
+        if extensions is not None and "persistedQuery" in extensions:
+            try:
+                query = self.persisted_queries.document(extensions, query)
+            except Exception:  # unknown hash, malformed: the full path answers
+                return None
+        if type(query) is not str:
+            return None
+        prepared = self.prepared.get(query, operation_name)
+        if prepared is None:
+            return None
+        if (
+            prepared.per_request
+            and not self.prepared.admits(prepared.operation, prepared.fragments, variables or {})[0]
+        ):
+            return None
+        return prepared, variables, extensions
+
+    async def _execute(
+        self,
+        scope: Scope,
+        receive: Receive,
+        prepared: Prepared,
+        variables: dict[str, Any] | None,
+        extensions: Any,
+        authorization: bytes | None,
+        observation: RequestObservation,
+    ) -> Any:
+        state = scope["app"].state
+        ctx = Context(
+            request=Request(scope, receive),
+            settings=self.settings,
+            sessionmaker=state.sessionmaker,
+            read_sessionmaker=state.read_sessionmaker,
+            bearer_token=bearer_token(
+                authorization.decode("latin-1") if authorization is not None else None
+            ),
+            request_id=observation.request_id,
+        )
+        async with operation(ctx, read_only=True) as op:
+            result: Any
+            if op.fault is not None:
+                result = op.unavailable()
+            else:
+                result = execute(
+                    self.schema,
+                    prepared.document,
+                    context_value=ctx,
+                    variable_values=variables,
+                    operation_name=prepared.name,
+                    executor_class=PlannedExecutor,
+                    is_awaitable=optimized_is_awaitable,  # type: ignore[arg-type]
+                    operation_extensions=extensions,
+                )
+                if optimized_is_awaitable(result):
+                    result = await result
+            op.result = result
+        return graphql_response(result, ctx)
+
+
+async def read_body(receive: Receive) -> bytes | None:
+    """The whole request body, or None if the client disconnected first."""
+    chunks = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return None
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(chunks) if len(chunks) != 1 else chunks[0]
+
+
+def replay(body: bytes, receive: Receive) -> Receive:
+    """A ``receive`` that yields the body already read, then the client's messages."""
+    sent = False
+
+    async def replayed() -> Any:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replayed
+
+
+__all__ = ["JSON", "QueryLane"]
