@@ -95,6 +95,8 @@ def create_app(settings: Settings | None = None) -> App:
         app.state.replica_engine = replica
         app.state.sessionmaker = create_sessionmaker(engine)
         app.state.read_sessionmaker = create_sessionmaker(replica or engine)
+        # Query operations on the driver connection (gql_app.driver); off: on a session.
+        app.state.read_engine = (replica or engine) if settings.driver_reads else None
         tune_garbage_collector()
         try:
             yield

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias, cast
 
 import strawberry
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.requests import Request
 
 from gql_app.db import RequestDB
@@ -15,6 +15,7 @@ from gql_app.loaders import LoaderRegistry
 from gql_app.settings import Settings
 
 if TYPE_CHECKING:
+    from gql_app.driver import ReadDB
     from gql_app.users.models import User
 
 
@@ -27,6 +28,8 @@ class Context:
     bearer_token: str | None = None
     viewer: User | None = None
     request_id: str = ""
+    read_engine: AsyncEngine | None = None
+    """Where query operations run on the driver (``gql_app.driver``); None: on a session."""
     _db: RequestDB | None = None
     loaders: LoaderRegistry = field(init=False)
 
@@ -42,6 +45,16 @@ class Context:
     def open_db(self, session: AsyncSession, *, fresh: bool = False) -> RequestDB:
         self._db = RequestDB(session, fresh=fresh)
         return self._db
+
+    def open_read_db(self, db: ReadDB) -> None:
+        """A query operation's driver connection. It has RequestDB's Core reads
+        (``rows``, ``execute``, ``scalar``) and refuses ORM use at run time."""
+        self._db = cast(RequestDB, db)
+
+    @property
+    def orm(self) -> bool:
+        """Whether ``db`` has an ORM session (mutations), or only Core reads (queries)."""
+        return isinstance(self._db, RequestDB)
 
     @property
     def visibility(self) -> Any:

@@ -134,29 +134,23 @@ def keys_param(element_type: Any = None) -> BindParameter[Any]:
     return bindparam("keys", type_=ARRAY(element_type if element_type is not None else BigInteger))
 
 
-class RequestDB:
-    """The request's one AsyncSession, with access serialized.
+class GuardedDB:
+    """A request's database access, serialized.
 
-    GraphQL resolves sibling fields concurrently; an AsyncSession (and the
-    asyncpg connection under it) must never run two statements at once. Every
-    statement of a request goes through here. It also knows when the request
-    has database work under way, so loader batches can wait for it (see
-    ``gql_app.loaders.BatchScheduler``).
+    GraphQL resolves sibling fields concurrently; a connection (and a session on
+    it) must never run two statements at once. Every statement of a request
+    goes through here. It also knows when the request has database work under
+    way, so loader batches can wait for it (see ``gql_app.loaders.BatchScheduler``).
     """
 
-    __slots__ = ("_busy", "_closed", "_connection", "_idle", "_lock", "fresh", "session")
+    __slots__ = ("_busy", "_closed", "_idle", "_lock")
 
-    def __init__(self, session: AsyncSession, *, fresh: bool = False) -> None:
-        self.session = session
-        # In a mutation, rows re-read after a Core UPDATE must overwrite the
-        # objects already in the identity map (``populate_existing``).
-        self.fresh = fresh
+    def __init__(self) -> None:
         self._lock = asyncio.Lock()
         self._busy = 0
         self._closed = False
         self._idle = asyncio.Event()
         self._idle.set()
-        self._connection: AsyncConnection | None = None
 
     @property
     def lock(self) -> asyncio.Lock:
@@ -183,6 +177,24 @@ class RequestDB:
 
     async def wait_idle(self) -> None:
         await self._idle.wait()
+
+
+class RequestDB(GuardedDB):
+    """A mutation's one AsyncSession (ORM and Core), guarded.
+
+    Query operations use ``gql_app.driver.ReadDB``, the same interface for
+    Core reads, on the driver connection.
+    """
+
+    __slots__ = ("_connection", "fresh", "session")
+
+    def __init__(self, session: AsyncSession, *, fresh: bool = False) -> None:
+        super().__init__()
+        self.session = session
+        # In a mutation, rows re-read after a Core UPDATE must overwrite the
+        # objects already in the identity map (``populate_existing``).
+        self.fresh = fresh
+        self._connection: AsyncConnection | None = None
 
     def _prepare(self, statement: Executable) -> Executable:
         if self.fresh:

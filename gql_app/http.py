@@ -207,6 +207,7 @@ class GraphQLView(GraphQL[Context, None]):
             settings=state.settings,
             sessionmaker=state.sessionmaker,
             read_sessionmaker=state.read_sessionmaker,
+            read_engine=state.read_engine,
             bearer_token=bearer_token(request.headers.get("authorization")),
             request_id=request_id_for(request),
         )

@@ -293,6 +293,7 @@ class QueryLane:
             settings=self.settings,
             sessionmaker=state.sessionmaker,
             read_sessionmaker=state.read_sessionmaker,
+            read_engine=state.read_engine,
             bearer_token=bearer_token(
                 authorization.decode("latin-1") if authorization is not None else None
             ),

@@ -17,11 +17,12 @@ from typing import Any, TypeVar, get_type_hints
 import strawberry
 from graphql import ExecutionResult, GraphQLError
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from strawberry.extensions import SchemaExtension
 from strawberry.types.graphql import OperationType
 
 from gql_app.context import Context, Info
+from gql_app.driver import begin_read
 from gql_app.errors import ErrorCode, UserError, UserFailure, _database_fault
 from gql_app.users.auth import authenticate
 
@@ -58,6 +59,10 @@ async def operation(ctx: Context, read_only: bool) -> AsyncIterator[Operation]:
     so both paths draw the boundary here and nowhere else.
     """
     op = Operation()
+    if read_only and ctx.read_engine is not None:
+        async with read_operation(ctx, ctx.read_engine, op):
+            yield op
+        return
     maker = ctx.read_sessionmaker if read_only else ctx.sessionmaker
     try:
         session = await begin(maker, read_only)
@@ -97,6 +102,36 @@ async def operation(ctx: Context, read_only: bool) -> AsyncIterator[Operation]:
                             extensions={"code": ErrorCode.INTERNAL_SERVER_ERROR.value},
                         )
                     ]
+
+
+@contextlib.asynccontextmanager
+async def read_operation(ctx: Context, engine: AsyncEngine, op: Operation) -> AsyncIterator[None]:
+    """A query operation on the driver connection (``gql_app.driver``)."""
+    try:
+        db = await begin_read(engine)
+    except Exception as exc:
+        if _database_fault(exc) is None:
+            raise
+        op.fault = exc
+        yield
+        return
+    clean = False
+    try:
+        ctx.open_read_db(db)
+        try:
+            await authenticate(ctx)
+        except Exception as exc:
+            if _database_fault(exc) is None:
+                raise
+            op.fault = exc
+        yield
+        # As above: nothing of the request outlives it.
+        ctx.loaders.close()
+        db.close()
+        async with db.lock:
+            clean = op.fault is None
+    finally:
+        await db.release(clean)
 
 
 class Transaction(SchemaExtension):

@@ -86,6 +86,24 @@ async def app(settings: Settings) -> AsyncIterator[Any]:
 
 
 @pytest.fixture(scope="session")
+async def full_path_app(settings: Settings) -> AsyncIterator[Any]:
+    """The same server with the query lane and driver reads off: every request takes
+    Strawberry's whole pipeline and every operation an ORM session (the reference)."""
+    application = create_app(
+        settings.model_copy(update={"query_lane": False, "driver_reads": False})
+    )
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+@pytest.fixture(scope="session")
+async def full_path_client(full_path_app: Any) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=full_path_app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+        yield http
+
+
+@pytest.fixture(scope="session")
 def engine(app: Any) -> AsyncEngine:
     return app.state.engine  # type: ignore[no-any-return]
 

@@ -82,8 +82,34 @@ async def test_a_connection_broken_at_begin_is_replaced_without_an_error(gql, wo
     just terminated, the server's farewell not yet read). The operation's BEGIN is
     where that shows: the connection is discarded and another one taken."""
     import asyncpg
+
+    from gql_app.driver import ReadDB
+
+    original = ReadDB.begin
+    broken: list[ReadDB] = []
+
+    async def first_one_broken(self: ReadDB) -> None:
+        if not broken:
+            broken.append(self)
+            raise asyncpg.exceptions.ConnectionDoesNotExistError("connection was closed")
+        await original(self)
+
+    monkeypatch.setattr(ReadDB, "begin", first_one_broken)
+    body = await gql("{ tags(first: 2) { nodes { name } } }")
+    assert len(body["data"]["tags"]["nodes"]) == 2  # answered, no error
+    assert len(broken) == 1
+    assert broken[0].driver.is_closed()  # the broken connection left the pool
+
+
+async def test_a_session_broken_at_begin_is_replaced_without_an_error(
+    full_path_client, world, monkeypatch
+):
+    """The same on the ORM session path (mutations; queries with driver reads off)."""
+    import asyncpg
     from sqlalchemy.dialects.postgresql.asyncpg import AsyncAdapt_asyncpg_connection
 
+    query = {"query": "{ tags(first: 2) { nodes { name } } }"}
+    await full_path_client.post("/graphql", json=query)  # a pool with a connection in it
     original = AsyncAdapt_asyncpg_connection._start_transaction
     broken: list[object] = []
 
@@ -97,7 +123,8 @@ async def test_a_connection_broken_at_begin_is_replaced_without_an_error(gql, wo
         await original(self)
 
     monkeypatch.setattr(AsyncAdapt_asyncpg_connection, "_start_transaction", first_one_broken)
-    body = await gql("{ tags(first: 2) { nodes { name } } }")
-    assert len(body["data"]["tags"]["nodes"]) == 2  # answered, no error
+    response = await full_path_client.post("/graphql", json=query)
+    body = response.json()
+    assert "errors" not in body and len(body["data"]["tags"]["nodes"]) == 2
     assert len(broken) == 1
-    assert broken[0]._connection.is_closed()  # the broken connection left the pool
+    assert broken[0]._connection.is_closed()  # type: ignore[attr-defined]

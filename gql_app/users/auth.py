@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 
 from gql_app.context import Context
 from gql_app.users.models import AuthToken, User
@@ -20,21 +21,35 @@ def bearer_token(authorization: str | None) -> str | None:
     return token.strip()
 
 
-async def authenticate(ctx: Context) -> None:
-    """Resolve the request's bearer token to an active user (one statement, only with a token)."""
-    if ctx.bearer_token is None or len(ctx.bearer_token) > 200:
-        return
-    stmt = (
-        select(User)
+def _viewer_query(selected: Any) -> Any:
+    return (
+        select(selected)
         .join(AuthToken, AuthToken.user_id == User.id)
         .where(
-            AuthToken.token_hash == token_digest(ctx.bearer_token),
+            AuthToken.token_hash == bindparam("digest"),
             AuthToken.revoked_at.is_(None),
             AuthToken.expires_at > func.now(),
             User.is_active.is_(True),
         )
     )
-    ctx.viewer = await ctx.db.scalar(stmt)
+
+
+VIEWER_OBJECT = _viewer_query(User)
+"""A mutation's viewer: an ORM object it may refresh or change."""
+VIEWER_ROW = _viewer_query(User.__table__)
+"""A query's viewer: a row, like every other row a query reads."""
+
+
+async def authenticate(ctx: Context) -> None:
+    """Resolve the request's bearer token to an active user (one statement, only with a token)."""
+    if ctx.bearer_token is None or len(ctx.bearer_token) > 200:
+        return
+    params = {"digest": token_digest(ctx.bearer_token)}
+    if ctx.orm:
+        ctx.viewer = (await ctx.db.execute(VIEWER_OBJECT, params)).scalar()
+    else:
+        found = await ctx.db.rows(VIEWER_ROW, params)
+        ctx.viewer = found[0] if found else None
     if ctx.viewer is not None:
         ctx.loaders.prime(User, ctx.viewer)
 

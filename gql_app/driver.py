@@ -1,0 +1,292 @@
+"""Query operations on the driver: SQLAlchemy builds and compiles, asyncpg runs.
+
+A query operation only reads: Core statements in one REPEATABLE READ, READ ONLY
+transaction. SQLAlchemy's ORM session, its transaction bookkeeping and its Core
+execution layer (execution context, cursor adaption, result metadata, a
+greenlet hop per statement) were about a third of the server's CPU for a small
+query like W3 and bought nothing for it. ``ReadDB`` runs those operations on
+the asyncpg connection underneath instead:
+
+- connections still come from SQLAlchemy's pool and go back to it (sizes,
+  timeouts, pre-ping, the closed-connection guard, the pool metrics);
+- statements are still SQLAlchemy Core, compiled by SQLAlchemy's asyncpg dialect
+  (the SQL sent is the same text), once per statement object; bound values are
+  processed by the statement's own bind processors, and result columns whose
+  type has a result processor (an Enum, say) are converted by it;
+- every statement is reported to the engine's ``before_cursor_execute`` and
+  ``after_cursor_execute`` listeners (with the pool's connection proxy as
+  ``conn``, no cursor and no execution context), so statement counts, the
+  slow-query log and tests see exactly what is sent;
+- rows are asyncpg records that also answer attribute access, like
+  SQLAlchemy's ``Row``.
+
+Mutations keep the ORM session (``gql_app.db.RequestDB``).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Sequence
+from operator import itemgetter
+from typing import Any
+
+import asyncpg
+from sqlalchemy.engine import Dialect
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.pool import PoolProxiedConnection
+from sqlalchemy.sql import Executable
+from sqlalchemy.util import greenlet_spawn
+
+from gql_app.db import GuardedDB
+
+log = logging.getLogger(__name__)
+
+BEGIN_READ_ONLY = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
+BEGIN_ATTEMPTS = 3
+
+
+class Row(asyncpg.Record):
+    """A result row: by position, by column name (``row["id"]``), and by attribute."""
+
+    __slots__ = ()
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+_RECORD_NAMES = frozenset(dir(Row))
+
+
+class StatementPlan:
+    """One statement object, compiled once: its SQL, its arguments, its row class."""
+
+    __slots__ = ("args", "cacheable", "converters", "record_class", "result_types", "slots", "sql")
+
+    def __init__(self, statement: Executable, dialect: Dialect, params: dict[str, Any]) -> None:
+        compiled: Any = statement.compile(dialect=dialect)  # type: ignore[attr-defined]
+        values = compiled.construct_params(params, escape_names=False)
+        sql, positions = compiled.string, compiled.positiontup
+        processors = compiled._bind_processors
+        self.cacheable = True
+        if compiled.post_compile_params or compiled.literal_execute_params:
+            # IN lists and literal-rendered values: expanded as SQLAlchemy's own
+            # execution does; reusable unless a per-execution value is expanded.
+            expanded = compiled._process_parameters_for_postcompile(values)
+            sql, positions = expanded.statement, expanded.positiontup
+            processors, values = expanded.processors, expanded.parameters
+            self.cacheable = not any(
+                param.key in params
+                for param in (*compiled.post_compile_params, *compiled.literal_execute_params)
+            )
+        self.sql: str = sql
+        self.args: list[Any] = []
+        self.slots: list[tuple[int, str, Any]] = []  # arguments given per execution
+        for index, name in enumerate(positions or ()):
+            processor = processors.get(name)
+            if name in params:
+                self.slots.append((index, name, processor))
+                self.args.append(None)
+            else:
+                value = values[name]
+                self.args.append(processor(value) if processor is not None else value)
+        self.result_types = [entry.type for entry in compiled._result_columns]
+        self.record_class: type[Any] | None = None
+        self.converters: list[Any] | None = None
+
+    def arguments(self, params: dict[str, Any] | None) -> list[Any]:
+        if not self.slots:
+            return self.args
+        args = list(self.args)
+        assert params is not None
+        for index, name, processor in self.slots:
+            value = params[name]
+            args[index] = processor(value) if processor is not None else value
+        return args
+
+    async def describe(self, driver: asyncpg.Connection, dialect: Dialect) -> None:
+        """Learn the result columns (names, types) once: the row class and converters."""
+        prepared = await driver.prepare(self.sql)
+        attributes = prepared.get_attributes()
+        names = [attribute.name for attribute in attributes]
+        namespace: dict[str, Any] = {"__slots__": ()}
+        for index, name in enumerate(names):
+            if name.isidentifier() and name not in _RECORD_NAMES and name not in namespace:
+                namespace[name] = property(itemgetter(index))
+        converters = None
+        if len(self.result_types) == len(attributes):
+            found = [
+                kind._cached_result_processor(dialect, attribute.type.oid)
+                for kind, attribute in zip(self.result_types, attributes, strict=True)
+            ]
+            if any(found):
+                converters = found
+        if converters is None:
+            self.record_class = type("Row", (Row,), namespace)
+        else:
+            namespace["_keys"] = tuple(names)
+            self.record_class = type("Row", (ConvertedRow,), namespace)
+        self.converters = converters
+
+
+class ConvertedRow(tuple[Any, ...]):
+    """A row whose values went through result processors (immutable, like a record)."""
+
+    __slots__ = ()
+    _keys: tuple[str, ...] = ()
+
+    def __getitem__(self, key: Any) -> Any:  # type: ignore[override]
+        if isinstance(key, str):
+            return tuple.__getitem__(self, self._keys.index(key))
+        return tuple.__getitem__(self, key)
+
+
+PLANS_MAX = 2048
+_PLANS: OrderedDict[int, tuple[Executable, tuple[str, ...], StatementPlan]] = OrderedDict()
+
+
+def plan_for(statement: Executable, dialect: Dialect, params: dict[str, Any]) -> StatementPlan:
+    """The statement's plan; statement objects built once (loaders, page shapes) reuse it."""
+    names = tuple(params)
+    found = _PLANS.get(id(statement))
+    if found is not None and found[0] is statement and found[1] == names:
+        return found[2]
+    plan = StatementPlan(statement, dialect, params)
+    if not plan.cacheable:
+        return plan
+    _PLANS[id(statement)] = (statement, names, plan)
+    _PLANS.move_to_end(id(statement))
+    if len(_PLANS) > PLANS_MAX:
+        _PLANS.popitem(last=False)
+    return plan
+
+
+class ReadDB(GuardedDB):
+    """A query operation's connection: one read-only transaction on the driver."""
+
+    __slots__ = ("_dispatch", "dialect", "driver", "proxied")
+
+    def __init__(self, proxied: PoolProxiedConnection, engine: AsyncEngine) -> None:
+        super().__init__()
+        self.proxied = proxied
+        self.driver: asyncpg.Connection = proxied.driver_connection  # type: ignore[assignment]
+        self.dialect = engine.dialect
+        self._dispatch = engine.sync_engine.dispatch
+
+    async def begin(self) -> None:
+        await self.driver.execute(BEGIN_READ_ONLY)
+
+    @property
+    def session(self) -> Any:
+        raise RuntimeError("a query operation has no ORM session; read with Core statements")
+
+    async def rows(self, statement: Executable, params: dict[str, Any] | None = None) -> list[Any]:
+        self.enter()
+        try:
+            async with self._lock:
+                return await self._fetch(statement, params)
+        finally:
+            self.leave()
+
+    async def execute(self, statement: Executable, params: dict[str, Any] | None = None) -> Rows:
+        return Rows(await self.rows(statement, params))
+
+    async def scalar(self, statement: Executable) -> Any:
+        rows = await self.rows(statement)
+        return rows[0][0] if rows else None
+
+    async def _fetch(self, statement: Executable, params: dict[str, Any] | None) -> list[Any]:
+        plan = plan_for(statement, self.dialect, params or {})
+        if plan.record_class is None:
+            await plan.describe(self.driver, self.dialect)
+        args = plan.arguments(params)
+        dispatch = self._dispatch
+        dispatch.before_cursor_execute(self.proxied, None, plan.sql, args, None, False)
+        records = await self.driver.fetch(
+            plan.sql,
+            *args,
+            record_class=plan.record_class if plan.converters is None else Row,
+        )
+        dispatch.after_cursor_execute(self.proxied, None, plan.sql, args, None, False)
+        converters = plan.converters
+        if converters is None:
+            return records
+        row = plan.record_class
+        assert row is not None
+        return [
+            row(
+                value if convert is None else convert(value)
+                for convert, value in zip(converters, record, strict=True)
+            )
+            for record in records
+        ]
+
+    async def release(self, clean: bool) -> None:
+        """End the transaction and give the connection back (discarded if not ``clean``)."""
+        if clean:
+            try:
+                await self.driver.execute("ROLLBACK")
+            except Exception as exc:
+                log.warning("discarded a connection at ROLLBACK: %s", type(exc).__name__)
+                clean = False
+        if not clean:
+            self.driver.terminate()
+            await greenlet_spawn(self.proxied.invalidate)
+        await greenlet_spawn(self.proxied.close)
+
+
+class Rows:
+    """``ReadDB.execute``'s result, the part of SQLAlchemy's ``Result`` reads use."""
+
+    __slots__ = ("_rows",)
+
+    def __init__(self, rows: Sequence[Any]) -> None:
+        self._rows = rows
+
+    def all(self) -> list[Any]:
+        return list(self._rows)
+
+    def first(self) -> Any:
+        return self._rows[0] if self._rows else None
+
+    def one(self) -> Any:
+        if len(self._rows) != 1:
+            raise ValueError(f"expected one row, got {len(self._rows)}")
+        return self._rows[0]
+
+    def scalar(self) -> Any:
+        return self._rows[0][0] if self._rows else None
+
+
+async def begin_read(engine: AsyncEngine) -> ReadDB:
+    """A connection from the pool, in a read-only REPEATABLE READ transaction.
+
+    As ``transaction.begin``: a connection broken at BEGIN (its backend just
+    terminated, the close not yet read) is discarded and another one taken.
+    """
+    from gql_app.errors import _database_fault  # here: errors imports db
+
+    for attempt in range(1, BEGIN_ATTEMPTS + 1):
+        proxied = await engine.raw_connection()
+        db = ReadDB(proxied, engine)
+        started = time.perf_counter()
+        try:
+            await db.begin()
+        except BaseException as exc:
+            await db.release(clean=False)
+            if attempt == BEGIN_ATTEMPTS or not isinstance(exc, Exception):
+                raise
+            if _database_fault(exc) is None:
+                raise
+            log.warning(
+                "discarded a broken connection at BEGIN after %.1f ms: %s",
+                (time.perf_counter() - started) * 1000,
+                type(exc).__name__,
+            )
+        else:
+            return db
+    raise AssertionError("unreachable")
