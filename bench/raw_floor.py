@@ -34,7 +34,7 @@ from gql_app.ids import decode_id, encode_id
 from gql_app.seed import asyncpg_dsn
 from gql_app.settings import Settings
 
-POOL_SIZE = 15  # gql_app's default pool_size + max_overflow
+POOL_SIZE = 15  # connections, for every contender (bench.run sets gql_app's and naive's)
 CURSOR_KEY = Settings().secret_key.encode()  # the same key as the gql_app contender
 
 USER_COLUMNS = (

@@ -65,6 +65,7 @@ from sqlalchemy.engine import make_url
 from alembic import command
 from bench import bulk_updates
 from bench.load import LoadResult, Request, drive, wrk_path
+from bench.raw_floor import POOL_SIZE
 from bench.workloads import READ_WORKLOADS, W3_NODE, W4_ADD_COMMENT
 from gql_app.db import async_url
 from gql_app.embedded import database_url
@@ -226,7 +227,16 @@ def _stop_all() -> None:
 @contextlib.asynccontextmanager
 async def running(url: str, log_dir: Path) -> AsyncIterator[dict[str, Server]]:
     """The three contenders as separate processes on the scratch database, stopped on exit."""
-    env = {**os.environ, "DATABASE_URL": url, "GQL_LOG_LEVEL": "WARNING"}
+    # 15 connections for every contender (raw_floor.POOL_SIZE): with fewer pooled
+    # connections than clients, SQLAlchemy closes each overflow connection when it
+    # is returned, and the run would measure reconnects.
+    env = {
+        **os.environ,
+        "DATABASE_URL": url,
+        "GQL_LOG_LEVEL": "WARNING",
+        "GQL_POOL_SIZE": str(POOL_SIZE),
+        "GQL_MAX_OVERFLOW": "0",
+    }
     env.pop("GQL_READ_REPLICA_URL", None)
     servers = make_servers()
     try:
@@ -857,7 +867,9 @@ def render(report: Report) -> str:
         "",
         "## Contenders",
         "",
-        "- **gql_app**: `gql-app serve --workers 1` (the real server, `GQL_LOG_LEVEL=WARNING`).",
+        "- **gql_app**: `gql-app serve --workers 1` (the real server, `GQL_LOG_LEVEL=WARNING`, "
+        f"`GQL_POOL_SIZE={POOL_SIZE}`, `GQL_MAX_OVERFLOW=0`: the same {POOL_SIZE} connections "
+        "as the other contenders).",
         "- **naive (N+1)**: `bench/naive.py`, a Strawberry schema over the same models with "
         "plain per-object resolvers: one `SELECT` per relationship per parent, no "
         "dataloaders (uvicorn, one process, same pool settings, orjson).",
