@@ -62,7 +62,7 @@ class App(Starlette):
             self.lane is not None
             and scope["type"] == "http"
             and scope["method"] == "POST"
-            and scope["path"] == scope.get("root_path", "") + "/graphql"
+            and scope["path"] in ("/graphql", scope.get("root_path", "") + "/graphql")
         ):
             scope["app"] = self
             await self.lane(scope, receive, send)
