@@ -169,6 +169,7 @@ class QueryLane:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         content_type = accept = authorization = request_id = None
         length = -1
+        cross_origin = False
         for name, value in scope["headers"]:
             if name == b"content-type":
                 content_type = value
@@ -180,11 +181,12 @@ class QueryLane:
                 authorization = value
             elif name == b"x-request-id":
                 request_id = value
-            elif name == b"origin" and self.settings.cors_origins:
-                length = -1  # CORS: the middleware's headers are needed
+            elif name == b"origin":
+                cross_origin = bool(self.settings.cors_origins)  # the CORS middleware answers
         media = response_media_type(accept.decode("latin-1") if accept is not None else None)
         if (
             media is None
+            or cross_origin
             or not 0 <= length <= self.settings.max_body_bytes
             or content_type is None
             or content_type.split(b";", 1)[0].strip().lower() != b"application/json"

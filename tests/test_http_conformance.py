@@ -167,3 +167,11 @@ async def test_cors_allows_only_configured_origins(settings):
                 "/graphql", headers={"Origin": "https://evil.example", **preflight}
             )
             assert "access-control-allow-origin" not in other.headers
+            # A cross-origin query itself (a POST the query lane would take) carries them too
+            query = await http.post(
+                "/graphql",
+                json={"query": "{ __typename }"},
+                headers={"Origin": "https://app.example"},
+            )
+            assert query.json() == {"data": {"__typename": "Query"}}
+            assert query.headers["access-control-allow-origin"] == "https://app.example"
