@@ -48,7 +48,7 @@ class Context:
 
     def open_read_db(self, db: ReadDB) -> None:
         """A query operation's driver connection. It has RequestDB's Core reads
-        (``rows``, ``execute``, ``scalar``) and refuses ORM use at run time."""
+        (``rows``, ``execute``) and refuses ORM use at run time."""
         self._db = cast(RequestDB, db)
 
     @property

@@ -26,7 +26,6 @@ Mutations keep the ORM session (``gql_app.db.RequestDB``).
 from __future__ import annotations
 
 import logging
-import time
 from collections import OrderedDict
 from collections.abc import Sequence
 from operator import itemgetter
@@ -195,10 +194,6 @@ class ReadDB(GuardedDB):
     async def execute(self, statement: Executable, params: dict[str, Any] | None = None) -> Rows:
         return Rows(await self.rows(statement, params))
 
-    async def scalar(self, statement: Executable) -> Any:
-        rows = await self.rows(statement)
-        return rows[0][0] if rows else None
-
     async def _fetch(self, statement: Executable, params: dict[str, Any] | None) -> list[Any]:
         plan = plan_for(statement, self.dialect, params or {})
         if plan.record_class is None:
@@ -240,26 +235,17 @@ class ReadDB(GuardedDB):
 
 
 class Rows:
-    """``ReadDB.execute``'s result, the part of SQLAlchemy's ``Result`` reads use."""
+    """``ReadDB.execute``'s result: the part of SQLAlchemy's ``Result`` queries use."""
 
     __slots__ = ("_rows",)
 
     def __init__(self, rows: Sequence[Any]) -> None:
         self._rows = rows
 
-    def all(self) -> list[Any]:
-        return list(self._rows)
-
-    def first(self) -> Any:
-        return self._rows[0] if self._rows else None
-
     def one(self) -> Any:
         if len(self._rows) != 1:
             raise ValueError(f"expected one row, got {len(self._rows)}")
         return self._rows[0]
-
-    def scalar(self) -> Any:
-        return self._rows[0][0] if self._rows else None
 
 
 async def begin_read(engine: AsyncEngine) -> ReadDB:
@@ -273,7 +259,6 @@ async def begin_read(engine: AsyncEngine) -> ReadDB:
     for attempt in range(1, BEGIN_ATTEMPTS + 1):
         proxied = await engine.raw_connection()
         db = ReadDB(proxied, engine)
-        started = time.perf_counter()
         try:
             await db.begin()
         except BaseException as exc:
@@ -282,11 +267,7 @@ async def begin_read(engine: AsyncEngine) -> ReadDB:
                 raise
             if _database_fault(exc) is None:
                 raise
-            log.warning(
-                "discarded a broken connection at BEGIN after %.1f ms: %s",
-                (time.perf_counter() - started) * 1000,
-                type(exc).__name__,
-            )
+            log.warning("discarded a broken connection at BEGIN: %s", type(exc).__name__)
         else:
             return db
     raise AssertionError("unreachable")

@@ -51,7 +51,7 @@ from strawberry.schema.schema import validate_document
 
 from gql_app.context import Context
 from gql_app.execution import PlannedExecutor
-from gql_app.http import JSON, PersistedQueries, graphql_response, response_media_type
+from gql_app.http import PersistedQueries, graphql_response, response_media_type
 from gql_app.limits import Analysis, QueryTooComplex, violations
 from gql_app.observability import (
     Metrics,
@@ -346,6 +346,3 @@ def replay(body: bytes, receive: Receive) -> Receive:
         return await receive()
 
     return replayed
-
-
-__all__ = ["JSON", "QueryLane"]

@@ -22,6 +22,7 @@ from strawberry.extensions import SchemaExtension
 from strawberry.types.graphql import OperationType
 
 from gql_app.context import Context, Info
+from gql_app.db import GuardedDB
 from gql_app.driver import begin_read
 from gql_app.errors import ErrorCode, UserError, UserFailure, _database_fault
 from gql_app.users.auth import authenticate
@@ -80,12 +81,7 @@ async def operation(ctx: Context, read_only: bool) -> AsyncIterator[Operation]:
         return
     async with session:
         yield op
-        # Work a failed field left behind (graphql-core stops awaiting siblings
-        # once data is nulled) must not outlive the request: stop dispatching
-        # loader batches, refuse new statements, wait for one in flight.
-        ctx.loaders.close()
-        db.close()
-        async with db.lock:
+        async with settled(ctx, db):
             if read_only:
                 await session.rollback()
                 return
@@ -125,13 +121,24 @@ async def read_operation(ctx: Context, engine: AsyncEngine, op: Operation) -> As
                 raise
             op.fault = exc
         yield
-        # As above: nothing of the request outlives it.
-        ctx.loaders.close()
-        db.close()
-        async with db.lock:
+        async with settled(ctx, db):
             clean = op.fault is None
     finally:
         await db.release(clean)
+
+
+@contextlib.asynccontextmanager
+async def settled(ctx: Context, db: GuardedDB) -> AsyncIterator[None]:
+    """The operation's work is over: nothing of it may outlive the request.
+
+    Work a failed field left behind (graphql-core stops awaiting siblings once
+    data is nulled) is stopped: no more loader batches, no new statements, and
+    the body runs once the statement in flight (if any) has finished.
+    """
+    ctx.loaders.close()
+    db.close()
+    async with db.lock:
+        yield
 
 
 class Transaction(SchemaExtension):
