@@ -7,8 +7,8 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from alembic import context
-from gql_app.db import async_url
-from gql_app.embedded import database_url
+from gql_app.data.db import async_url
+from gql_app.tools.embedded import database_url
 from gql_app.models import Base
 from gql_app.settings import Settings
 

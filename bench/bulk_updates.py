@@ -24,10 +24,10 @@ from alembic.config import Config
 from sqlalchemy.engine import make_url
 
 from alembic import command
-from gql_app.app import create_app
-from gql_app.db import async_url
-from gql_app.embedded import database_url
-from gql_app.seed import seed
+from gql_app.web.app import create_app
+from gql_app.data.db import async_url
+from gql_app.tools.embedded import database_url
+from gql_app.tools.seed import seed
 from gql_app.settings import Settings
 
 DEACTIVATE = """mutation($cutoff: DateTime!) {

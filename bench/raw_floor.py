@@ -30,8 +30,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from bench.workloads import W1_FEED, W2_PEOPLE, W3_NODE
-from gql_app.ids import decode_id, encode_id
-from gql_app.seed import asyncpg_dsn
+from gql_app.relay.ids import decode_id, encode_id
+from gql_app.tools.seed import asyncpg_dsn
 from gql_app.settings import Settings
 
 POOL_SIZE = 15  # connections, for every contender (bench.run sets gql_app's and naive's)
@@ -123,7 +123,7 @@ def tag_lists(rows: list[asyncpg.Record]) -> dict[int, list[dict[str, str]]]:
 
 
 def cursor(scope: str, token: str, value: Any, ident: int) -> str:
-    """gql_app.pagination.encode_cursor, inlined (payload and HMAC signature)."""
+    """gql_app.relay.cursors.encode_cursor, inlined (payload and HMAC signature)."""
     payload = orjson.dumps([scope, token, value.isoformat() if value is not None else None, ident])
     signature = hmac.new(CURSOR_KEY, payload, hashlib.sha256).digest()[:12]
     return f"{b64(payload)}.{b64(signature)}"

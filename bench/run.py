@@ -67,10 +67,10 @@ from bench import bulk_updates
 from bench.load import LoadResult, Request, drive, wrk_path
 from bench.raw_floor import POOL_SIZE
 from bench.workloads import READ_WORKLOADS, W3_NODE, W4_ADD_COMMENT
-from gql_app.db import async_url
-from gql_app.embedded import database_url
-from gql_app.ids import encode_id
-from gql_app.seed import seed
+from gql_app.data.db import async_url
+from gql_app.tools.embedded import database_url
+from gql_app.relay.ids import encode_id
+from gql_app.tools.seed import seed
 from gql_app.settings import Settings
 from gql_app.users.passwords import new_token, token_digest
 
@@ -189,7 +189,7 @@ class Server:
 def make_servers() -> dict[str, Server]:
     bin_dir = Path(sys.executable).parent
     gql_cli = bin_dir / "gql-app"
-    gql = [str(gql_cli)] if gql_cli.is_file() else [sys.executable, "-m", "gql_app.cli"]
+    gql = [str(gql_cli)] if gql_cli.is_file() else [sys.executable, "-m", "gql_app.tools.cli"]
 
     def uvicorn(target: str, port: int) -> list[str]:
         return [

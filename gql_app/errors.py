@@ -90,7 +90,7 @@ class UserFailure(Exception):
 _log = logging.getLogger("gql_app.errors")
 
 
-def _database_fault(exc: BaseException) -> ErrorCode | None:
+def database_fault(exc: BaseException) -> ErrorCode | None:
     """TIMEOUT or SERVICE_UNAVAILABLE for faults of the database, else None."""
     seen: set[int] = set()
     current: BaseException | None = exc
@@ -159,11 +159,11 @@ def format_error(
     elif original is None or (
         error.path is None
         and isinstance(original, (GraphQLError, ValueError, TypeError))
-        and _database_fault(original) is None
+        and database_fault(original) is None
     ):
         code = ErrorCode.BAD_USER_INPUT.value
     else:
-        fault = _database_fault(original)
+        fault = database_fault(original)
         if fault is ErrorCode.TIMEOUT:
             formatted["message"] = "The operation took too long and was cancelled."
         elif fault is ErrorCode.SERVICE_UNAVAILABLE:

@@ -48,7 +48,6 @@ from starlette.datastructures import MutableHeaders
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
-from strawberry.extensions import SchemaExtension
 
 from gql_app.settings import Settings
 
@@ -100,24 +99,6 @@ def record_errors(codes: list[str]) -> None:
     observation = _current.get()
     if observation is not None:
         observation.error_codes.extend(codes)
-
-
-class ObserveOperation(SchemaExtension):
-    """Notes the operation's name and type (query/mutation) for the request's log line."""
-
-    def on_operation(self) -> Iterator[None]:
-        try:
-            yield
-        finally:
-            observation = _current.get()
-            if observation is not None:
-                execution = self.execution_context
-                try:
-                    observation.operation_type = execution.operation_type.value
-                except Exception:  # no document, or no operation of that name
-                    pass
-                else:
-                    observation.operation_name = execution.operation_name
 
 
 # ---------------------------------------------------------------- SQL statements

@@ -8,21 +8,21 @@ import strawberry
 from strawberry.extensions import ParserCache, ValidationCache
 from strawberry.schema.config import StrawberryConfig
 
-from gql_app import fastpath, node
 from gql_app.commerce import queries as commerce_queries
 from gql_app.commerce.mutations import CommerceMutation
 from gql_app.commerce.types import Order, Product
 from gql_app.content import queries as content_queries
 from gql_app.content.mutations import ContentMutation
 from gql_app.content.types import Comment, Post, Tag
-from gql_app.execution import PlannedExecutor
-from gql_app.limits import QueryLimits
+from gql_app.engine import fields
+from gql_app.engine.extensions import ObserveOperation, Transaction
+from gql_app.engine.limits import QueryLimits
+from gql_app.engine.planned_executor import PlannedExecutor
 from gql_app.money import queries as money_queries
 from gql_app.money.mutations import MoneyMutation
 from gql_app.money.types import Account, Transfer
-from gql_app.node import NodeQuery
-from gql_app.observability import ObserveOperation
-from gql_app.transaction import Transaction
+from gql_app.relay import node
+from gql_app.relay.node import NodeQuery
 from gql_app.users import queries as user_queries
 from gql_app.users.mutations import UserMutation
 from gql_app.users.types import User
@@ -67,5 +67,5 @@ schema = Schema(
     config=StrawberryConfig(auto_camel_case=True),
     execution_context_class=PlannedExecutor,
 )
-fastpath.install(schema)
+fields.install(schema)
 node.install(schema)

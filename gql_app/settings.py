@@ -61,12 +61,12 @@ class Settings(BaseSettings):
     cors_origins: list[str] = []
 
     query_lane: bool = True
-    """Answer plain JSON queries on the short path (``gql_app.lane``); off: every request
+    """Answer plain JSON queries on the short path (``gql_app.web.query_lane``); off: every request
     takes Strawberry's full pipeline (for comparison; the answers are the same)."""
 
     driver_reads: bool = True
     """Run query operations' statements on the asyncpg connection under SQLAlchemy's
-    pool (``gql_app.driver``); off: through an ORM session, as mutations do."""
+    pool (``gql_app.data.driver_reads``); off: through an ORM session, as mutations do."""
 
     log_level: str = "INFO"
     slow_query_ms: int = 200

@@ -20,10 +20,10 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from alembic import command
-from gql_app.app import create_app
-from gql_app.db import async_url
-from gql_app.embedded import start_embedded
+from gql_app.data.db import async_url
 from gql_app.settings import Settings
+from gql_app.tools.embedded import start_embedded
+from gql_app.web.app import create_app
 from tests.factories import World, build_world
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -8,7 +8,6 @@ from decimal import Decimal
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from gql_app.ids import encode_id
 from gql_app.models import (
     Account,
     AuthToken,
@@ -24,6 +23,7 @@ from gql_app.models import (
     User,
     post_tags,
 )
+from gql_app.relay.ids import encode_id
 from gql_app.users.passwords import hash_password, token_digest
 
 EPOCH = datetime(2026, 1, 1, tzinfo=UTC)

@@ -16,8 +16,8 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from gql_app.ids import encode_id
 from gql_app.models import Order, OrderItem, OrderStatus, Product
+from gql_app.relay.ids import encode_id
 
 PLACE_ORDER = """
 mutation PlaceOrder($input: PlaceOrderInput!) {
@@ -127,7 +127,7 @@ async def place_ok(stack: Any, token: str, lines: list[dict[str, Any]]) -> int:
 
 
 def decode_pk(global_id: str) -> int:
-    from gql_app.ids import decode_id
+    from gql_app.relay.ids import decode_id
 
     return decode_id(global_id)[1]
 

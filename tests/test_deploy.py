@@ -68,7 +68,16 @@ def test_serve_with_two_workers(migrated_url, tmp_path):
     log = tmp_path / "serve.log"
     with log.open("wb") as sink:
         process = subprocess.Popen(
-            [sys.executable, "-m", "gql_app.cli", "serve", "--port", str(port), "--workers", "2"],
+            [
+                sys.executable,
+                "-m",
+                "gql_app.tools.cli",
+                "serve",
+                "--port",
+                str(port),
+                "--workers",
+                "2",
+            ],
             env=env,
             cwd=tmp_path,
             stdout=sink,

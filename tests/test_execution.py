@@ -12,15 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import gc
-from collections import OrderedDict
 from typing import Annotated, Any
 
 import pytest
 import strawberry
 from strawberry.extensions import ParserCache
 
-from gql_app import execution
-from gql_app.execution import PlannedExecutor
+from gql_app.engine import planned_executor as execution
+from gql_app.engine.planned_executor import PlannedExecutor
 
 
 @strawberry.interface
@@ -262,19 +261,20 @@ async def test_a_request_leaves_little_for_the_cycle_collector(gql, world) -> No
 
 async def test_statement_and_plan_caches_stay_bounded(gql, world, monkeypatch) -> None:
     """Caches keyed by request shape (page size, cursors, filters) never grow past their cap."""
-    from gql_app import loaders
+    from cachetools import LRUCache
+
+    from gql_app.data import loaders
     from tests.test_statement_counts import W2_PEOPLE
 
-    monkeypatch.setattr(loaders, "PAGE_STATEMENTS_MAX", 3)
-    monkeypatch.setattr(loaders, "_PAGE_STATEMENTS", OrderedDict())
+    monkeypatch.setattr(loaders, "PAGE_STATEMENTS", LRUCache(maxsize=3))
     monkeypatch.setattr(execution, "PLANS", execution.PlanCache(maxsize=2))
     for size in range(1, 8):
         body = await gql(W2_PEOPLE.replace("($n: Int)", "").replace("$n", str(size)))
         assert len(body["data"]["users"]["nodes"]) == size
-        assert len(loaders._PAGE_STATEMENTS) <= 3
-        assert len(execution.PLANS._entries) <= 2
+        assert len(loaders.PAGE_STATEMENTS) <= 3
+        assert len(execution.PLANS.entries) <= 2
     # and a repeated shape is served from the cache: the same statement object
     await gql(W2_PEOPLE, {"n": 7})
-    cached = dict(loaders._PAGE_STATEMENTS)
+    cached = dict(loaders.PAGE_STATEMENTS)
     await gql(W2_PEOPLE, {"n": 7})
-    assert dict(loaders._PAGE_STATEMENTS) == cached
+    assert dict(loaders.PAGE_STATEMENTS) == cached

@@ -152,7 +152,7 @@ async def test_cors_is_off_by_default(client):
 async def test_cors_allows_only_configured_origins(settings):
     import httpx
 
-    from gql_app.app import create_app
+    from gql_app.web.app import create_app
 
     app = create_app(settings.model_copy(update={"cors_origins": ["https://app.example"]}))
     async with app.router.lifespan_context(app):

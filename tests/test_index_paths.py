@@ -19,8 +19,8 @@ import pytest
 from sqlalchemy import event
 
 from alembic import command
-from gql_app.app import create_app
 from gql_app.settings import Settings
+from gql_app.web.app import create_app
 from tests.conftest import _admin, alembic_config, scratch_database_url
 
 POSTS = 100_000

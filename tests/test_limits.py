@@ -9,8 +9,8 @@ import httpx
 import pytest
 from graphql import get_introspection_query
 
-from gql_app.app import create_app
 from gql_app.settings import Settings
+from gql_app.web.app import create_app
 from tests.test_statement_counts import DEEP, W1_FEED, W2_PEOPLE
 
 

@@ -18,8 +18,8 @@ import pytest
 from sqlalchemy import select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from gql_app.ids import decode_id_of, encode_id
 from gql_app.models import Account, Transfer
+from gql_app.relay.ids import decode_id_of, encode_id
 from tests.conftest import Stack
 
 TRANSFER = """

@@ -85,7 +85,7 @@ def codes(body: dict) -> list[str]:
 
 async def close_leaked_sessions() -> None:
     """Cleanup after the leak bug: close request sessions left open after their response."""
-    from gql_app.db import RequestDB
+    from gql_app.data.db import RequestDB
 
     await asyncio.sleep(0.05)
     for obj in gc.get_objects():

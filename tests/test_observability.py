@@ -19,7 +19,6 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.routing import Route
 
-from gql_app.app import create_app
 from gql_app.content.loaders import TagByNameLoader
 from gql_app.observability import (
     JSONFormatter,
@@ -27,6 +26,7 @@ from gql_app.observability import (
     RequestObservability,
     RequestObservation,
 )
+from gql_app.web.app import create_app
 
 GENERATED = re.compile(r"[0-9a-f]{32}")
 

@@ -121,7 +121,7 @@ def encode(raw: bytes) -> str:
 
 async def close_leaked_sessions() -> None:
     """Cleanup after the leak bug: close request sessions left open after their response."""
-    from gql_app.db import RequestDB
+    from gql_app.data.db import RequestDB
 
     await asyncio.sleep(0.05)
     for obj in gc.get_objects():

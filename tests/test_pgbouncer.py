@@ -29,9 +29,9 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from alembic import command
-from gql_app.app import create_app
-from gql_app.db import async_url, create_engine
+from gql_app.data.db import async_url, create_engine
 from gql_app.settings import Settings
+from gql_app.web.app import create_app
 from tests.conftest import GraphQLClient, _admin, alembic_config, scratch_database_url
 from tests.factories import PASSWORD, World, build_world
 

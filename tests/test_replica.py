@@ -20,8 +20,8 @@ from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from alembic import command
-from gql_app.app import create_app
 from gql_app.settings import Settings
+from gql_app.web.app import create_app
 from tests.conftest import GraphQLClient, _admin, alembic_config, scratch_database_url
 from tests.factories import World, build_world
 

@@ -20,10 +20,11 @@ from sqlalchemy.engine import make_url
 from typer.testing import CliRunner
 
 from alembic import command
-from gql_app.cli import alembic_config, app
 from gql_app.content.models import Post
-from gql_app.db import create_engine, create_sessionmaker
-from gql_app.seed import (
+from gql_app.data.db import create_engine, create_sessionmaker
+from gql_app.settings import Settings
+from gql_app.tools.cli import alembic_config, app
+from gql_app.tools.seed import (
     DEMO_SCALE,
     SEEDED_TABLES,
     asyncpg_dsn,
@@ -31,7 +32,6 @@ from gql_app.seed import (
     seed,
     seed_demo,
 )
-from gql_app.settings import Settings
 from gql_app.users.models import User
 from gql_app.users.passwords import verify_password
 

@@ -114,7 +114,7 @@ async def test_many_parents_are_one_statement_per_path(gql, world, sql):
 async def test_fifty_thousand_keys_fit_in_one_statement(app, world):
     # Keys travel as one array parameter: far beyond asyncpg's 32 767 bind limit.
     from gql_app.content.loaders import CommentCountByPostIdLoader
-    from gql_app.context import Context
+    from gql_app.data.context import Context
 
     ctx = Context(
         request=None,
@@ -141,7 +141,7 @@ async def test_many_loaders_in_one_tick_share_the_session_safely(app, world):
         PostByIdLoader,
         TagsByPostIdLoader,
     )
-    from gql_app.context import Context
+    from gql_app.data.context import Context
     from gql_app.users.loaders import ProfileByUserIdLoader, UserByIdLoader
 
     ctx = Context(

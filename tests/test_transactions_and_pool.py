@@ -83,7 +83,7 @@ async def test_a_connection_broken_at_begin_is_replaced_without_an_error(gql, wo
     where that shows: the connection is discarded and another one taken."""
     import asyncpg
 
-    from gql_app.driver import ReadDB
+    from gql_app.data.driver_reads import ReadDB
 
     original = ReadDB.begin
     broken: list[ReadDB] = []

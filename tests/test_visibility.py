@@ -17,11 +17,11 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from alembic import command
-from gql_app.app import create_app
-from gql_app.ids import encode_id
 from gql_app.models import AuthToken, Comment, Post
+from gql_app.relay.ids import encode_id
 from gql_app.settings import Settings
 from gql_app.users.passwords import token_digest
+from gql_app.web.app import create_app
 from tests.conftest import GraphQLClient, _admin, alembic_config, scratch_database_url
 from tests.factories import World, at, make_user
 

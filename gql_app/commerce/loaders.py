@@ -9,32 +9,19 @@ from sqlalchemy import ColumnElement, Select, any_, func, select
 from sqlalchemy.sql.elements import BindParameter
 
 from gql_app.commerce.models import Order, OrderItem, OrderStatus, Product
-from gql_app.context import Context
-from gql_app.errors import BadUserInput
-from gql_app.loaders import (
+from gql_app.data.context import Context
+from gql_app.data.loaders import (
     AggregateLoader,
     ByColumnLoader,
     ByIdLoader,
     CountLoader,
     ListByColumnLoader,
     PageLoader,
+    RootPage,
 )
-from gql_app.pagination import OrderDirection, Sorting, SortKey, contains
+from gql_app.data.pages import contains, starts_with
+from gql_app.errors import BadUserInput
 
-PRODUCT_SORTING = Sorting(
-    {
-        "NAME": SortKey("NAME", Product.name),
-        "PRICE": SortKey("PRICE", Product.price),
-        "CREATED_AT": SortKey("CREATED_AT", Product.created_at),
-    },
-    Product.id,
-    ("NAME", OrderDirection.ASC),
-)
-ORDER_SORTING = Sorting(
-    {"CREATED_AT": SortKey("CREATED_AT", Order.created_at)},
-    Order.id,
-    ("CREATED_AT", OrderDirection.DESC),
-)
 ZERO = Decimal("0.00")
 MAX_PRICE = Decimal(10) ** 10  # numeric(12, 2)
 LINE_TOTAL = OrderItem.quantity * OrderItem.unit_price
@@ -57,8 +44,7 @@ class ProductCriteria:
         if self.search:
             conds.append(contains(Product.name, self.search) | contains(Product.sku, self.search))
         if self.sku_prefix:
-            escaped = self.sku_prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-            conds.append(Product.sku.like(f"{escaped}%", escape="\\"))
+            conds.append(starts_with(Product.sku, self.sku_prefix))
         if self.min_price is not None:
             conds.append(Product.price >= self.min_price)
         if self.max_price is not None:
@@ -191,3 +177,19 @@ class OrderPageByCustomerIdLoader(PageLoader[Order]):
 
     def conditions(self, filter: OrderCriteria) -> list[ColumnElement[bool]]:
         return filter.conditions()
+
+
+class ProductPage(RootPage[Product]):
+    model = Product
+
+    def conditions(self, criteria: ProductCriteria) -> list[ColumnElement[bool]]:
+        return criteria.conditions()
+
+
+class OrderPage(RootPage[Order]):
+    """The viewer's orders (everyone's for admins)."""
+
+    model = Order
+
+    def conditions(self, criteria: OrderCriteria) -> list[ColumnElement[bool]]:
+        return [*visible_orders(self.ctx), *criteria.conditions()]

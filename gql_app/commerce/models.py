@@ -19,7 +19,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from gql_app.db import Base
+from gql_app.data.db import Base
 
 
 class OrderStatus(enum.Enum):

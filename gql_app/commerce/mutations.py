@@ -30,12 +30,19 @@ from gql_app.commerce.loaders import visible_orders
 from gql_app.commerce.models import Order, OrderItem, OrderStatus, Product
 from gql_app.commerce.types import Order as OrderType
 from gql_app.commerce.types import OrderStatus as OrderStatusType
-from gql_app.context import Info
-from gql_app.db import id_array
+from gql_app.data.context import Info
+from gql_app.data.db import id_array
+from gql_app.data.pages import starts_with
+from gql_app.engine.mutations import (
+    BulkUpdatePayload,
+    admin,
+    atomic_mutation,
+    fail,
+    input_error,
+    signed_in,
+)
 from gql_app.errors import UserError, UserErrorCode, UserFailure
-from gql_app.transaction import atomic_mutation
-from gql_app.users.mutations import BulkUpdatePayload
-from gql_app.validation import admin, fail, input_error, input_id, signed_in
+from gql_app.relay.ids import input_id
 
 MAX_LINES = 50
 MAX_QUANTITY = 1000
@@ -331,11 +338,10 @@ def _percent(value: Decimal) -> Decimal:
     return value.quantize(Decimal("0.01"))
 
 
-def _sku_prefix_pattern(prefix: str) -> str:
+def _sku_prefix(prefix: str) -> str:
     if "\x00" in prefix or len(prefix) > 64:
         raise fail("skuPrefix", "`skuPrefix` must be at most 64 characters, without NUL.")
-    escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"{escaped}%"
+    return prefix
 
 
 async def adjust_prices(info: Info, input: AdjustPricesInput) -> BulkUpdatePayload:
@@ -352,7 +358,7 @@ async def adjust_prices(info: Info, input: AdjustPricesInput) -> BulkUpdatePaylo
     if input.product_ids is not None:
         matched = Product.id == any_(id_array(_ids("productIds", input.product_ids, "Product")))
     else:
-        matched = Product.sku.like(_sku_prefix_pattern(input.sku_prefix or ""), escape="\\")
+        matched = starts_with(Product.sku, _sku_prefix(input.sku_prefix or ""))
 
     percent_param = bindparam("percent", percent, type_=Numeric(8, 2))
     try:

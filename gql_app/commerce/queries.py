@@ -12,32 +12,28 @@ from gql_app.commerce import models
 from gql_app.commerce.loaders import (
     LINE_TOTAL,
     NOT_CANCELLED,
-    ORDER_SORTING,
-    PRODUCT_SORTING,
     ZERO,
     OrderByIdLoader,
-    OrderCriteria,
+    OrderPage,
     ProductByIdLoader,
     ProductBySkuLoader,
-    ProductCriteria,
-    visible_orders,
+    ProductPage,
 )
 from gql_app.commerce.types import (
+    ORDER_ORDER,
+    PRODUCT_ORDER,
     Order,
     OrderFilter,
-    OrderOrder,
     Product,
     ProductFilter,
-    ProductOrder,
     ProductSales,
     SalesDay,
 )
-from gql_app.context import Info
+from gql_app.data.context import Context, Info
 from gql_app.errors import BadUserInput, Forbidden
-from gql_app.ids import decode_id_of
-from gql_app.loaders import root_page
-from gql_app.node import node_type
-from gql_app.pagination import Connection
+from gql_app.relay.connection import Connection, connection
+from gql_app.relay.ids import decode_id_of
+from gql_app.relay.node import node_type
 
 
 @node_type("Product")
@@ -150,6 +146,10 @@ class SalesReport:
         return [ProductSales(product_id=r[0], units_sold=int(r[1]), revenue=r[2]) for r in rows]
 
 
+def signed_in(ctx: Context, root: object) -> None:
+    ctx.require_viewer()
+
+
 @strawberry.type
 class CommerceQuery:
     @strawberry.field(description="Exactly one of id or sku.")
@@ -162,49 +162,14 @@ class CommerceQuery:
             return await fetch_product(info, decode_id_of(id, "Product"))  # type: ignore[return-value]
         return await info.context.loaders.get(ProductBySkuLoader, info).load(sku)  # type: ignore[return-value]
 
-    @strawberry.field
-    async def products(
-        self,
-        info: Info,
-        first: int | None = None,
-        after: str | None = None,
-        last: int | None = None,
-        before: str | None = None,
-        filter: ProductFilter | None = None,
-        order_by: ProductOrder | None = None,
-    ) -> Connection[Product]:
-        args = PRODUCT_SORTING.page_args(
-            info, "Query.products", first, after, last, before, order_by
-        )
-        criteria = filter.criteria() if filter is not None else ProductCriteria()
-        return await root_page(
-            info, models.Product, args, shape=criteria, where=criteria.conditions
-        )
-
-    @strawberry.field(
-        description="The viewer's orders; admins see everyone's. Anonymous: UNAUTHENTICATED error."
+    products: Connection[Product] = connection(ProductPage, PRODUCT_ORDER, filter=ProductFilter)
+    orders: Connection[Order] = connection(
+        OrderPage,
+        ORDER_ORDER,
+        filter=OrderFilter,
+        guard=signed_in,
+        description="The viewer's orders; admins see everyone's. Anonymous: UNAUTHENTICATED error.",
     )
-    async def orders(
-        self,
-        info: Info,
-        first: int | None = None,
-        after: str | None = None,
-        last: int | None = None,
-        before: str | None = None,
-        filter: OrderFilter | None = None,
-        order_by: OrderOrder | None = None,
-    ) -> Connection[Order]:
-        ctx = info.context
-        ctx.require_viewer()
-        args = ORDER_SORTING.page_args(info, "Query.orders", first, after, last, before, order_by)
-        criteria = filter.criteria() if filter is not None else OrderCriteria()
-        return await root_page(
-            info,
-            models.Order,
-            args,
-            shape=criteria,
-            where=lambda: [*visible_orders(ctx), *criteria.conditions()],
-        )
 
     @strawberry.field(description="Admins only. Non-cancelled orders with from <= createdAt < to.")
     def sales_report(

@@ -9,22 +9,19 @@ import strawberry
 
 from gql_app.commerce import models
 from gql_app.commerce.loaders import (
-    ORDER_SORTING,
     ItemCountByOrderIdLoader,
     OrderCriteria,
     OrderItemsByOrderIdLoader,
-    OrderPageByCustomerIdLoader,
     OrderStatsRow,
     OrderTotalByOrderIdLoader,
     ProductByIdLoader,
     ProductCriteria,
     UnitsSoldByProductIdLoader,
 )
-from gql_app.context import Info
-from gql_app.fastpath import computed, loaded
-from gql_app.loaders import load_page
-from gql_app.node import Node, global_id
-from gql_app.pagination import Connection, OrderDirection
+from gql_app.data.context import Info
+from gql_app.engine.fields import computed, loaded
+from gql_app.relay.connection import OrderDirection, Sorting
+from gql_app.relay.node import Node, global_id
 from gql_app.users.loaders import UserByIdLoader
 
 if TYPE_CHECKING:
@@ -111,15 +108,12 @@ class ProductFilter:
 
 @strawberry.enum
 class ProductOrderField(enum.Enum):
-    NAME = "NAME"
-    PRICE = "PRICE"
-    CREATED_AT = "CREATED_AT"
+    NAME = "name"
+    PRICE = "price"
+    CREATED_AT = "created_at"
 
 
-@strawberry.input
-class ProductOrder:
-    field: ProductOrderField
-    direction: OrderDirection = OrderDirection.ASC
+PRODUCT_ORDER = Sorting(ProductOrderField, models.Product, OrderDirection.ASC)
 
 
 @strawberry.input
@@ -138,28 +132,10 @@ class OrderFilter:
 
 @strawberry.enum
 class OrderOrderField(enum.Enum):
-    CREATED_AT = "CREATED_AT"
+    CREATED_AT = "created_at"
 
 
-@strawberry.input
-class OrderOrder:
-    field: OrderOrderField
-    direction: OrderDirection = OrderDirection.DESC
-
-
-def customer_orders(
-    info: Info,
-    customer_id: int,
-    first: int | None,
-    after: str | None,
-    last: int | None,
-    before: str | None,
-    filter: OrderFilter | None,
-    order_by: OrderOrder | None,
-) -> Connection[Order]:
-    args = ORDER_SORTING.page_args(info, "User.orders", first, after, last, before, order_by)
-    criteria = filter.criteria() if filter is not None else OrderCriteria()
-    return load_page(info, OrderPageByCustomerIdLoader, customer_id, args, criteria)
+ORDER_ORDER = Sorting(OrderOrderField, models.Order, OrderDirection.DESC)
 
 
 @strawberry.type

@@ -7,31 +7,16 @@ from typing import Any
 from sqlalchemy import ColumnElement, exists, or_
 
 from gql_app.content.models import Comment, Post, Tag, post_tags
-from gql_app.context import Context
-from gql_app.loaders import (
+from gql_app.data.context import Context
+from gql_app.data.loaders import (
     ByColumnLoader,
     ByIdLoader,
     CountLoader,
     ManyToManyLoader,
     PageLoader,
+    RootPage,
 )
-from gql_app.pagination import OrderDirection, Sorting, SortKey, contains
-
-POST_SORTING = Sorting(
-    {
-        "CREATED_AT": SortKey("CREATED_AT", Post.created_at),
-        "PUBLISHED_AT": SortKey("PUBLISHED_AT", Post.published_at, nullable=True),
-        "TITLE": SortKey("TITLE", Post.title),
-    },
-    Post.id,
-    ("CREATED_AT", OrderDirection.DESC),
-)
-COMMENT_SORTING = Sorting(
-    {"CREATED_AT": SortKey("CREATED_AT", Comment.created_at)},
-    Comment.id,
-    ("CREATED_AT", OrderDirection.ASC),
-)
-TAG_SORTING = Sorting({"NAME": SortKey("NAME", Tag.name)}, Tag.id, ("NAME", OrderDirection.ASC))
+from gql_app.data.pages import contains
 
 
 def visible_posts(ctx: Context) -> list[ColumnElement[bool]]:
@@ -167,6 +152,17 @@ class CommentPageByPostIdLoader(PageLoader[Comment]):
 
     def children(self, parent: ColumnElement[Any]) -> tuple[Any, list[ColumnElement[bool]]]:
         return Comment, [Comment.post_id == parent]
+
+
+class PostPage(RootPage[Post]):
+    model = Post
+
+    def conditions(self, criteria: PostCriteria) -> list[ColumnElement[bool]]:
+        return criteria.conditions(self.ctx)
+
+
+class TagPage(RootPage[Tag]):
+    model = Tag
 
 
 class CommentPageByAuthorIdLoader(PageLoader[Comment]):

@@ -10,12 +10,11 @@ from gql_app.content.models import Post as PostModel
 from gql_app.content.models import Tag as TagModel
 from gql_app.content.models import post_tags
 from gql_app.content.types import Comment, Post
-from gql_app.context import Context, Info
+from gql_app.data.context import Context, Info
+from gql_app.data.loaders import values_array
+from gql_app.engine.mutations import atomic_mutation, fail, signed_in, text
 from gql_app.errors import UserError, UserErrorCode
-from gql_app.ids import encode_id
-from gql_app.loaders import values_array
-from gql_app.transaction import atomic_mutation
-from gql_app.validation import fail, input_id, signed_in, text
+from gql_app.relay.ids import encode_id, input_id
 
 MAX_TAGS = 10
 

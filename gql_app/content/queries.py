@@ -4,21 +4,19 @@ import strawberry
 
 from gql_app.content import models
 from gql_app.content.loaders import (
-    POST_SORTING,
-    TAG_SORTING,
     CommentByIdLoader,
     PostByIdLoader,
-    PostCriteria,
+    PostPage,
     TagByIdLoader,
     TagByNameLoader,
+    TagPage,
     can_see_post,
 )
-from gql_app.content.types import Post, PostFilter, PostOrder, Tag, post_criteria
-from gql_app.context import Info
-from gql_app.ids import decode_id_of
-from gql_app.loaders import root_page
-from gql_app.node import node_type
-from gql_app.pagination import Connection
+from gql_app.content.types import POST_ORDER, TAG_ORDER, Post, PostFilter, Tag
+from gql_app.data.context import Info
+from gql_app.relay.connection import Connection, connection
+from gql_app.relay.ids import decode_id_of
+from gql_app.relay.node import node_type
 
 
 @node_type("Post")
@@ -46,35 +44,10 @@ class ContentQuery:
     async def post(self, info: Info, id: strawberry.ID) -> Post | None:
         return await fetch_post(info, decode_id_of(id, "Post"))  # type: ignore[return-value]
 
-    @strawberry.field
-    async def posts(
-        self,
-        info: Info,
-        first: int | None = None,
-        after: str | None = None,
-        last: int | None = None,
-        before: str | None = None,
-        filter: PostFilter | None = None,
-        order_by: PostOrder | None = None,
-    ) -> Connection[Post]:
-        args = POST_SORTING.page_args(info, "Query.posts", first, after, last, before, order_by)
-        criteria: PostCriteria = post_criteria(filter)
-        return await root_page(
-            info, models.Post, args, shape=criteria, where=lambda: criteria.conditions(info.context)
-        )
+    posts: Connection[Post] = connection(PostPage, POST_ORDER, filter=PostFilter)
 
     @strawberry.field
     async def tag(self, info: Info, name: str) -> Tag | None:
         return await info.context.loaders.get(TagByNameLoader, info).load(name)  # type: ignore[return-value]
 
-    @strawberry.field
-    async def tags(
-        self,
-        info: Info,
-        first: int | None = None,
-        after: str | None = None,
-        last: int | None = None,
-        before: str | None = None,
-    ) -> Connection[Tag]:
-        args = TAG_SORTING.page_args(info, "Query.tags", first, after, last, before)
-        return await root_page(info, models.Tag, args, shape="all", where=list)
+    tags: Connection[Tag] = connection(TagPage, TAG_ORDER, order_by=False)

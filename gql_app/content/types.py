@@ -8,8 +8,6 @@ import strawberry
 
 from gql_app.content import models
 from gql_app.content.loaders import (
-    COMMENT_SORTING,
-    POST_SORTING,
     CommentCountByPostIdLoader,
     CommentPageByPostIdLoader,
     PostByIdLoader,
@@ -18,12 +16,10 @@ from gql_app.content.loaders import (
     PublishedPostCountByTagIdLoader,
     TagsByPostIdLoader,
 )
-from gql_app.context import Info
-from gql_app.fastpath import loaded
-from gql_app.ids import decode_id_of
-from gql_app.loaders import load_page
-from gql_app.node import Node, global_id
-from gql_app.pagination import Connection, OrderDirection
+from gql_app.engine.fields import loaded
+from gql_app.relay.connection import Connection, OrderDirection, Sorting, connection
+from gql_app.relay.ids import decode_id_of
+from gql_app.relay.node import Node, global_id
 from gql_app.users.loaders import UserByIdLoader
 
 if TYPE_CHECKING:
@@ -34,26 +30,23 @@ UserType = Annotated["User", strawberry.lazy("gql_app.users.types")]
 
 @strawberry.enum
 class PostOrderField(enum.Enum):
-    CREATED_AT = "CREATED_AT"
-    PUBLISHED_AT = "PUBLISHED_AT"
-    TITLE = "TITLE"
-
-
-@strawberry.input
-class PostOrder:
-    field: PostOrderField
-    direction: OrderDirection = OrderDirection.DESC
+    CREATED_AT = "created_at"
+    PUBLISHED_AT = "published_at"
+    TITLE = "title"
 
 
 @strawberry.enum
 class CommentOrderField(enum.Enum):
-    CREATED_AT = "CREATED_AT"
+    CREATED_AT = "created_at"
 
 
-@strawberry.input
-class CommentOrder:
-    field: CommentOrderField
-    direction: OrderDirection = OrderDirection.ASC
+class TagOrderField(enum.Enum):  # not exposed: tags come by name
+    NAME = "name"
+
+
+POST_ORDER = Sorting(PostOrderField, models.Post, OrderDirection.DESC)
+COMMENT_ORDER = Sorting(CommentOrderField, models.Comment, OrderDirection.ASC)
+TAG_ORDER = Sorting(TagOrderField, models.Tag, OrderDirection.ASC)
 
 
 @strawberry.input
@@ -83,10 +76,6 @@ class PostFilter:
         )
 
 
-def post_criteria(filter: PostFilter | None, **extra: Any) -> PostCriteria:
-    return filter.criteria(**extra) if filter is not None else PostCriteria(**extra)
-
-
 @strawberry.type
 class Post(Node):
     id: strawberry.ID = global_id("Post")
@@ -107,22 +96,7 @@ class Post(Node):
         description="Sorted by name.",
     )
     comment_count: int = loaded(CommentCountByPostIdLoader, "id", int)
-
-    @strawberry.field
-    def comments(
-        self,
-        root: strawberry.Parent[models.Post],
-        info: Info,
-        first: int | None = None,
-        after: str | None = None,
-        last: int | None = None,
-        before: str | None = None,
-        order_by: CommentOrder | None = None,
-    ) -> Connection[Comment]:
-        args = COMMENT_SORTING.page_args(
-            info, "Post.comments", first, after, last, before, order_by
-        )
-        return load_page(info, CommentPageByPostIdLoader, root.id, args)
+    comments: Connection[Comment] = connection(CommentPageByPostIdLoader, COMMENT_ORDER)
 
 
 @strawberry.type
@@ -130,21 +104,12 @@ class Tag(Node):
     id: strawberry.ID = global_id("Tag")
     name: str
 
-    @strawberry.field(description="Published posts carrying this tag.")
-    def posts(
-        self,
-        root: strawberry.Parent[models.Tag],
-        info: Info,
-        first: int | None = None,
-        after: str | None = None,
-        last: int | None = None,
-        before: str | None = None,
-        order_by: PostOrder | None = None,
-    ) -> Connection[Post]:
-        args = POST_SORTING.page_args(info, "Tag.posts", first, after, last, before, order_by)
-        criteria = PostCriteria(published_only=True)
-        return load_page(info, PostPageByTagIdLoader, root.id, args, criteria)
-
+    posts: Connection[Post] = connection(
+        PostPageByTagIdLoader,
+        POST_ORDER,
+        criteria=PostCriteria(published_only=True),
+        description="Published posts carrying this tag.",
+    )
     post_count: int = loaded(PublishedPostCountByTagIdLoader, "id", int)
 
 

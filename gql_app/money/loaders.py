@@ -4,15 +4,8 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, or_
 
-from gql_app.loaders import ByIdLoader, ListByColumnLoader, PageLoader
+from gql_app.data.loaders import ByIdLoader, ListByColumnLoader, PageLoader
 from gql_app.money.models import Account, Transfer
-from gql_app.pagination import OrderDirection, Sorting, SortKey
-
-TRANSFER_SORTING = Sorting(
-    {"CREATED_AT": SortKey("CREATED_AT", Transfer.created_at)},
-    Transfer.id,
-    ("CREATED_AT", OrderDirection.DESC),
-)
 
 
 class AccountByIdLoader(ByIdLoader[Account]):

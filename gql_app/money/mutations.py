@@ -18,15 +18,15 @@ import strawberry
 from sqlalchemy import any_, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from gql_app.context import Context, Info
-from gql_app.db import id_array
+from gql_app.data.context import Context, Info
+from gql_app.data.db import id_array
+from gql_app.engine.mutations import admin, amount, atomic_mutation, fail, signed_in
 from gql_app.errors import UserError, UserErrorCode, UserFailure
 from gql_app.money.loaders import AccountByIdLoader
 from gql_app.money.models import Account as AccountModel
 from gql_app.money.models import Transfer as TransferModel
 from gql_app.money.types import Account, Transfer
-from gql_app.transaction import atomic_mutation
-from gql_app.validation import admin, amount, fail, input_id, signed_in
+from gql_app.relay.ids import input_id
 
 MAX_BALANCE = Decimal("999999999999.99")  # numeric(14,2)
 MAX_KEY_LENGTH = 100  # transfers.idempotency_key is varchar(100)

@@ -3,10 +3,10 @@ through ``User.accounts`` and ``node``."""
 
 from __future__ import annotations
 
-from gql_app.context import Info
+from gql_app.data.context import Info
 from gql_app.money import models
 from gql_app.money.loaders import AccountByIdLoader, TransferByIdLoader
-from gql_app.node import node_type
+from gql_app.relay.node import node_type
 
 
 @node_type("Account")

@@ -1,28 +1,36 @@
 from __future__ import annotations
 
+import enum
 from datetime import datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import strawberry
 
-from gql_app.context import Info
-from gql_app.fastpath import loaded
-from gql_app.loaders import load_page
+from gql_app.data.context import Context, Info
+from gql_app.engine.fields import loaded
 from gql_app.money import models
-from gql_app.money.loaders import (
-    TRANSFER_SORTING,
-    AccountByIdLoader,
-    TransferPageByAccountIdLoader,
-)
-from gql_app.node import Node, global_id
-from gql_app.pagination import Connection
+from gql_app.money.loaders import AccountByIdLoader, TransferPageByAccountIdLoader
+from gql_app.relay.connection import Connection, OrderDirection, Sorting, connection
+from gql_app.relay.node import Node, global_id
 from gql_app.users.loaders import UserByIdLoader
 
 if TYPE_CHECKING:
     from gql_app.users.types import User
 
 UserType = Annotated["User", strawberry.lazy("gql_app.users.types")]
+
+
+class TransferOrderField(enum.Enum):  # not exposed: transfers come newest first
+    CREATED_AT = "created_at"
+
+
+TRANSFER_ORDER = Sorting(TransferOrderField, models.Transfer, OrderDirection.DESC)
+
+
+def owner_only(ctx: Context, account: Any) -> None:
+    """An account's private fields: its owner and admins; FORBIDDEN for others."""
+    ctx.require_private(account.owner_id)
 
 
 @strawberry.type(
@@ -42,19 +50,13 @@ class Account(Node):
         info.context.require_private(root.owner_id)
         return root.balance
 
-    @strawberry.field(description="Transfers into or out of this account, newest first.")
-    def transfers(
-        self,
-        root: strawberry.Parent[models.Account],
-        info: Info,
-        first: int | None = None,
-        after: str | None = None,
-        last: int | None = None,
-        before: str | None = None,
-    ) -> Connection[Transfer]:
-        info.context.require_private(root.owner_id)
-        args = TRANSFER_SORTING.page_args(info, "Account.transfers", first, after, last, before)
-        return load_page(info, TransferPageByAccountIdLoader, root.id, args)
+    transfers: Connection[Transfer] = connection(
+        TransferPageByAccountIdLoader,
+        TRANSFER_ORDER,
+        order_by=False,
+        guard=owner_only,
+        description="Transfers into or out of this account, newest first.",
+    )
 
 
 @strawberry.type

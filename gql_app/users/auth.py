@@ -7,18 +7,9 @@ from typing import Any
 
 from sqlalchemy import bindparam, func, select, update
 
-from gql_app.context import Context
+from gql_app.data.context import Context
 from gql_app.users.models import AuthToken, User
 from gql_app.users.passwords import new_token, token_digest
-
-
-def bearer_token(authorization: str | None) -> str | None:
-    if not authorization:
-        return None
-    scheme, _, token = authorization.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        return None
-    return token.strip()
 
 
 def _viewer_query(selected: Any) -> Any:

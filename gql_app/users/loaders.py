@@ -5,9 +5,9 @@ from datetime import datetime
 
 from sqlalchemy import ColumnElement, exists, or_
 
-from gql_app.context import Context
-from gql_app.loaders import ByColumnLoader, ByIdLoader
-from gql_app.pagination import contains
+from gql_app.data.context import Context
+from gql_app.data.loaders import ByColumnLoader, ByIdLoader, RootPage
+from gql_app.data.pages import contains
 from gql_app.users.models import Profile, User
 
 
@@ -51,3 +51,10 @@ class UserCriteria:
         if self.created_before is not None:
             conds.append(User.created_at < self.created_before)
         return conds
+
+
+class UserPage(RootPage[User]):
+    model = User
+
+    def conditions(self, criteria: UserCriteria) -> list[ColumnElement[bool]]:
+        return criteria.conditions(self.ctx)

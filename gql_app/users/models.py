@@ -18,7 +18,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from gql_app.db import Base
+from gql_app.data.db import Base
 
 
 class User(Base):

@@ -6,16 +6,23 @@ from datetime import datetime
 import strawberry
 from sqlalchemy import func, select, update
 
-from gql_app.context import Info
+from gql_app.data.context import Info
+from gql_app.engine.mutations import (
+    BulkUpdatePayload,
+    admin,
+    atomic_mutation,
+    fail,
+    input_error,
+    signed_in,
+    text,
+)
 from gql_app.errors import Unauthenticated, UserError, UserErrorCode, UserFailure
 from gql_app.money.models import Account
-from gql_app.transaction import atomic_mutation
 from gql_app.users.auth import issue_token, revoke_token
 from gql_app.users.models import Profile
 from gql_app.users.models import User as UserModel
 from gql_app.users.passwords import hash_password, verify_password
 from gql_app.users.types import User
-from gql_app.validation import admin, fail, input_error, signed_in, text
 
 USERNAME = re.compile(r"^[A-Za-z0-9_.-]{3,50}$")
 EMAIL = re.compile(r"^[^@\s\x00]{1,64}@[^@\s\x00]{1,185}\.[^@\s\x00]{2,63}$")
@@ -153,12 +160,6 @@ class UpdateProfilePayload:
 @strawberry.input
 class DeactivateInactiveUsersInput:
     last_login_before: datetime
-
-
-@strawberry.type
-class BulkUpdatePayload:
-    affected_count: int = 0
-    user_errors: list[UserError] = strawberry.field(default_factory=list)
 
 
 async def update_profile(info: Info, input: UpdateProfileInput) -> UpdateProfilePayload:

@@ -2,25 +2,14 @@ from __future__ import annotations
 
 import strawberry
 
-from gql_app.context import Info
+from gql_app.data.context import Info
 from gql_app.errors import BadUserInput
-from gql_app.ids import decode_id_of
-from gql_app.loaders import root_page
-from gql_app.node import node_type
-from gql_app.pagination import Connection, OrderDirection, Sorting, SortKey
-from gql_app.users.loaders import UserByIdLoader, UserByUsernameLoader, UserCriteria
+from gql_app.relay.connection import Connection, connection
+from gql_app.relay.ids import decode_id_of
+from gql_app.relay.node import node_type
+from gql_app.users.loaders import UserByIdLoader, UserByUsernameLoader, UserPage
 from gql_app.users.models import User as UserModel
-from gql_app.users.types import User, UserFilter, UserOrder
-
-USER_SORTING = Sorting(
-    {
-        "CREATED_AT": SortKey("CREATED_AT", UserModel.created_at),
-        "USERNAME": SortKey("USERNAME", UserModel.username),
-        "LAST_LOGIN_AT": SortKey("LAST_LOGIN_AT", UserModel.last_login_at, nullable=True),
-    },
-    UserModel.id,
-    ("CREATED_AT", OrderDirection.ASC),
-)
+from gql_app.users.types import USER_ORDER, User, UserFilter
 
 
 @node_type("User")
@@ -44,19 +33,4 @@ class UserQuery:
             return await fetch_user(info, decode_id_of(id, "User"))  # type: ignore[return-value]
         return await info.context.loaders.get(UserByUsernameLoader, info).load(username)  # type: ignore[return-value]
 
-    @strawberry.field
-    async def users(
-        self,
-        info: Info,
-        first: int | None = None,
-        after: str | None = None,
-        last: int | None = None,
-        before: str | None = None,
-        filter: UserFilter | None = None,
-        order_by: UserOrder | None = None,
-    ) -> Connection[User]:
-        args = USER_SORTING.page_args(info, "Query.users", first, after, last, before, order_by)
-        criteria = filter.criteria() if filter is not None else UserCriteria()
-        return await root_page(
-            info, UserModel, args, shape=criteria, where=lambda: criteria.conditions(info.context)
-        )
+    users: Connection[User] = connection(UserPage, USER_ORDER, filter=UserFilter)

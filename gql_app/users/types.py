@@ -2,41 +2,31 @@ from __future__ import annotations
 
 import enum
 from datetime import datetime
-from typing import TYPE_CHECKING, Annotated
+from typing import Any
 
 import strawberry
 
+from gql_app.commerce.loaders import OrderPageByCustomerIdLoader, OrderStatsByCustomerIdLoader
+from gql_app.commerce.types import ORDER_ORDER, Order, OrderFilter, OrderStats
 from gql_app.content.loaders import (
-    COMMENT_SORTING,
-    POST_SORTING,
     CommentPageByAuthorIdLoader,
     PostPageByAuthorIdLoader,
     PublishedPostCountByAuthorIdLoader,
 )
-from gql_app.content.types import (
-    Comment,
-    Post,
-    PostFilter,
-    PostOrder,
-    post_criteria,
-)
-from gql_app.context import Info
-from gql_app.fastpath import computed, loaded
-from gql_app.loaders import load_page
-from gql_app.node import Node, global_id
-from gql_app.pagination import Connection, OrderDirection
+from gql_app.content.types import COMMENT_ORDER, POST_ORDER, Comment, Post, PostFilter
+from gql_app.data.context import Context
+from gql_app.engine.fields import computed, loaded
+from gql_app.money.loaders import AccountsByOwnerIdLoader
+from gql_app.money.types import Account
+from gql_app.relay.connection import Connection, OrderDirection, Sorting, connection
+from gql_app.relay.node import Node, global_id
 from gql_app.users import models
 from gql_app.users.loaders import ProfileByUserIdLoader, UserCriteria
 
-if TYPE_CHECKING:
-    from gql_app.commerce.types import Order, OrderFilter, OrderOrder, OrderStats
-    from gql_app.money.types import Account
 
-OrderType = Annotated["Order", strawberry.lazy("gql_app.commerce.types")]
-OrderFilterType = Annotated["OrderFilter", strawberry.lazy("gql_app.commerce.types")]
-OrderOrderType = Annotated["OrderOrder", strawberry.lazy("gql_app.commerce.types")]
-OrderStatsType = Annotated["OrderStats", strawberry.lazy("gql_app.commerce.types")]
-AccountType = Annotated["Account", strawberry.lazy("gql_app.money.types")]
+def private(ctx: Context, user: Any) -> None:
+    """The user's private fields: the user themself and admins; FORBIDDEN for others."""
+    ctx.require_private(user.id)
 
 
 @strawberry.type
@@ -66,85 +56,46 @@ class User(Node):
         PublishedPostCountByAuthorIdLoader, "id", int, description="Number of published posts."
     )
 
-    @strawberry.field(
-        description="Published posts; the author themself and admins also see drafts."
+    posts: Connection[Post] = connection(
+        PostPageByAuthorIdLoader,
+        POST_ORDER,
+        filter=PostFilter,
+        description="Published posts; the author themself and admins also see drafts.",
     )
-    def posts(
-        self,
-        root: strawberry.Parent[models.User],
-        info: Info,
-        first: int | None = None,
-        after: str | None = None,
-        last: int | None = None,
-        before: str | None = None,
-        filter: PostFilter | None = None,
-        order_by: PostOrder | None = None,
-    ) -> Connection[Post]:
-        args = POST_SORTING.page_args(info, "User.posts", first, after, last, before, order_by)
-        return load_page(info, PostPageByAuthorIdLoader, root.id, args, post_criteria(filter))
-
-    @strawberry.field
-    def comments(
-        self,
-        root: strawberry.Parent[models.User],
-        info: Info,
-        first: int | None = None,
-        after: str | None = None,
-        last: int | None = None,
-        before: str | None = None,
-    ) -> Connection[Comment]:
-        args = COMMENT_SORTING.page_args(info, "User.comments", first, after, last, before)
-        return load_page(info, CommentPageByAuthorIdLoader, root.id, args)
-
-    @strawberry.field(
-        description="Private: the user themself and admins. Others get null and a FORBIDDEN error."
+    comments: Connection[Comment] = connection(
+        CommentPageByAuthorIdLoader, COMMENT_ORDER, order_by=False
     )
-    def orders(
-        self,
-        root: strawberry.Parent[models.User],
-        info: Info,
-        first: int | None = None,
-        after: str | None = None,
-        last: int | None = None,
-        before: str | None = None,
-        filter: OrderFilterType | None = None,
-        order_by: OrderOrderType | None = None,
-    ) -> Connection[OrderType] | None:
-        from gql_app.commerce.types import customer_orders
-
-        info.context.require_private(root.id)
-        return customer_orders(info, root.id, first, after, last, before, filter, order_by)
-
-    @strawberry.field(description="Private, as orders. Aggregated over non-cancelled orders.")
-    async def order_stats(
-        self, root: strawberry.Parent[models.User], info: Info
-    ) -> OrderStatsType | None:
-        from gql_app.commerce.loaders import OrderStatsByCustomerIdLoader
-
-        info.context.require_private(root.id)
-        return await info.context.loaders.get(OrderStatsByCustomerIdLoader, info).load(root.id)  # type: ignore[return-value]
-
-    @strawberry.field(description="Private, as orders.")
-    async def accounts(
-        self, root: strawberry.Parent[models.User], info: Info
-    ) -> list[AccountType] | None:
-        from gql_app.money.loaders import AccountsByOwnerIdLoader
-
-        info.context.require_private(root.id)
-        return await info.context.loaders.get(AccountsByOwnerIdLoader, info).load(root.id)  # type: ignore[return-value]
+    orders: Connection[Order] | None = connection(
+        OrderPageByCustomerIdLoader,
+        ORDER_ORDER,
+        filter=OrderFilter,
+        guard=private,
+        description="Private: the user themself and admins. Others get null and a FORBIDDEN error.",
+    )
+    order_stats: OrderStats | None = loaded(
+        OrderStatsByCustomerIdLoader,
+        "id",
+        OrderStats | None,
+        guard=private,
+        description="Private, as orders. Aggregated over non-cancelled orders.",
+    )
+    accounts: list[Account] | None = loaded(
+        AccountsByOwnerIdLoader,
+        "id",
+        list[Account] | None,
+        guard=private,
+        description="Private, as orders.",
+    )
 
 
 @strawberry.enum
 class UserOrderField(enum.Enum):
-    CREATED_AT = "CREATED_AT"
-    USERNAME = "USERNAME"
-    LAST_LOGIN_AT = "LAST_LOGIN_AT"
+    CREATED_AT = "created_at"
+    USERNAME = "username"
+    LAST_LOGIN_AT = "last_login_at"
 
 
-@strawberry.input
-class UserOrder:
-    field: UserOrderField
-    direction: OrderDirection = OrderDirection.ASC
+USER_ORDER = Sorting(UserOrderField, models.User, OrderDirection.ASC)
 
 
 @strawberry.input

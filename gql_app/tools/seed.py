@@ -51,7 +51,7 @@ import asyncpg
 from argon2 import PasswordHasher
 from tqdm import tqdm
 
-from gql_app.db import async_url
+from gql_app.data.db import async_url
 from gql_app.users.passwords import hash_password
 
 EPOCH = datetime(2026, 1, 1, tzinfo=UTC)

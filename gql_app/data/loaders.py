@@ -11,13 +11,14 @@ they load. They reach the database only through the request's guarded session
 from __future__ import annotations
 
 import asyncio
-from collections import OrderedDict, defaultdict
+from collections import defaultdict
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from aiodataloader import DataLoader, dispatch_queue_batch
 from aiodataloader import Loader as QueuedLoad
+from cachetools import LRUCache
 from sqlalchemy import (
     ColumnElement,
     Executable,
@@ -33,19 +34,18 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import InstrumentedAttribute
 from sqlalchemy.sql.elements import BindParameter
 
-from gql_app.db import keys_param
-from gql_app.pagination import (
-    Connection,
+from gql_app.data.db import keys_param
+from gql_app.data.pages import (
+    Page,
     PageArgs,
     group_pages,
     page_statement,
     pages_statement,
     root_page_of,
-    wants_total_count,
 )
 
 if TYPE_CHECKING:
-    from gql_app.context import Context
+    from gql_app.data.context import Context
 
 MISSING: Any = object()
 """``Loader.peek``: the value is not known yet."""
@@ -134,19 +134,14 @@ class Loader(DataLoader[K, V]):
 _STATEMENTS: dict[type[Any], Executable] = {}
 
 
-PAGE_STATEMENTS_MAX = 512
-_PAGE_STATEMENTS: OrderedDict[Hashable, Executable] = OrderedDict()
+PAGE_STATEMENTS: LRUCache[Hashable, Executable] = LRUCache(maxsize=512)
 
 
 def page_statement_for(key: Hashable, build: Callable[[], Executable]) -> Executable:
     """The page statement of a shape, built on first use (least recently used go first)."""
-    statement = _PAGE_STATEMENTS.get(key)
+    statement = PAGE_STATEMENTS.get(key)
     if statement is None:
-        statement = build()
-    _PAGE_STATEMENTS[key] = statement
-    _PAGE_STATEMENTS.move_to_end(key)
-    if len(_PAGE_STATEMENTS) > PAGE_STATEMENTS_MAX:
-        _PAGE_STATEMENTS.popitem(last=False)
+        statement = PAGE_STATEMENTS[key] = build()
     return statement
 
 
@@ -448,9 +443,8 @@ class PageRequest:
             return value
 
 
-class PageLoader(Loader[tuple[int, PageRequest], Connection[M]], Generic[M]):
-    """(parent id, PageRequest) -> that parent's page (a Connection), one statement per
-    distinct request.
+class PageLoader(Loader[tuple[int, PageRequest], Page[M]], Generic[M]):
+    """(parent id, PageRequest) -> that parent's page, one statement per distinct request.
 
     Subclasses declare ``model``, ``children(parent_id_column)`` (the FROM and
     join conditions) and optionally ``conditions(filter)`` (filter and
@@ -483,63 +477,45 @@ class PageLoader(Loader[tuple[int, PageRequest], Connection[M]], Generic[M]):
             ),
         )
 
-    async def batch_load(self, keys: list[tuple[int, PageRequest]]) -> list[Connection[M]]:
+    async def batch_load(self, keys: list[tuple[int, PageRequest]]) -> list[Page[M]]:
         by_request: dict[PageRequest, list[int]] = defaultdict(list)
         for parent_id, request in keys:
             by_request[request].append(parent_id)
-        pages: dict[tuple[int, PageRequest], Connection[M]] = {}
+        pages: dict[tuple[int, PageRequest], Page[M]] = {}
         for request, parent_ids in by_request.items():
             ids = list(dict.fromkeys(parent_ids))
             rows = await self.ctx.db.rows(self.statement_for(request), {"keys": ids})
             found = group_pages(rows, ids, request.args, request.with_count)
             for parent_id, page in found.items():
                 self.ctx.loaders.prime_all(self.model, page.items)
-                pages[parent_id, request] = Connection(page=page)
+                pages[parent_id, request] = page
         return [pages[key] for key in keys]
 
 
-# ---------------------------------------------------------------- resolver helpers
+class RootPage(Generic[M]):
+    """A root connection's page reader (e.g. ``PostPage`` for ``Query.posts``): one
+    statement, the total included when asked.
 
-
-def load_page(
-    info: Any,
-    loader: type[PageLoader[Any]],
-    parent_id: int,
-    args: PageArgs,
-    filter: Hashable = None,
-) -> Any:
-    """A nested connection field's value through its page loader.
-
-    Returns the Connection when the loader already has it, else the loader's
-    future; a (synchronous) resolver returns either as is and the executor
-    awaits the future, so no coroutine or task is made per parent.
+    Subclasses declare ``model`` and optionally ``conditions(criteria)`` (filter
+    and visibility rules), which may only read the context through
+    ``ctx.visibility``: the statement is built once per criteria, page window
+    and visibility.
     """
-    request = PageRequest(args, filter, wants_total_count(info))
-    pages = info.context.loaders.get(loader, info)
-    known = pages.peek(key := (parent_id, request))
-    return pages.load(key) if known is MISSING else known
 
+    model: ClassVar[type[Any]]
 
-async def root_page(
-    info: Any,
-    model: type[Any],
-    args: PageArgs,
-    *,
-    shape: Hashable,
-    where: Callable[[], Sequence[ColumnElement[bool]]],
-) -> Connection[Any]:
-    """Resolve a root connection field: one statement, total included when selected.
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
 
-    ``shape`` is a hashable value (e.g. the filter's criteria) that, with the
-    viewer's ``ctx.visibility``, determines the conditions ``where()`` builds;
-    the statement is built once per shape and page arguments.
-    """
-    ctx = info.context
-    with_count = wants_total_count(info)
-    statement = page_statement_for(
-        (model, shape, args, with_count, ctx.visibility),
-        lambda: page_statement(model, where(), args, with_count),
-    )
-    page = root_page_of(await ctx.db.rows(statement), args, with_count)
-    ctx.loaders.prime_all(model, page.items)
-    return Connection(page=page)
+    def conditions(self, criteria: Any) -> list[ColumnElement[bool]]:
+        return []
+
+    async def read(self, args: PageArgs, criteria: Hashable, with_count: bool) -> Page[M]:
+        ctx = self.ctx
+        statement = page_statement_for(
+            (type(self), criteria, args, with_count, ctx.visibility),
+            lambda: page_statement(self.model, self.conditions(criteria), args, with_count),
+        )
+        page = root_page_of(await ctx.db.rows(statement), args, with_count)
+        ctx.loaders.prime_all(self.model, page.items)
+        return page

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeAlias, cast
 
@@ -9,14 +10,13 @@ import strawberry
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.requests import Request
 
-from gql_app.db import RequestDB
+from gql_app.data.db import RequestDB
+from gql_app.data.loaders import LoaderRegistry
 from gql_app.errors import Forbidden, Unauthenticated
-from gql_app.loaders import LoaderRegistry
 from gql_app.settings import Settings
 
 if TYPE_CHECKING:
-    from gql_app.driver import ReadDB
-    from gql_app.users.models import User
+    from gql_app.data.driver_reads import ReadDB
 
 
 @dataclass(eq=False)
@@ -26,10 +26,13 @@ class Context:
     sessionmaker: async_sessionmaker[AsyncSession]
     read_sessionmaker: async_sessionmaker[AsyncSession]
     bearer_token: str | None = None
-    viewer: User | None = None
+    authenticate: Callable[[Context], Awaitable[None]] | None = None
+    """Resolves ``bearer_token`` to ``viewer`` inside the operation's transaction."""
+    viewer: Any = None
+    """The signed-in user, or None: a users row in queries, a ``User`` object in mutations."""
     request_id: str = ""
     read_engine: AsyncEngine | None = None
-    """Where query operations run on the driver (``gql_app.driver``); None: on a session."""
+    """Where query operations run on the driver (``driver_reads``); None: on a session."""
     _db: RequestDB | None = None
     loaders: LoaderRegistry = field(init=False)
 
@@ -67,7 +70,7 @@ class Context:
     def is_admin(self) -> bool:
         return self.viewer is not None and self.viewer.is_admin
 
-    def require_viewer(self) -> User:
+    def require_viewer(self) -> Any:
         if self.viewer is None:
             raise Unauthenticated()
         return self.viewer

@@ -9,10 +9,10 @@ from typing import Any
 import strawberry
 from graphql import GraphQLObjectType
 
-from gql_app.context import Info
+from gql_app.data.context import Info
+from gql_app.engine.fields import computed
 from gql_app.errors import BadUserInput
-from gql_app.fastpath import computed
-from gql_app.ids import decode_id, encode_id
+from gql_app.relay.ids import decode_id, encode_id
 
 
 @strawberry.interface(

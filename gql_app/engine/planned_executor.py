@@ -28,12 +28,12 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import inspect as pyinspect
-from collections import OrderedDict
 from dataclasses import dataclass
 from functools import partial
 from types import GeneratorType
 from typing import Any
 
+from cachetools import LRUCache
 from graphql import (
     FieldNode,
     FragmentSpreadNode,
@@ -211,11 +211,10 @@ class PlanCache:
     """Compiled plans by operation (and the values of variables in @skip/@include), LRU."""
 
     def __init__(self, maxsize: int = 512) -> None:
-        self.maxsize = maxsize
-        self._entries: OrderedDict[tuple[int, tuple[Any, ...]], tuple[Any, ObjectPlan]] = (
-            OrderedDict()
+        self.entries: LRUCache[tuple[int, tuple[Any, ...]], tuple[Any, ObjectPlan]] = LRUCache(
+            maxsize
         )
-        self._conditions: OrderedDict[int, tuple[Any, tuple[str, ...] | None]] = OrderedDict()
+        self._conditions: LRUCache[int, tuple[Any, tuple[str, ...] | None]] = LRUCache(maxsize)
 
     def conditions(self, executor: PlannedExecutor) -> tuple[str, ...] | None:
         """Variables the operation's @skip/@include read; None if it cannot be planned."""
@@ -225,8 +224,6 @@ class PlanCache:
             return found[1]
         names = _condition_variables(executor)
         self._conditions[id(operation)] = (operation, names)
-        if len(self._conditions) > self.maxsize:
-            self._conditions.popitem(last=False)
         return names
 
     def get(self, executor: PlannedExecutor) -> ObjectPlan | None:
@@ -236,14 +233,11 @@ class PlanCache:
         operation = executor.operation
         coerced = executor.variable_values.coerced
         key = (id(operation), tuple(coerced.get(name) for name in names))
-        found = self._entries.get(key)
+        found = self.entries.get(key)
         if found is not None and found[0] is operation:
-            self._entries.move_to_end(key)
             return found[1]
         plan = executor.compile_root()
-        self._entries[key] = (operation, plan)
-        if len(self._entries) > self.maxsize:
-            self._entries.popitem(last=False)
+        self.entries[key] = (operation, plan)
         return plan
 
 

@@ -29,11 +29,11 @@ defined in one place.
 from __future__ import annotations
 
 import logging
-from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
+from cachetools import LRUCache
 from graphql import (
     DocumentNode,
     FragmentDefinitionNode,
@@ -49,10 +49,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from strawberry.execution import optimized_is_awaitable
 from strawberry.schema.schema import validate_document
 
-from gql_app.context import Context
-from gql_app.execution import PlannedExecutor
-from gql_app.http import PersistedQueries, graphql_response, response_media_type
-from gql_app.limits import Analysis, QueryTooComplex, violations
+from gql_app.data.transaction import operation
+from gql_app.engine.limits import Analysis, QueryTooComplex, violations
+from gql_app.engine.planned_executor import PlannedExecutor
 from gql_app.observability import (
     Metrics,
     RequestObservation,
@@ -61,8 +60,12 @@ from gql_app.observability import (
     request_id_from,
 )
 from gql_app.settings import Settings
-from gql_app.transaction import operation
-from gql_app.users.auth import bearer_token
+from gql_app.web.view import (
+    PersistedQueries,
+    graphql_response,
+    request_context,
+    response_media_type,
+)
 
 log = logging.getLogger(__name__)
 
@@ -87,20 +90,15 @@ class PreparedQueries:
     def __init__(self, settings: Settings, schema: Any, maxsize: int = 512) -> None:
         self.settings = settings
         self.schema = schema
-        self.maxsize = maxsize
-        self._entries: OrderedDict[tuple[str, str | None], Prepared | None] = OrderedDict()
+        self._entries: LRUCache[tuple[str, str | None], Prepared | None] = LRUCache(maxsize)
 
     def get(self, query: str, operation_name: str | None) -> Prepared | None:
         key = (query, operation_name)
         try:
-            prepared = self._entries[key]
+            return self._entries[key]
         except KeyError:
             prepared = self._entries[key] = self._prepare(query, operation_name)
-            if len(self._entries) > self.maxsize:
-                self._entries.popitem(last=False)
-        else:
-            self._entries.move_to_end(key)
-        return prepared
+            return prepared
 
     def _prepare(self, query: str, operation_name: str | None) -> Prepared | None:
         settings = self.settings
@@ -289,17 +287,10 @@ class QueryLane:
         authorization: bytes | None,
         observation: RequestObservation,
     ) -> Any:
-        state = scope["app"].state
-        ctx = Context(
-            request=Request(scope, receive),
-            settings=self.settings,
-            sessionmaker=state.sessionmaker,
-            read_sessionmaker=state.read_sessionmaker,
-            read_engine=state.read_engine,
-            bearer_token=bearer_token(
-                authorization.decode("latin-1") if authorization is not None else None
-            ),
-            request_id=observation.request_id,
+        ctx = request_context(
+            Request(scope, receive),
+            authorization.decode("latin-1") if authorization is not None else None,
+            observation.request_id,
         )
         async with operation(ctx, read_only=True) as op:
             result: Any

@@ -20,11 +20,11 @@ from sqlalchemy import select
 from sqlalchemy.engine import make_url
 
 from alembic import command
-from gql_app.db import create_engine, create_sessionmaker
-from gql_app.embedded import database_url
+from gql_app.data.db import create_engine, create_sessionmaker
 from gql_app.money.models import Account
-from gql_app.seed import connect, database_is_empty, seed, seed_demo, truncate_all
 from gql_app.settings import Settings, get_settings
+from gql_app.tools.embedded import database_url
+from gql_app.tools.seed import connect, database_is_empty, seed, seed_demo, truncate_all
 from gql_app.users.models import Profile, User
 from gql_app.users.passwords import hash_password
 
@@ -34,7 +34,7 @@ app = typer.Typer(
     add_completion=False,
 )
 
-ALEMBIC_INI = Path(__file__).resolve().parent.parent / "alembic.ini"
+ALEMBIC_INI = Path(__file__).resolve().parents[2] / "alembic.ini"
 
 
 # --------------------------------------------------------------------------- helpers
@@ -152,7 +152,7 @@ def serve(
     browse = "127.0.0.1" if host in {"0.0.0.0", "::"} else host
     typer.echo(f"GraphiQL: http://{browse}:{port}/graphql")
     uvicorn.run(
-        "gql_app.app:create_app",
+        "gql_app.web.app:create_app",
         factory=True,
         host=host,
         port=port,

@@ -20,10 +20,10 @@ otherwise (including no ``Accept`` or ``*/*``) ``application/json``.
 from __future__ import annotations
 
 import hashlib
-from collections import OrderedDict
 from typing import Any
 
 import orjson
+from cachetools import LRUCache
 from cross_web import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
@@ -34,13 +34,38 @@ from strawberry.schema.exceptions import InvalidOperationTypeError
 from strawberry.types import ExecutionResult
 from strawberry.types.execution import PreExecutionError
 
-from gql_app.context import Context
+from gql_app.data.context import Context
 from gql_app.errors import format_error
 from gql_app.observability import record_errors, request_id_for
-from gql_app.users.auth import bearer_token
+from gql_app.users.auth import authenticate
 
 GRAPHQL_RESPONSE = "application/graphql-response+json"
 JSON = "application/json"
+
+
+def bearer_token(authorization: str | None) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header, else None."""
+    if not authorization:
+        return None
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()
+
+
+def request_context(request: Request, authorization: str | None, request_id: str) -> Context:
+    """The GraphQL context of one HTTP request (the view's and the query lane's)."""
+    state = request.app.state
+    return Context(
+        request=request,
+        settings=state.settings,
+        sessionmaker=state.sessionmaker,
+        read_sessionmaker=state.read_sessionmaker,
+        read_engine=state.read_engine,
+        bearer_token=bearer_token(authorization),
+        authenticate=authenticate,
+        request_id=request_id,
+    )
 
 
 class HTTPError(HTTPException):
@@ -76,8 +101,7 @@ class PersistedQueries:
     """
 
     def __init__(self, maxsize: int = 2048) -> None:
-        self.maxsize = maxsize
-        self._documents: OrderedDict[str, str] = OrderedDict()
+        self._documents: LRUCache[str, str] = LRUCache(maxsize)
 
     def resolve(self, data: GraphQLRequestData) -> None:
         data.query = self.document(data.extensions, data.query)
@@ -100,14 +124,10 @@ class PersistedQueries:
             document = self._documents.get(digest)
             if document is None:
                 raise PersistedQueryNotFound
-            self._documents.move_to_end(digest)
             return document
         if hashlib.sha256(query.encode()).hexdigest() != digest:
             raise HTTPException(400, "persistedQuery sha256Hash does not match the query.")
         self._documents[digest] = query
-        self._documents.move_to_end(digest)
-        while len(self._documents) > self.maxsize:
-            self._documents.popitem(last=False)
         return query
 
 
@@ -201,15 +221,8 @@ class GraphQLView(GraphQL[Context, None]):
         )
 
     async def get_context(self, request: Any, response: Any = None) -> Context:
-        state = request.app.state
-        context = Context(
-            request=request,
-            settings=state.settings,
-            sessionmaker=state.sessionmaker,
-            read_sessionmaker=state.read_sessionmaker,
-            read_engine=state.read_engine,
-            bearer_token=bearer_token(request.headers.get("authorization")),
-            request_id=request_id_for(request),
+        context = request_context(
+            request, request.headers.get("authorization"), request_id_for(request)
         )
         request.state.context = context
         return context

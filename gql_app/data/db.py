@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import logging
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 from uuid import uuid4
 
@@ -22,7 +23,10 @@ from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.sql import Executable
 from sqlalchemy.sql.elements import BindParameter
 
+from gql_app.errors import database_fault
 from gql_app.settings import Settings
+
+log = logging.getLogger(__name__)
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_N_label)s",
@@ -38,6 +42,8 @@ class Base(DeclarativeBase):
 
 
 T = TypeVar("T")
+C = TypeVar("C")
+BEGIN_ATTEMPTS = 3
 
 
 def async_url(url: str) -> str:
@@ -74,13 +80,46 @@ def reject_closed_connection(dbapi_connection: Any, record: Any, proxy: Any) -> 
     costs nothing, unlike SQLAlchemy's pre-ping (three round trips per checkout
     here). The pool discards the connection and takes another. A close not yet
     read when the connection is checked out shows at the operation's BEGIN
-    (``gql_app.transaction.begin``), which does the same. Set
+    (``gql_app.data.transaction.begin``), which does the same. Set
     ``GQL_POOL_PRE_PING=true`` as well where a dead peer is never signalled
     (e.g. a silent firewall between the app and PostgreSQL).
     """
     raw = getattr(dbapi_connection, "_connection", None)
     if raw is not None and raw.is_closed():
         raise DisconnectionError("the server closed this connection")
+
+
+async def began(
+    take: Callable[[], Awaitable[C]],
+    start: Callable[[C], Awaitable[None]],
+    discard: Callable[[C], Awaitable[None]],
+) -> C:
+    """A connection (or session) from the pool whose BEGIN went through.
+
+    BEGIN goes out when the operation starts rather than with its first
+    statement: a connection whose backend was just terminated can still look
+    open at checkout (the server's farewell not yet read) and fails its first
+    command. Failing here, before any resolver ran, it is discarded and
+    another one taken, as the pool does with connections it sees closed. BEGIN
+    is sent either way, so this costs a round trip only to operations that run
+    no statement.
+    """
+    for attempt in range(1, BEGIN_ATTEMPTS + 1):
+        connection = await take()
+        try:
+            await start(connection)
+        except BaseException as exc:
+            await discard(connection)
+            if (
+                attempt == BEGIN_ATTEMPTS
+                or not isinstance(exc, Exception)
+                or database_fault(exc) is None
+            ):
+                raise
+            log.warning("discarded a broken connection at BEGIN: %s", type(exc).__name__)
+        else:
+            return connection
+    raise AssertionError("unreachable")
 
 
 def unique_statement_name() -> str:
@@ -140,7 +179,7 @@ class GuardedDB:
     GraphQL resolves sibling fields concurrently; a connection (and a session on
     it) must never run two statements at once. Every statement of a request
     goes through here. It also knows when the request has database work under
-    way, so loader batches can wait for it (see ``gql_app.loaders.BatchScheduler``).
+    way, so loader batches can wait for it (see ``gql_app.data.loaders.BatchScheduler``).
     """
 
     __slots__ = ("_busy", "_closed", "_idle", "_lock")
@@ -182,7 +221,7 @@ class GuardedDB:
 class RequestDB(GuardedDB):
     """A mutation's one AsyncSession (ORM and Core), guarded.
 
-    Query operations use ``gql_app.driver.ReadDB``, the same interface for
+    Query operations use ``gql_app.data.driver_reads.ReadDB``, the same interface for
     Core reads, on the driver connection.
     """
 

@@ -1,9 +1,10 @@
-"""The transaction boundary, drawn once.
+"""The transaction boundary, drawn once: ``operation`` for the whole operation,
+``atomic`` for each mutation field.
 
 A query runs in one REPEATABLE READ, READ ONLY transaction (every number in a
 response comes from one snapshot); a mutation in one read-write transaction,
-each field inside its own savepoint (``atomic``). The commit happens here, inside
-the operation and before the response exists: a failed commit turns the response
+each field inside its own savepoint. The commit happens here, inside the
+operation and before the response exists: a failed commit turns the response
 into an error that reports no write as done.
 """
 
@@ -12,20 +13,16 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, TypeVar, get_type_hints
+from typing import TypeVar
 
-import strawberry
 from graphql import ExecutionResult, GraphQLError
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
-from strawberry.extensions import SchemaExtension
-from strawberry.types.graphql import OperationType
 
-from gql_app.context import Context, Info
-from gql_app.db import GuardedDB
-from gql_app.driver import begin_read
-from gql_app.errors import ErrorCode, UserError, UserFailure, _database_fault
-from gql_app.users.auth import authenticate
+from gql_app.data.context import Context
+from gql_app.data.db import GuardedDB, began
+from gql_app.data.driver_reads import begin_read
+from gql_app.errors import ErrorCode, UserError, UserFailure, database_fault
 
 log = logging.getLogger(__name__)
 P = TypeVar("P")
@@ -56,8 +53,8 @@ class Operation:
 async def operation(ctx: Context, read_only: bool) -> AsyncIterator[Operation]:
     """Begin, authenticate, run the body, then roll back (query) or commit (mutation).
 
-    Used by the ``Transaction`` extension and by the query lane (``gql_app.lane``),
-    so both paths draw the boundary here and nowhere else.
+    Used by the ``Transaction`` extension and by the query lane, so both paths
+    draw the boundary here and nowhere else.
     """
     op = Operation()
     if read_only and ctx.read_engine is not None:
@@ -69,12 +66,13 @@ async def operation(ctx: Context, read_only: bool) -> AsyncIterator[Operation]:
         session = await begin(maker, read_only)
         try:
             db = ctx.open_db(session, fresh=not read_only)
-            await authenticate(ctx)
+            if ctx.authenticate is not None:
+                await ctx.authenticate(ctx)
         except BaseException:
             await session.close()
             raise
     except Exception as exc:
-        if _database_fault(exc) is None:
+        if database_fault(exc) is None:
             raise
         op.fault = exc
         yield op
@@ -102,11 +100,11 @@ async def operation(ctx: Context, read_only: bool) -> AsyncIterator[Operation]:
 
 @contextlib.asynccontextmanager
 async def read_operation(ctx: Context, engine: AsyncEngine, op: Operation) -> AsyncIterator[None]:
-    """A query operation on the driver connection (``gql_app.driver``)."""
+    """A query operation on the driver connection (``gql_app.data.driver_reads``)."""
     try:
         db = await begin_read(engine)
     except Exception as exc:
-        if _database_fault(exc) is None:
+        if database_fault(exc) is None:
             raise
         op.fault = exc
         yield
@@ -115,9 +113,10 @@ async def read_operation(ctx: Context, engine: AsyncEngine, op: Operation) -> As
     try:
         ctx.open_read_db(db)
         try:
-            await authenticate(ctx)
+            if ctx.authenticate is not None:
+                await ctx.authenticate(ctx)
         except Exception as exc:
-            if _database_fault(exc) is None:
+            if database_fault(exc) is None:
                 raise
             op.fault = exc
         yield
@@ -141,53 +140,30 @@ async def settled(ctx: Context, db: GuardedDB) -> AsyncIterator[None]:
         yield
 
 
-class Transaction(SchemaExtension):
-    async def on_execute(self) -> AsyncIterator[None]:  # type: ignore[override]
-        execution = self.execution_context
-        read_only = execution.operation_type is OperationType.QUERY
-        async with operation(execution.context, read_only) as op:
-            if op.fault is not None:
-                execution.result = op.unavailable()
-            yield
-            op.result = execution.result  # type: ignore[assignment]
-
-
 READ_ONLY = {"isolation_level": "REPEATABLE READ", "postgresql_readonly": True}
-BEGIN_ATTEMPTS = 3
 
 
 async def begin(maker: async_sessionmaker[AsyncSession], read_only: bool) -> AsyncSession:
-    """A session whose transaction has begun on a connection that answered.
+    """A session whose transaction has begun on a connection that answered (``began``)."""
 
-    BEGIN goes out here rather than with the first statement: a connection
-    whose backend was just terminated can still look open at checkout (the
-    server's farewell not yet read) and fails its first command. Failing here,
-    before any resolver ran, the connection is discarded and another one
-    taken, as the pool does with connections it sees closed. BEGIN is sent
-    either way, so this costs a round trip only to operations running no
-    statement.
-    """
-    for attempt in range(1, BEGIN_ATTEMPTS + 1):
+    async def take() -> AsyncSession:
         session = maker()
         try:
-            connection = await session.connection(
-                execution_options=READ_ONLY if read_only else None
-            )
+            await session.connection(execution_options=READ_ONLY if read_only else None)
         except BaseException:
             await session.close()
             raise
-        try:
-            raw = await connection.get_raw_connection()
-            await raw.dbapi_connection._start_transaction()  # type: ignore[union-attr]
-        except Exception as exc:
-            await connection.invalidate()
-            await session.close()
-            if attempt == BEGIN_ATTEMPTS or _database_fault(exc) is None:
-                raise
-            log.warning("discarded a broken connection at BEGIN: %s", type(exc).__name__)
-        else:
-            return session
-    raise AssertionError("unreachable")
+        return session
+
+    async def start(session: AsyncSession) -> None:
+        raw = await (await session.connection()).get_raw_connection()
+        await raw.dbapi_connection._start_transaction()  # type: ignore[union-attr]
+
+    async def discard(session: AsyncSession) -> None:
+        await (await session.connection()).invalidate()
+        await session.close()
+
+    return await began(take, start, discard)
 
 
 RETRYABLE = {"40P01", "40001"}  # deadlock detected, serialization failure
@@ -201,7 +177,7 @@ def _retryable(exc: DBAPIError) -> bool:
 
 
 async def atomic(
-    info: Info,
+    ctx: Context,
     body: Callable[[], Awaitable[P]],
     failed: Callable[[list[UserError]], P],
 ) -> P:
@@ -213,7 +189,6 @@ async def atomic(
     and propagates. Either way the request's loaders are cleared, so the
     payload is read fresh, after the write.
     """
-    ctx = info.context
     try:
         for attempt in range(1, ATTEMPTS + 1):
             try:
@@ -228,23 +203,3 @@ async def atomic(
         return failed(failure.errors)
     finally:
         ctx.loaders.clear_all()
-
-
-def atomic_mutation(
-    body: Callable[[Info, Any], Awaitable[P]], payload: Callable[..., P], **options: Any
-) -> Any:
-    """The Mutation field for ``body(info, input)``, run by ``atomic``.
-
-    ``body`` stays a plain function that reads top to bottom; its ``input``
-    annotation is the field's input type and ``payload(user_errors=...)`` is what
-    a ``UserFailure`` becomes.
-    """
-    input_type = get_type_hints(body)["input"]
-
-    async def resolve(info: Info, input: Any) -> Any:
-        return await atomic(
-            info, lambda: body(info, input), lambda errors: payload(user_errors=errors)
-        )
-
-    resolve.__annotations__ = {"info": Info, "input": input_type, "return": payload}
-    return strawberry.mutation(resolver=resolve, **options)

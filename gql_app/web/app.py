@@ -17,10 +17,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from gql_app.db import create_engine, create_sessionmaker
-from gql_app.embedded import database_url
-from gql_app.http import BodySizeLimit, GraphQLView, PersistedQueries
-from gql_app.lane import QueryLane
+from gql_app.data.db import create_engine, create_sessionmaker
 from gql_app.observability import (
     Metrics,
     RequestObservability,
@@ -29,6 +26,8 @@ from gql_app.observability import (
 )
 from gql_app.schema import schema
 from gql_app.settings import Settings, get_settings
+from gql_app.web.query_lane import QueryLane
+from gql_app.web.view import BodySizeLimit, GraphQLView, PersistedQueries
 
 
 def tune_garbage_collector() -> None:
@@ -52,7 +51,7 @@ class App(Starlette):
     """Starlette, with ``POST /graphql`` offered to the query lane first.
 
     The lane answers the queries it can and hands everything else to the
-    middleware stack and routes below (``gql_app.lane``).
+    middleware stack and routes below (``gql_app.web.query_lane``).
     """
 
     lane: QueryLane | None = None
@@ -80,7 +79,7 @@ def create_app(settings: Settings | None = None) -> App:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         configure_logging(settings)
-        engine = create_engine(settings, database_url(settings))
+        engine = create_engine(settings)
         replica = (
             create_engine(settings, settings.read_replica_url)
             if settings.read_replica_url
@@ -95,7 +94,7 @@ def create_app(settings: Settings | None = None) -> App:
         app.state.replica_engine = replica
         app.state.sessionmaker = create_sessionmaker(engine)
         app.state.read_sessionmaker = create_sessionmaker(replica or engine)
-        # Query operations on the driver connection (gql_app.driver); off: on a session.
+        # Query operations on the driver connection (gql_app.data.driver_reads); off: on a session.
         app.state.read_engine = (replica or engine) if settings.driver_reads else None
         tune_garbage_collector()
         try:

@@ -1,15 +1,51 @@
-"""Input checks shared by every mutation. Each failure is a ``UserFailure``:
-the mutation's payload gets it as ``userErrors`` and the field writes nothing."""
+"""Mutation fields: ``atomic_mutation`` declares one, the input checks every mutation
+shares, and the payloads several domains return.
+
+Each failed check is a ``UserFailure``: the mutation's payload gets it as
+``userErrors`` and the field writes nothing."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, TypeVar, get_type_hints
 
-from gql_app.context import Context
-from gql_app.errors import BadUserInput, UserError, UserErrorCode, UserFailure
-from gql_app.ids import decode_id_of
-from gql_app.users.models import User
+import strawberry
+
+from gql_app.data.context import Context, Info
+from gql_app.data.transaction import atomic
+from gql_app.errors import UserError, UserErrorCode, UserFailure
+
+P = TypeVar("P")
+
+
+def atomic_mutation(
+    body: Callable[[Info, Any], Awaitable[P]], payload: Callable[..., P], **options: Any
+) -> Any:
+    """The Mutation field for ``body(info, input)``, run by ``transaction.atomic``.
+
+    ``body`` stays a plain function that reads top to bottom; its ``input``
+    annotation is the field's input type and ``payload(user_errors=...)`` is what
+    a ``UserFailure`` becomes.
+    """
+    input_type = get_type_hints(body)["input"]
+
+    async def resolve(info: Info, input: Any) -> Any:
+        return await atomic(
+            info.context, lambda: body(info, input), lambda errors: payload(user_errors=errors)
+        )
+
+    resolve.__annotations__ = {"info": Info, "input": input_type, "return": payload}
+    return strawberry.mutation(resolver=resolve, **options)
+
+
+@strawberry.type
+class BulkUpdatePayload:
+    """What a set-based update mutation returns (any domain's)."""
+
+    affected_count: int = 0
+    user_errors: list[UserError] = strawberry.field(default_factory=list)
+
 
 MAX_AMOUNT = Decimal("1000000000")  # 1e9: far above any real transfer, far below numeric(14,2)
 
@@ -37,14 +73,6 @@ def text(field: str, value: str, *, max_length: int, min_length: int = 1) -> str
     return stripped
 
 
-def input_id(field: str, global_id: str, type_name: str) -> int:
-    """The primary key of an ID argument that must name a ``type_name``."""
-    try:
-        return decode_id_of(global_id, type_name, field)
-    except BadUserInput:
-        raise fail(field, f"`{field}` must be the ID of a {type_name}.") from None
-
-
 def amount(field: str, value: Any, *, allow_zero: bool = False) -> Decimal:
     """A positive money amount with at most 2 decimals, at most ``MAX_AMOUNT``."""
     try:
@@ -62,13 +90,13 @@ def amount(field: str, value: Any, *, allow_zero: bool = False) -> Decimal:
     return parsed.quantize(Decimal("0.01"))
 
 
-def signed_in(ctx: Context) -> User:
+def signed_in(ctx: Context) -> Any:
     if ctx.viewer is None:
         raise fail(None, "You must be signed in.", UserErrorCode.UNAUTHENTICATED)
     return ctx.viewer
 
 
-def admin(ctx: Context) -> User:
+def admin(ctx: Context) -> Any:
     viewer = signed_in(ctx)
     if not viewer.is_admin:
         raise fail(None, "Only admins may do this.", UserErrorCode.FORBIDDEN)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 
+from gql_app.engine.mutations import fail
 from gql_app.errors import BadUserInput
 
 MAX_PK = 2**63 - 1
@@ -39,3 +40,12 @@ def decode_id_of(global_id: str, type_name: str, argument: str = "id") -> int:
     if actual != type_name:
         raise BadUserInput(f"Argument {argument!r} must be the ID of a {type_name}.")
     return pk
+
+
+def input_id(field: str, global_id: str, type_name: str) -> int:
+    """The primary key of a mutation's ID input that must name a ``type_name``;
+    a user error on ``field`` otherwise."""
+    try:
+        return decode_id_of(global_id, type_name, field)
+    except BadUserInput:
+        raise fail(field, f"`{field}` must be the ID of a {type_name}.") from None

@@ -12,7 +12,7 @@ none of that, the converted graphql-core schema gets a direct resolver instead:
   executor awaits it), with no coroutine or task of its own.
 
 The schema, the loaders and the statement budget are unchanged. Under the
-planned executor (``gql_app.execution``) a direct resolver gets one info per
+planned executor (``gql_app.engine.planned_executor``) a direct resolver gets one info per
 position of the plan and request: its ``context`` and the depth of its ``path``
 are right, but the path names the first object resolved there.
 """
@@ -23,15 +23,25 @@ from typing import Any
 import strawberry
 from graphql import GraphQLObjectType, GraphQLSchema
 
+from gql_app.data.loaders import MISSING
+
 DIRECT = "gql_app.direct_resolver"
 
 
-def loaded(loader: type[Any], key: str, graphql_type: Any, **field_options: Any) -> Any:
-    """A field whose value is ``loader.load(source.<key>)``."""
-
-    from gql_app.loaders import MISSING  # here: gql_app.loaders imports this module
+def loaded(
+    loader: type[Any],
+    key: str,
+    graphql_type: Any,
+    *,
+    guard: Callable[[Any, Any], object] | None = None,
+    **field_options: Any,
+) -> Any:
+    """A field whose value is ``loader.load(source.<key>)``; ``guard(ctx, source)``,
+    when given, runs first (and raises when the viewer may not see the field)."""
 
     def resolve(root: Any, info: Any) -> Any:
+        if guard is not None:
+            guard(info.context, root)
         batch = info.context.loaders.get(loader, info)
         value = batch.peek(source_key := getattr(root, key))
         return batch.load(source_key) if value is MISSING else value
@@ -57,7 +67,7 @@ def _attribute(name: str) -> Callable[[Any, Any], Any]:
     def resolve(source: Any, info: Any) -> Any:
         return getattr(source, name)
 
-    resolve.attribute = name  # type: ignore[attr-defined]  # read by gql_app.execution
+    resolve.attribute = name  # type: ignore[attr-defined]  # read by gql_app.engine.planned_executor
     return resolve
 
 
@@ -77,7 +87,7 @@ def install(schema: strawberry.Schema) -> None:
                 continue
             direct = (field.metadata or {}).get(DIRECT)
             if direct is not None:
-                direct.shares_info = True  # read by gql_app.execution
+                direct.shares_info = True  # read by gql_app.engine.planned_executor
                 graphql_field.resolve = direct
             elif field.base_resolver is None and not field.arguments:
                 graphql_field.resolve = _attribute(field.python_name)

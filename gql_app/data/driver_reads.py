@@ -20,30 +20,29 @@ the asyncpg connection underneath instead:
 - rows are asyncpg records that also answer attribute access, like
   SQLAlchemy's ``Row``.
 
-Mutations keep the ORM session (``gql_app.db.RequestDB``).
+Mutations keep the ORM session (``gql_app.data.db.RequestDB``).
 """
 
 from __future__ import annotations
 
 import logging
-from collections import OrderedDict
 from collections.abc import Sequence
 from operator import itemgetter
 from typing import Any
 
 import asyncpg
+from cachetools import LRUCache
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.pool import PoolProxiedConnection
 from sqlalchemy.sql import Executable
 from sqlalchemy.util import greenlet_spawn
 
-from gql_app.db import GuardedDB
+from gql_app.data.db import GuardedDB, began
 
 log = logging.getLogger(__name__)
 
 BEGIN_READ_ONLY = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
-BEGIN_ATTEMPTS = 3
 
 
 class Row(asyncpg.Record):
@@ -144,23 +143,19 @@ class ConvertedRow(tuple[Any, ...]):
         return tuple.__getitem__(self, key)
 
 
-PLANS_MAX = 2048
-_PLANS: OrderedDict[int, tuple[Executable, tuple[str, ...], StatementPlan]] = OrderedDict()
+PLANS: LRUCache[int, tuple[Executable, tuple[str, ...], StatementPlan]] = LRUCache(maxsize=2048)
 
 
 def plan_for(statement: Executable, dialect: Dialect, params: dict[str, Any]) -> StatementPlan:
     """The statement's plan; statement objects built once (loaders, page shapes) reuse it."""
     names = tuple(params)
-    found = _PLANS.get(id(statement))
+    found = PLANS.get(id(statement))
     if found is not None and found[0] is statement and found[1] == names:
         return found[2]
     plan = StatementPlan(statement, dialect, params)
     if not plan.cacheable:
         return plan
-    _PLANS[id(statement)] = (statement, names, plan)
-    _PLANS.move_to_end(id(statement))
-    if len(_PLANS) > PLANS_MAX:
-        _PLANS.popitem(last=False)
+    PLANS[id(statement)] = (statement, names, plan)
     return plan
 
 
@@ -249,25 +244,12 @@ class Rows:
 
 
 async def begin_read(engine: AsyncEngine) -> ReadDB:
-    """A connection from the pool, in a read-only REPEATABLE READ transaction.
+    """A connection from the pool, in a read-only REPEATABLE READ transaction (``began``)."""
 
-    As ``transaction.begin``: a connection broken at BEGIN (its backend just
-    terminated, the close not yet read) is discarded and another one taken.
-    """
-    from gql_app.errors import _database_fault  # here: errors imports db
+    async def take() -> ReadDB:
+        return ReadDB(await engine.raw_connection(), engine)
 
-    for attempt in range(1, BEGIN_ATTEMPTS + 1):
-        proxied = await engine.raw_connection()
-        db = ReadDB(proxied, engine)
-        try:
-            await db.begin()
-        except BaseException as exc:
-            await db.release(clean=False)
-            if attempt == BEGIN_ATTEMPTS or not isinstance(exc, Exception):
-                raise
-            if _database_fault(exc) is None:
-                raise
-            log.warning("discarded a broken connection at BEGIN: %s", type(exc).__name__)
-        else:
-            return db
-    raise AssertionError("unreachable")
+    async def discard(db: ReadDB) -> None:
+        await db.release(clean=False)
+
+    return await began(take, ReadDB.begin, discard)

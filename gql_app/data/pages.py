@@ -1,0 +1,254 @@
+"""Keyset pages in SQL: orderings, page windows, and the statements that read them.
+
+A page is read with keyset conditions (never OFFSET), so a page of ``n`` rows
+reads about ``n`` rows through an index. Per-parent pages (``user.posts(first:
+5)`` for 100 users) are one statement: ``unnest(:keys)`` LEFT JOIN LATERAL the
+page query, with the optional total as a correlated count in the same statement.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from sqlalchemy import (
+    ColumnElement,
+    FromClause,
+    Select,
+    and_,
+    func,
+    literal,
+    or_,
+    select,
+    true,
+    tuple_,
+)
+from sqlalchemy.orm import InstrumentedAttribute
+
+from gql_app.data.db import keys_param
+from gql_app.errors import BadUserInput
+
+M = TypeVar("M")
+
+
+@dataclass(frozen=True)
+class SortKey:
+    """One orderable field: its name (as clients spell it) and the column behind it."""
+
+    name: str
+    column: InstrumentedAttribute[Any] = field(compare=False)
+    nullable: bool = False
+
+    @property
+    def attr(self) -> str:
+        return self.column.key
+
+
+@dataclass(frozen=True)
+class Ordering:
+    """A sort key and direction, with the primary key as tiebreaker in the same direction.
+
+    NULLs sort last in the forward direction (so drafts come after published
+    posts when ordering by publishedAt either way).
+    """
+
+    key: SortKey
+    descending: bool
+    tiebreak: InstrumentedAttribute[Any] = field(compare=False)
+
+    @property
+    def token(self) -> str:
+        return f"{self.key.name}:{'DESC' if self.descending else 'ASC'}"
+
+    def order_by(self, entity: Any = None, *, reverse: bool = False) -> list[ColumnElement[Any]]:
+        col, pk = self._columns(entity)
+        desc = self.descending != reverse
+        col_order = col.desc() if desc else col.asc()
+        if self.key.nullable:
+            col_order = col_order.nulls_first() if reverse else col_order.nulls_last()
+        return [col_order, pk.desc() if desc else pk.asc()]
+
+    def after(
+        self, cursor: tuple[Any, int], entity: Any = None, *, reverse: bool = False
+    ) -> ColumnElement[bool]:
+        """Rows strictly after ``cursor`` in this order (or in the reversed order)."""
+        col, pk = self._columns(entity)
+        desc = self.descending != reverse
+        nulls_last = not reverse
+        value, ident = cursor
+
+        def beyond(a: Any, b: Any) -> ColumnElement[bool]:
+            return a < b if desc else a > b
+
+        if value is None:
+            same_null = and_(col.is_(None), beyond(pk, ident))
+            return same_null if nulls_last else or_(col.is_not(None), same_null)
+        keyset = beyond(tuple_(col, pk), tuple_(literal(value, col.type), literal(ident, pk.type)))
+        if not self.key.nullable:
+            return keyset
+        return or_(keyset, col.is_(None)) if nulls_last else keyset
+
+    def values(self, obj: Any) -> tuple[Any, int]:
+        return getattr(obj, self.key.attr), obj.id
+
+    def _columns(self, entity: Any) -> tuple[Any, Any]:
+        if entity is None:
+            return self.key.column, self.tiebreak
+        return getattr(entity, self.key.attr), getattr(entity, self.tiebreak.key)
+
+
+@dataclass(frozen=True)
+class PageArgs:
+    """A validated page window: ordering, size, direction and the keyset bounds.
+
+    ``scope`` is opaque here: the caller's name for the connection the window
+    belongs to (cursors are bound to it).
+    """
+
+    scope: Hashable
+    ordering: Ordering
+    limit: int
+    backward: bool
+    after: tuple[Any, int] | None
+    before: tuple[Any, int] | None
+
+    def cursor_conditions(self, entity: Any = None) -> list[ColumnElement[bool]]:
+        conds = []
+        if self.after is not None:
+            conds.append(self.ordering.after(self.after, entity))
+        if self.before is not None:
+            conds.append(self.ordering.after(self.before, entity, reverse=True))
+        return conds
+
+
+@dataclass
+class Page(Generic[M]):
+    """One page of rows: what a connection shows."""
+
+    items: list[M]
+    has_next: bool
+    has_previous: bool
+    total: int | None
+    args: PageArgs
+
+    @classmethod
+    def build(cls, rows: list[M], args: PageArgs, total: int | None) -> Page[M]:
+        more = len(rows) > args.limit
+        items = rows[: args.limit]
+        if args.backward:
+            items.reverse()
+            return cls(items, args.before is not None, more, total, args)
+        return cls(items, more, args.after is not None, total, args)
+
+
+Children = Callable[[ColumnElement[Any]], tuple[FromClause | type[Any], list[ColumnElement[bool]]]]
+"""Given the parent-id column, the FROM of the children and the join conditions."""
+
+
+def pages_statement(
+    model: type[Any],
+    children: Children,
+    where: Sequence[ColumnElement[bool]],
+    args: PageArgs,
+    with_count: bool,
+) -> Select[Any]:
+    """One statement: a page of children for every parent id in ``:keys``, each
+    read through the index (a LATERAL subquery per parent)."""
+    parents = func.unnest(keys_param()).table_valued("pid").render_derived("p")
+    from_, join = children(parents.c.pid)
+    inner = (
+        select(*_table(model).c)
+        .select_from(from_)
+        .where(*join, *where, *args.cursor_conditions())
+        .order_by(*args.ordering.order_by(reverse=args.backward))
+        .limit(args.limit + 1)
+        .lateral("page")
+    )
+    columns: list[Any] = [parents.c.pid.label("gql_parent"), *inner.c]
+    if with_count:
+        count = select(func.count()).select_from(from_).where(*join, *where).scalar_subquery()
+        columns.append(count.label("gql_total"))
+    return (
+        select(*columns)
+        .select_from(parents)
+        .outerjoin(inner, true())
+        .order_by(parents.c.pid, *args.ordering.order_by(inner.c, reverse=args.backward))
+    )
+
+
+def group_pages(
+    rows: Sequence[Any], parent_ids: Sequence[int], args: PageArgs, with_count: bool
+) -> dict[int, Page[Any]]:
+    """The rows of ``pages_statement`` as one Page per parent."""
+    grouped: dict[int, list[Any]] = {pid: [] for pid in parent_ids}
+    totals: dict[int, int] = {}
+    for row in rows:
+        if row.id is not None:
+            grouped[row.gql_parent].append(row)
+        if with_count:
+            totals[row.gql_parent] = row.gql_total
+    return {
+        pid: Page.build(items, args, totals.get(pid, 0) if with_count else None)
+        for pid, items in grouped.items()
+    }
+
+
+def page_statement(
+    model: type[Any],
+    where: Sequence[ColumnElement[bool]],
+    args: PageArgs,
+    with_count: bool,
+) -> Select[Any]:
+    """A root connection's page, and its total in the same statement when asked."""
+    page = (
+        select(*_table(model).c)
+        .where(*where, *args.cursor_conditions())
+        .order_by(*args.ordering.order_by(reverse=args.backward))
+        .limit(args.limit + 1)
+    )
+    if not with_count:
+        return page
+    inner = page.subquery("page")
+    total = select(func.count().label("gql_total")).select_from(model).where(*where).subquery("t")
+    return (
+        select(total.c.gql_total, *inner.c)
+        .select_from(total)
+        .outerjoin(inner, true())
+        .order_by(*args.ordering.order_by(inner.c, reverse=args.backward))
+    )
+
+
+def root_page_of(rows: Sequence[Any], args: PageArgs, with_count: bool) -> Page[Any]:
+    """The rows of ``page_statement`` as a Page."""
+    if not with_count:
+        return Page.build(list(rows), args, None)
+    total = rows[0].gql_total if rows else 0
+    return Page.build([row for row in rows if row.id is not None], args, total)
+
+
+def _table(model: Any) -> Any:
+    """The model's table: pages are read as Core rows (attribute access, no ORM state)."""
+    return model.__table__
+
+
+# ---------------------------------------------------------------- text search
+
+
+def like_pattern(text: str, *, prefix: bool = False) -> str:
+    """A LIKE pattern matching ``text`` literally (``%``, ``_`` and ``\\`` escaped),
+    as a substring, or as a prefix; use it with ``escape="\\"``."""
+    if "\x00" in text:
+        raise BadUserInput("Search strings must not contain NUL characters.")
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"{escaped}%" if prefix else f"%{escaped}%"
+
+
+def contains(column: Any, text: str) -> ColumnElement[bool]:
+    """Case-insensitive substring match, with LIKE wildcards in ``text`` taken literally."""
+    return column.ilike(like_pattern(text), escape="\\")  # type: ignore[no-any-return]
+
+
+def starts_with(column: Any, text: str) -> ColumnElement[bool]:
+    """Case-sensitive prefix match, with LIKE wildcards in ``text`` taken literally."""
+    return column.like(like_pattern(text, prefix=True), escape="\\")  # type: ignore[no-any-return]

@@ -1,0 +1,308 @@
+"""Relay connections: the GraphQL types, orderings built from their enums, and
+``connection()``, the field factory every connection field is declared with.
+
+A connection field is one line::
+
+    posts: Connection[Post] = connection(PostPageByAuthorIdLoader, POST_ORDER, filter=PostFilter)
+
+The factory adds the arguments (``first``/``after``/``last``/``before``, then
+``filter`` and ``orderBy`` when the field has them), checks them, binds
+cursors to ``<ParentType>.<field>``, and reads the page: through the page
+loader of a nested connection (one statement per field path, whatever the
+number of parents), or through the root page reader of a root one.
+"""
+
+from __future__ import annotations
+
+import enum
+import inspect
+from collections.abc import Callable, Hashable
+from typing import Any, Generic, TypeVar
+
+import strawberry
+from cachetools import LRUCache
+from graphql import (
+    FieldNode,
+    FragmentDefinitionNode,
+    FragmentSpreadNode,
+    InlineFragmentNode,
+    SelectionSetNode,
+)
+
+from gql_app.data.context import Context, Info
+from gql_app.data.loaders import MISSING, PageLoader, PageRequest, RootPage
+from gql_app.data.pages import Ordering, Page, PageArgs, SortKey
+from gql_app.engine.fields import computed
+from gql_app.errors import BadUserInput
+from gql_app.relay.cursors import decode_cursor, encode_cursor
+from gql_app.settings import Settings
+
+T = TypeVar("T")
+
+
+# ---------------------------------------------------------------- orderings
+
+
+@strawberry.enum
+class OrderDirection(enum.Enum):
+    ASC = "ASC"
+    DESC = "DESC"
+
+
+class Sorting:
+    """A connection's orderings, built from its order enum.
+
+    Each member of ``fields`` names a sortable column of ``model`` by its value
+    (``CREATED_AT = "created_at"``); the first member in ``direction`` is the
+    default ordering, and the primary key breaks ties. ``input`` is the
+    ``orderBy`` input type (``PostOrderField`` -> ``PostOrder``), made when a
+    field first exposes it.
+    """
+
+    def __init__(self, fields: type[enum.Enum], model: Any, direction: OrderDirection) -> None:
+        table = model.__table__
+        self.keys = {
+            member: SortKey(
+                member.name, getattr(model, member.value), table.c[member.value].nullable
+            )
+            for member in fields
+        }
+        self.fields = fields
+        self.tiebreak = model.id
+        self.default = next(iter(fields))
+        self.direction = direction
+        self._input: Any = None
+
+    @property
+    def input(self) -> Any:
+        if self._input is None:
+            name = self.fields.__name__.removesuffix("Field")
+            namespace = {
+                "__annotations__": {"field": self.fields, "direction": OrderDirection},
+                "direction": self.direction,
+            }
+            self._input = strawberry.input(type(name, (), namespace))
+        return self._input
+
+    def ordering(self, order_by: Any = None) -> Ordering:
+        """The Ordering an ``orderBy`` input asks for, or the default."""
+        if order_by is None:
+            key, direction = self.default, self.direction
+        else:
+            key, direction = order_by.field, order_by.direction or self.direction
+        return Ordering(self.keys[key], direction is OrderDirection.DESC, self.tiebreak)
+
+
+def page_args(
+    settings: Settings,
+    scope: str,
+    ordering: Ordering,
+    first: int | None,
+    after: str | None,
+    last: int | None,
+    before: str | None,
+) -> PageArgs:
+    """first/after/last/before checked, and the cursors decoded against ``scope`` and
+    ``ordering``; BAD_USER_INPUT otherwise."""
+    cap = settings.max_page_size
+    if first is not None and last is not None:
+        raise BadUserInput("Pass either `first` or `last`, not both.")
+    for name, value in (("first", first), ("last", last)):
+        if value is not None and not 0 <= value <= cap:
+            raise BadUserInput(f"`{name}` must be between 0 and {cap}; got {value}.")
+    key = settings.secret_key.encode()
+    limit = last if last is not None else first if first is not None else settings.default_page_size
+    return PageArgs(
+        scope=scope,
+        ordering=ordering,
+        limit=limit,
+        backward=last is not None,
+        after=decode_cursor(after, scope, ordering, key) if after is not None else None,
+        before=decode_cursor(before, scope, ordering, key) if before is not None else None,
+    )
+
+
+# ---------------------------------------------------------------- the GraphQL types
+# A connection field resolves to a ``Page`` (``gql_app.data.pages``); these types
+# read it.
+
+
+def cursor_for(args: PageArgs, row: Any, info: Info) -> str:
+    key = info.context.settings.secret_key.encode()
+    return encode_cursor(args.scope, args.ordering, args.ordering.values(row), key)  # type: ignore[arg-type]
+
+
+@strawberry.type
+class PageInfo:
+    has_next_page: bool
+    has_previous_page: bool
+    start_cursor: str | None
+    end_cursor: str | None
+
+
+@strawberry.type
+class Edge(Generic[T]):
+    node: T
+    args: strawberry.Private[PageArgs]
+    cursor: str = computed(lambda edge, info: cursor_for(edge.args, edge.node, info), str)
+
+
+def _page_info(page: Page[Any], info: Info) -> PageInfo:
+    items = page.items
+    return PageInfo(
+        has_next_page=page.has_next,
+        has_previous_page=page.has_previous,
+        start_cursor=cursor_for(page.args, items[0], info) if items else None,
+        end_cursor=cursor_for(page.args, items[-1], info) if items else None,
+    )
+
+
+def _total_count(page: Page[Any], info: Info) -> int:
+    if page.total is None:
+        raise RuntimeError("totalCount was not loaded with the page")
+    return page.total
+
+
+@strawberry.type
+class Connection(Generic[T]):
+    """A Relay connection; ``Connection[Post]`` is exposed as ``PostConnection``."""
+
+    edges: list[Edge[T]] = computed(
+        lambda page, info: [Edge(node=item, args=page.args) for item in page.items],
+        list[Edge[T]],  # type: ignore[valid-type]
+    )
+    nodes: list[T] = computed(lambda page, info: page.items, list[T])  # type: ignore[valid-type]
+    page_info: PageInfo = computed(_page_info, PageInfo)
+    total_count: int = computed(_total_count, int)
+
+
+# ---------------------------------------------------------------- the field factory
+
+Guard = Callable[[Context, Any], object]
+"""Checks the viewer may see the field on this parent (raises AppError if not)."""
+
+
+def connection(
+    source: type[PageLoader[Any]] | type[RootPage[Any]],
+    sorting: Sorting,
+    *,
+    filter: type | None = None,
+    criteria: Hashable = None,
+    order_by: bool = True,
+    key: str = "id",
+    guard: Guard | None = None,
+    **field_options: Any,
+) -> Any:
+    """A connection field read by ``source``: a page loader (a nested connection,
+    keyed by the parent's ``key`` attribute) or a root page reader (on Query).
+
+    ``filter``: the filter input type exposed as ``filter``; its ``criteria()``
+    is what ``source`` filters by (``criteria`` when the field has no filter
+    argument). ``order_by``: whether ``orderBy`` is exposed. ``guard(ctx, parent)``
+    runs first.
+    """
+    empty = filter().criteria() if filter is not None else criteria
+    scopes: dict[Any, str] = {}
+
+    def arguments(root: Any, info: Any, kwargs: dict[str, Any]) -> tuple[PageArgs, Hashable]:
+        ctx = info.context
+        if guard is not None:
+            guard(ctx, root)
+        raw = info._raw_info
+        scope = scopes.get(raw.parent_type)
+        if scope is None:
+            scope = scopes[raw.parent_type] = f"{raw.parent_type.name}.{raw.field_name}"
+        args = page_args(
+            ctx.settings,
+            scope,
+            sorting.ordering(kwargs.get("order_by")),
+            kwargs.get("first"),
+            kwargs.get("after"),
+            kwargs.get("last"),
+            kwargs.get("before"),
+        )
+        given = kwargs.get("filter")
+        return args, given.criteria() if given is not None else empty
+
+    if issubclass(source, PageLoader):
+
+        def resolve(root: Any, info: Any, **kwargs: Any) -> Any:
+            args, where = arguments(root, info, kwargs)
+            request = PageRequest(args, where, wants_total_count(info))
+            pages = info.context.loaders.get(source, info)
+            known = pages.peek(page_key := (getattr(root, key), request))
+            return pages.load(page_key) if known is MISSING else known
+
+    else:
+
+        async def resolve(root: Any, info: Any, **kwargs: Any) -> Any:  # type: ignore[misc]
+            args, where = arguments(root, info, kwargs)
+            return await source(info.context).read(args, where, wants_total_count(info))
+
+    _declare(resolve, filter, sorting.input if order_by else None)
+    return strawberry.field(resolver=resolve, **field_options)
+
+
+def _declare(resolve: Callable[..., Any], filter: type | None, order: type | None) -> None:
+    """Give ``resolve`` the signature Strawberry reads the field's arguments from."""
+    parameter = inspect.Parameter
+    params = [
+        parameter("root", parameter.POSITIONAL_OR_KEYWORD),
+        parameter("info", parameter.POSITIONAL_OR_KEYWORD, annotation=Info),
+    ]
+    arguments: dict[str, Any] = {"first": int, "after": str, "last": int, "before": str}
+    if filter is not None:
+        arguments["filter"] = filter
+    if order is not None:
+        arguments["order_by"] = order
+    for name, kind in arguments.items():
+        params.append(parameter(name, parameter.KEYWORD_ONLY, default=None, annotation=kind | None))
+    resolve.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    resolve.__annotations__ = {p.name: p.annotation for p in params[1:]}
+
+
+# ---------------------------------------------------------------- selection lookahead
+
+
+def wants_total_count(info: Any) -> bool:
+    """Does the connection field being resolved select ``totalCount`` (through fragments too)?
+
+    Reads graphql-core's AST directly (cheaper than Strawberry's
+    ``selected_fields``), once per field of a planned document: the planned
+    executor passes the same ``field_nodes`` list for every parent.
+    """
+    raw = info._raw_info
+    nodes = raw.field_nodes
+    known = _SELECTS_TOTAL.get(id(nodes))
+    if known is not None and known[0] is nodes:
+        return known[1]
+    answer = any(_selects(node.selection_set, "totalCount", raw.fragments, set()) for node in nodes)
+    _SELECTS_TOTAL[id(nodes)] = (nodes, answer)
+    return answer
+
+
+_SELECTS_TOTAL: LRUCache[int, tuple[list[Any], bool]] = LRUCache(maxsize=1024)
+
+
+def _selects(
+    selection_set: SelectionSetNode | None,
+    name: str,
+    fragments: dict[str, FragmentDefinitionNode],
+    seen: set[str],
+) -> bool:
+    if selection_set is None:
+        return False
+    for selection in selection_set.selections:
+        if isinstance(selection, FieldNode):
+            if selection.name.value == name:
+                return True
+        elif isinstance(selection, InlineFragmentNode):
+            if _selects(selection.selection_set, name, fragments, seen):
+                return True
+        elif isinstance(selection, FragmentSpreadNode):
+            spread = selection.name.value
+            if spread not in seen and spread in fragments:
+                seen.add(spread)
+                if _selects(fragments[spread].selection_set, name, fragments, seen):
+                    return True
+    return False
