@@ -1,4 +1,4 @@
-"""create_app(): routes, lifespan, in a screenful."""
+"""create_app(): the ASGI application — routes, middleware, the lifespan's resources."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import contextlib
 import gc
 from collections.abc import AsyncIterator
 
+import strawberry
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
@@ -24,27 +25,10 @@ from gql_app.observability import (
     configure_logging,
     instrument_engine,
 )
-from gql_app.schema import schema
+from gql_app.schema import schema as app_schema
 from gql_app.settings import Settings, get_settings
 from gql_app.web.query_lane import QueryLane
 from gql_app.web.view import BodySizeLimit, GraphQLView, PersistedQueries
-
-
-def tune_garbage_collector() -> None:
-    """Fewer, cheaper cyclic collections.
-
-    Everything alive at start-up (schema, modules, metadata) is frozen, so full
-    collections stop rescanning it, and young collections run every 5 000
-    allocations instead of 700. This pays off because a request leaves little
-    for the cycle collector: the loaders and the executor let go of their rows
-    and futures when the request ends. Before they did, W1 left ~3 400 objects
-    in cycles per request, full collections made p99 2-3x p50 at c=16, and
-    making them rarer let the RSS grow to ~1 GB; now ~270 objects, ~110 MB.
-    Measured on W1/W2 (wrk, c=16): 2 000 -> 5 000 gave ~10% more throughput.
-    """
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(5_000, 10, 10)
 
 
 class App(Starlette):
@@ -72,61 +56,10 @@ class App(Starlette):
         await super().__call__(scope, receive, send)
 
 
-def create_app(settings: Settings | None = None) -> App:
+def create_app(settings: Settings | None = None, schema: strawberry.Schema = app_schema) -> App:
+    """The application for ``settings`` (default: from the environment) serving ``schema``."""
     settings = settings or get_settings()
     metrics = Metrics()
-
-    @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        configure_logging(settings)
-        engine = create_engine(settings)
-        replica = (
-            create_engine(settings, settings.read_replica_url)
-            if settings.read_replica_url
-            else None
-        )
-        for name, observed in (("primary", engine), ("replica", replica)):
-            if observed is not None:
-                instrument_engine(observed, settings.slow_query_ms)
-                metrics.watch_pool(name, observed)
-        app.state.settings = settings
-        app.state.engine = engine
-        app.state.replica_engine = replica
-        app.state.sessionmaker = create_sessionmaker(engine)
-        app.state.read_sessionmaker = create_sessionmaker(replica or engine)
-        # Query operations on the driver connection (gql_app.data.driver_reads); off: on a session.
-        app.state.read_engine = (replica or engine) if settings.driver_reads else None
-        tune_garbage_collector()
-        try:
-            yield
-        finally:
-            await engine.dispose()
-            if replica is not None:
-                await replica.dispose()
-
-    async def health(request: Request) -> JSONResponse:
-        return JSONResponse({"status": "ok"})
-
-    async def reachable(engine: AsyncEngine) -> bool:
-        try:
-            async with engine.connect() as conn:
-                await conn.execute(text("SELECT 1"))
-        except Exception:
-            return False
-        return True
-
-    async def ready(request: Request) -> JSONResponse:
-        """Ready when the primary answers. A read replica's state is reported but
-        does not decide: every app replica shares it, so taking them all out of
-        the load balancer would only turn failed queries into failed mutations too."""
-        state = request.app.state
-        engines = [state.engine] + ([state.replica_engine] if state.replica_engine else [])
-        primary, *replica = await asyncio.gather(*(reachable(e) for e in engines))
-        body = {"status": "ready" if primary else "unavailable"}
-        if replica:
-            body["replica"] = "ok" if replica[0] else "unavailable"
-        return JSONResponse(body, status_code=200 if primary else 503)
-
     persisted_queries = PersistedQueries()
     graphql = GraphQLView(
         schema,
@@ -142,25 +75,97 @@ def create_app(settings: Settings | None = None) -> App:
             Route("/ready", ready),
             Route("/metrics", metrics.endpoint),
         ],
-        middleware=[
-            Middleware(RequestObservability, metrics=metrics),
-            Middleware(BodySizeLimit, max_bytes=settings.max_body_bytes),
-        ]
-        + (
-            [
-                Middleware(
-                    CORSMiddleware,
-                    allow_origins=settings.cors_origins,
-                    allow_methods=["GET", "POST"],
-                    allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
-                    expose_headers=["X-Request-ID"],
-                )
-            ]
-            if settings.cors_origins
-            else []
-        ),
-        lifespan=lifespan,
+        middleware=middleware(settings, metrics),
+        lifespan=lambda app: lifespan(app, settings, metrics),
     )
     if settings.query_lane:
         app.lane = QueryLane(app.full_path, settings, schema._schema, metrics, persisted_queries)
     return app
+
+
+def middleware(settings: Settings, metrics: Metrics) -> list[Middleware]:
+    """Outermost first: observability (every request is logged), the body limit, CORS."""
+    stack = [
+        Middleware(RequestObservability, metrics=metrics),
+        Middleware(BodySizeLimit, max_bytes=settings.max_body_bytes),
+    ]
+    if settings.cors_origins:
+        stack.append(
+            Middleware(
+                CORSMiddleware,
+                allow_origins=settings.cors_origins,
+                allow_methods=["GET", "POST"],
+                allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
+                expose_headers=["X-Request-ID"],
+            )
+        )
+    return stack
+
+
+@contextlib.asynccontextmanager
+async def lifespan(app: Starlette, settings: Settings, metrics: Metrics) -> AsyncIterator[None]:
+    """The engines (primary, and a read replica when configured) and sessionmakers."""
+    configure_logging(settings)
+    engine = create_engine(settings)
+    replica = (
+        create_engine(settings, settings.read_replica_url) if settings.read_replica_url else None
+    )
+    for name, observed in (("primary", engine), ("replica", replica)):
+        if observed is not None:
+            instrument_engine(observed, settings.slow_query_ms)
+            metrics.watch_pool(name, observed)
+    state = app.state
+    state.settings = settings
+    state.engine = engine
+    state.replica_engine = replica
+    state.sessionmaker = create_sessionmaker(engine)
+    state.read_sessionmaker = create_sessionmaker(replica or engine)
+    # Query operations on the driver connection (data/driver_reads.py); None: on a session.
+    state.read_engine = (replica or engine) if settings.driver_reads else None
+    tune_garbage_collector()
+    try:
+        yield
+    finally:
+        await engine.dispose()
+        if replica is not None:
+            await replica.dispose()
+
+
+def tune_garbage_collector() -> None:
+    """Fewer, cheaper cyclic collections.
+
+    Everything alive at start-up (schema, modules, metadata) is frozen, so full
+    collections stop rescanning it, and young collections run every 5 000
+    allocations instead of 700: a request leaves little for the cycle collector,
+    since the loaders and the executor let go of their rows and futures when it
+    ends (bench/RESULTS.md has the measurements behind the threshold).
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(5_000, 10, 10)
+
+
+async def health(request: Request) -> JSONResponse:
+    return JSONResponse({"status": "ok"})
+
+
+async def ready(request: Request) -> JSONResponse:
+    """Ready when the primary answers. A read replica's state is reported but does
+    not decide: every app replica shares it, so taking them all out of the load
+    balancer would only turn failed queries into failed mutations too."""
+    state = request.app.state
+    engines = [state.engine] + ([state.replica_engine] if state.replica_engine else [])
+    primary, *replica = await asyncio.gather(*(reachable(e) for e in engines))
+    body = {"status": "ready" if primary else "unavailable"}
+    if replica:
+        body["replica"] = "ok" if replica[0] else "unavailable"
+    return JSONResponse(body, status_code=200 if primary else 503)
+
+
+async def reachable(engine: AsyncEngine) -> bool:
+    try:
+        async with engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+    except Exception:
+        return False
+    return True
