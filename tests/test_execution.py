@@ -20,6 +20,7 @@ from strawberry.extensions import ParserCache
 
 from gql_app.engine import planned_executor as execution
 from gql_app.engine.planned_executor import PlannedExecutor
+from tests.documents import W1_FEED_N, W2_PEOPLE_N
 
 
 @strawberry.interface
@@ -241,14 +242,12 @@ async def test_a_request_leaves_little_for_the_cycle_collector(gql, world) -> No
     if they kept the request's values, every response's rows would wait for a
     full collection (long pauses, and ~1 GB RSS under load with rare ones).
     """
-    from tests.test_statement_counts import W1_FEED
-
-    await gql(W1_FEED, {"n": 20})  # warm: plans, statement caches
+    await gql(W1_FEED_N, {"n": 20})  # warm: plans, statement caches
     gc.collect()
     gc.disable()
     try:
         for _ in range(5):
-            body = await gql(W1_FEED, {"n": 20})
+            body = await gql(W1_FEED_N, {"n": 20})
             assert body["data"]["posts"]["edges"]
         unreachable = gc.collect() / 5
     finally:
@@ -264,17 +263,16 @@ async def test_statement_and_plan_caches_stay_bounded(gql, world, monkeypatch) -
     from cachetools import LRUCache
 
     from gql_app.data import loaders
-    from tests.test_statement_counts import W2_PEOPLE
 
     monkeypatch.setattr(loaders, "PAGE_STATEMENTS", LRUCache(maxsize=3))
     monkeypatch.setattr(execution, "PLANS", execution.PlanCache(maxsize=2))
     for size in range(1, 8):
-        body = await gql(W2_PEOPLE.replace("($n: Int)", "").replace("$n", str(size)))
+        body = await gql(W2_PEOPLE_N.replace("($n: Int)", "").replace("$n", str(size)))
         assert len(body["data"]["users"]["nodes"]) == size
         assert len(loaders.PAGE_STATEMENTS) <= 3
         assert len(execution.PLANS.entries) <= 2
     # and a repeated shape is served from the cache: the same statement object
-    await gql(W2_PEOPLE, {"n": 7})
+    await gql(W2_PEOPLE_N, {"n": 7})
     cached = dict(loaders.PAGE_STATEMENTS)
-    await gql(W2_PEOPLE, {"n": 7})
+    await gql(W2_PEOPLE_N, {"n": 7})
     assert dict(loaders.PAGE_STATEMENTS) == cached

@@ -31,6 +31,7 @@ from gql_app.data.db import async_url, create_engine
 from gql_app.settings import Settings
 from gql_app.web.app import create_app
 from tests.conftest import GraphQLClient, _admin, scratch_database
+from tests.documents import CREATE_POST
 from tests.factories import PASSWORD, World, build_world
 
 PGBOUNCER = shutil.which("pgbouncer") or next(
@@ -58,13 +59,6 @@ query People {
 SIGN_UP = """
 mutation SignUp($input: SignUpInput!) {
   signUp(input: $input) { token user { username accounts { currency } } userErrors { code } }
-}
-"""
-CREATE_POST = """
-mutation CreatePost($input: CreatePostInput!) {
-  createPost(input: $input) {
-    post { title author { username } tags { name } } userErrors { code }
-  }
 }
 """
 

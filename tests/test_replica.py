@@ -20,16 +20,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from gql_app.settings import Settings
 from gql_app.web.app import create_app
 from tests.conftest import GraphQLClient, scratch_database
+from tests.documents import CREATE_POST
 from tests.factories import World, build_world
 
 TAGS = '{ r: tag(name: "replica-only") { name } p: tag(name: "primary-only") { name } }'
-CREATE_POST = """
-mutation CreatePost($input: CreatePostInput!) {
-  createPost(input: $input) {
-    post { title author { username } tags { name } } userErrors { code }
-  }
-}
-"""
 SIGN_UP = """
 mutation SignUp($input: SignUpInput!) {
   signUp(input: $input) { user { username } userErrors { code } }

@@ -10,30 +10,7 @@ import asyncio
 
 import pytest
 
-W1_FEED = """
-query Feed($n: Int) {
-  posts(first: $n, filter: {published: true}, orderBy: {field: PUBLISHED_AT, direction: DESC}) {
-    totalCount
-    edges { cursor node { id title publishedAt author { username profile { displayName } }
-      tags { name } commentCount comments(first: 3) { nodes { body author { username } } } } }
-  }
-}
-"""
-
-W2_PEOPLE = """
-query People($n: Int) {
-  users(first: $n, orderBy: {field: CREATED_AT}) {
-    nodes { username postCount posts(first: 5) { totalCount nodes { title tags { name } commentCount } } }
-  }
-}
-"""
-
-DEEP = """
-query Deep($n: Int) {
-  users(first: $n) { nodes { posts(first: $n) { nodes { comments(first: $n) {
-    nodes { author { profile { displayName } } } } } } } }
-}
-"""
+from tests.documents import DEEP, W1_FEED_N, W2_PEOPLE_N
 
 TAGS = """
 query Tags($n: Int) {
@@ -76,8 +53,8 @@ query Fragments($n: Int) {
 
 CASES = [
     # (query, expected statements, admin?) — one per root field and distinct nested path
-    pytest.param(W1_FEED, 7, False, id="W1-feed"),
-    pytest.param(W2_PEOPLE, 5, False, id="W2-people"),
+    pytest.param(W1_FEED_N, 7, False, id="W1-feed"),
+    pytest.param(W2_PEOPLE_N, 5, False, id="W2-people"),
     pytest.param(DEEP, 5, False, id="users-posts-comments-author-profile"),
     pytest.param(TAGS, 3, False, id="tags-postCount-posts"),
     pytest.param(PRODUCTS, 2, False, id="products-unitsSold"),
@@ -105,7 +82,7 @@ async def test_statement_count_does_not_grow_with_page_size(
 async def test_many_parents_are_one_statement_per_path(gql, world, sql):
     # Given all 33 users, each with their own posts
     # When every user's first post page is read with comment counts
-    body = await gql(W2_PEOPLE, {"n": 33})
+    body = await gql(W2_PEOPLE_N, {"n": 33})
     # Then 5 statements served 33 users' pages
     assert sql.count == 5
     assert len(body["data"]["users"]["nodes"]) == 33
