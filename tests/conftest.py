@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import os
 import tempfile
 import uuid
@@ -186,6 +187,50 @@ class GraphQLClient:
 @pytest.fixture
 def gql(client: httpx.AsyncClient) -> GraphQLClient:
     return GraphQLClient(client)
+
+
+# ---------------------------------------------------------------- work left behind
+
+
+class TaskWatch:
+    """The asyncio tasks started after it was made: ``settle()`` waits for all of them.
+
+    Once they are done, nothing the watched code handed to the event loop can still
+    run, so "no statement after the response" is a fact, not a guess after a sleep.
+    """
+
+    def __init__(self) -> None:
+        self.before = asyncio.all_tasks()
+
+    def running(self) -> set[asyncio.Task[Any]]:
+        """Tasks started since, and not yet done."""
+        return asyncio.all_tasks() - self.before - {asyncio.current_task()}
+
+    def working(self) -> set[asyncio.Task[Any]]:
+        """Tasks started since, neither done nor cancelled (so free to go on working)."""
+        return {task for task in self.running() if not task.cancelling()}
+
+    async def settle(self, within: float = 5.0) -> None:
+        """Return once every task started since is done, those they started included."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within
+        while True:
+            await asyncio.sleep(0)  # callbacks already scheduled run (and start their tasks)
+            running = self.running()
+            if not running:
+                return
+            if loop.time() >= deadline:
+                raise AssertionError(f"still running after {within}s: {running}")
+            await asyncio.wait(running, timeout=deadline - loop.time())
+
+
+async def close_leaked_sessions() -> None:
+    """Cleanup after the leak bug: close request sessions left open after their response."""
+    from gql_app.data.db import RequestDB
+
+    for obj in gc.get_objects():
+        if isinstance(obj, RequestDB) and obj.session.in_transaction():
+            await obj.session.close()
 
 
 # ---------------------------------------------------------------- isolated stacks for writers

@@ -6,9 +6,7 @@ unless asked otherwise.
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import gc
 from typing import Any
 
 import orjson
@@ -16,6 +14,7 @@ import pytest
 
 from gql_app.relay.cursors import _signature
 from gql_app.settings import Settings
+from tests.conftest import TaskWatch, close_leaked_sessions
 from tests.factories import World
 
 POSTS_PAGE = """
@@ -133,16 +132,6 @@ def signed(payload: list[Any], settings: Settings) -> str:
     it passes the signature check, so the server's checks of the values are reached."""
     raw = orjson.dumps(payload)
     return f"{encode(raw)}.{_signature(settings.secret_key.encode(), raw)}"
-
-
-async def close_leaked_sessions() -> None:
-    """Cleanup after the leak bug: close request sessions left open after their response."""
-    from gql_app.data.db import RequestDB
-
-    await asyncio.sleep(0.05)
-    for obj in gc.get_objects():
-        if isinstance(obj, RequestDB) and obj.session.in_transaction():
-            await obj.session.close()
 
 
 def error_codes(body: dict) -> list[str]:
@@ -452,15 +441,18 @@ async def test_cursor_of_query_posts_is_refused_by_user_posts(gql, world):
 
 async def test_a_refused_request_leaves_no_database_work_behind(gql, world, sql, engine):
     # Given a request whose root field fails while a sibling field has a load queued
+    tasks = TaskWatch()
     try:
         # When it is answered
         body = await gql(FAILING_FIELD_BESIDE_A_LOADED_FIELD, expect_errors=True)
         statements_at_response = sql.count
-        await asyncio.sleep(0.2)
+        working_at_response = tasks.working()
+        await tasks.settle()  # every task the request started has finished
         # Then it is refused, and nothing runs on the database after the response:
-        # no statement, no connection left checked out of the pool
+        # no task of it left working, no statement, no connection checked out of the pool
         assert body["data"] is None
         assert error_codes(body) == ["UNAUTHENTICATED"]
+        assert working_at_response == set()
         assert sql.statements[statements_at_response:] == []
         assert engine.pool.checkedout() == 0
     finally:
