@@ -4,6 +4,8 @@ the real ASGI app over HTTP, and an exact SQL statement counter."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
 import os
 import tempfile
 import uuid
@@ -57,14 +59,29 @@ def scratch_database_url(server_url: str, name: str) -> str:
     return make_url(async_url(server_url)).set(database=name).render_as_string(hide_password=False)
 
 
+@contextlib.asynccontextmanager
+async def scratch_database(
+    server_url: str, prefix: str, migrate: bool = True
+) -> AsyncIterator[str]:
+    """A new database ``<prefix>_<random>`` on the server of ``server_url``, migrated by
+    Alembic to head unless ``migrate`` is false: its URL. Dropped WITH (FORCE) on exit,
+    whatever connections are still open on it."""
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    await _admin(server_url, f'CREATE DATABASE "{name}"')
+    try:
+        url = scratch_database_url(server_url, name)
+        if migrate:
+            # env.py runs its own event loop: give it a thread without one.
+            await asyncio.to_thread(command.upgrade, alembic_config(url), "head")
+        yield url
+    finally:
+        await _admin(server_url, f'DROP DATABASE "{name}" WITH (FORCE)')
+
+
 @pytest.fixture(scope="session")
 async def database_url(server_url: str) -> AsyncIterator[str]:
-    name = f"gql_test_{uuid.uuid4().hex[:8]}"
-    await _admin(server_url, f'CREATE DATABASE "{name}"')
-    url = scratch_database_url(server_url, name)
-    await asyncio.to_thread(command.upgrade, alembic_config(url), "head")
-    yield url
-    await _admin(server_url, f'DROP DATABASE "{name}" WITH (FORCE)')
+    async with scratch_database(server_url, "gql_test") as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
@@ -172,6 +189,50 @@ def gql(client: httpx.AsyncClient) -> GraphQLClient:
     return GraphQLClient(client)
 
 
+# ---------------------------------------------------------------- work left behind
+
+
+class TaskWatch:
+    """The asyncio tasks started after it was made: ``settle()`` waits for all of them.
+
+    Once they are done, nothing the watched code handed to the event loop can still
+    run, so "no statement after the response" is a fact, not a guess after a sleep.
+    """
+
+    def __init__(self) -> None:
+        self.before = asyncio.all_tasks()
+
+    def running(self) -> set[asyncio.Task[Any]]:
+        """Tasks started since, and not yet done."""
+        return asyncio.all_tasks() - self.before - {asyncio.current_task()}
+
+    def working(self) -> set[asyncio.Task[Any]]:
+        """Tasks started since, neither done nor cancelled (so free to go on working)."""
+        return {task for task in self.running() if not task.cancelling()}
+
+    async def settle(self, within: float = 5.0) -> None:
+        """Return once every task started since is done, those they started included."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within
+        while True:
+            await asyncio.sleep(0)  # callbacks already scheduled run (and start their tasks)
+            running = self.running()
+            if not running:
+                return
+            if loop.time() >= deadline:
+                raise AssertionError(f"still running after {within}s: {running}")
+            await asyncio.wait(running, timeout=deadline - loop.time())
+
+
+async def close_leaked_sessions() -> None:
+    """Cleanup after the leak bug: close request sessions left open after their response."""
+    from gql_app.data.db import RequestDB
+
+    for obj in gc.get_objects():
+        if isinstance(obj, RequestDB) and obj.session.in_transaction():
+            await obj.session.close()
+
+
 # ---------------------------------------------------------------- isolated stacks for writers
 
 
@@ -193,11 +254,7 @@ class Stack:
 
 @pytest.fixture(scope="module")
 async def stack(server_url: str) -> AsyncIterator[Stack]:
-    name = f"gql_stack_{uuid.uuid4().hex[:8]}"
-    await _admin(server_url, f'CREATE DATABASE "{name}"')
-    url = scratch_database_url(server_url, name)
-    try:
-        await asyncio.to_thread(command.upgrade, alembic_config(url), "head")
+    async with scratch_database(server_url, "gql_stack") as url:
         application = create_app(
             Settings(DATABASE_URL=url, secret_key="test", pool_size=10, max_overflow=10)
         )
@@ -207,8 +264,6 @@ async def stack(server_url: str) -> AsyncIterator[Stack]:
                 engine = application.state.engine
                 world = await build_world(engine)
                 yield Stack(application, engine, http, GraphQLClient(http), world, url)
-    finally:
-        await _admin(server_url, f'DROP DATABASE "{name}" WITH (FORCE)')
 
 
 @pytest.fixture

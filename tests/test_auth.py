@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from gql_app.models import Account, AuthToken, Profile, User
 from gql_app.users.passwords import token_digest
+from tests.documents import VIEWER
 
 SIGN_UP = """
 mutation SignUp($input: SignUpInput!) {
@@ -29,7 +30,6 @@ mutation LogIn($email: String!, $password: String!) {
 }
 """
 LOG_OUT = "mutation { logOut { ok } }"
-VIEWER = "{ viewer { username email } }"
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import re
 import shutil
@@ -11,7 +10,6 @@ import socket
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -19,8 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from alembic import command
-from tests.conftest import _admin, alembic_config, scratch_database_url
+from tests.conftest import scratch_database
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = ROOT / "Dockerfile"
@@ -47,14 +44,8 @@ def free_port() -> int:
 
 @pytest.fixture(scope="module")
 async def migrated_url(server_url: str) -> AsyncIterator[str]:
-    name = f"gql_deploy_{uuid.uuid4().hex[:8]}"
-    await _admin(server_url, f'CREATE DATABASE "{name}"')
-    url = scratch_database_url(server_url, name)
-    try:
-        await asyncio.to_thread(command.upgrade, alembic_config(url), "head")
+    async with scratch_database(server_url, "gql_deploy") as url:
         yield url
-    finally:
-        await _admin(server_url, f'DROP DATABASE "{name}" WITH (FORCE)')
 
 
 def test_serve_with_two_workers(migrated_url, tmp_path):

@@ -12,7 +12,6 @@ import contextlib
 import shutil
 import tempfile
 import time
-import uuid
 import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -24,11 +23,10 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from alembic import command
 from gql_app.data.db import async_url
 from gql_app.settings import Settings
 from gql_app.web.app import create_app
-from tests.conftest import _admin, alembic_config, scratch_database_url
+from tests.conftest import _admin, scratch_database
 
 TAGS = "{ tags(first: 5) { nodes { name } } }"
 LOG_IN = 'mutation { logIn(input: {email: "a@b.example", password: "secret-pw"}) { token } }'
@@ -37,15 +35,9 @@ DRIVER_WORDS = ("asyncpg", "sqlalchemy", "select ", "connection", "pool", "postg
 
 @pytest.fixture(scope="module")
 async def faults_url(server_url: str) -> AsyncIterator[str]:
-    name = f"gql_faults_{uuid.uuid4().hex[:8]}"
-    await _admin(server_url, f'CREATE DATABASE "{name}"')
-    url = scratch_database_url(server_url, name)
-    try:
-        await asyncio.to_thread(command.upgrade, alembic_config(url), "head")
+    async with scratch_database(server_url, "gql_faults") as url:
         await _admin(url, "INSERT INTO tags (name) VALUES ('faulty')")
         yield url
-    finally:
-        await _admin(server_url, f'DROP DATABASE "{name}" WITH (FORCE)')
 
 
 @pytest.fixture(scope="module")
@@ -249,64 +241,65 @@ def own_server() -> Any:
 
 
 async def test_database_down_then_back_recovers_without_restart(own_server):
-    root = own_server.get_uri()
-    name = "gql_outage"
-    await _admin(root, f'CREATE DATABASE "{name}"')
-    url = scratch_database_url(root, name)
-    await asyncio.to_thread(command.upgrade, alembic_config(url), "head")
-    await _admin(url, "INSERT INTO tags (name) VALUES ('faulty')")
+    async with scratch_database(own_server.get_uri(), "gql_outage") as url:
+        await _admin(url, "INSERT INTO tags (name) VALUES ('faulty')")
 
-    settings = {"pool_size": 2, "max_overflow": 0, "pool_timeout": 1.0, "connect_timeout_s": 2.0}
-    async with running(url, **settings) as (app, http):
-        assert_ok(*await ask(http))
-        assert (await http.get("/ready")).status_code == 200
+        settings = {
+            "pool_size": 2,
+            "max_overflow": 0,
+            "pool_timeout": 1.0,
+            "connect_timeout_s": 2.0,
+        }
+        async with running(url, **settings) as (app, http):
+            assert_ok(*await ask(http))
+            assert (await http.get("/ready")).status_code == 200
 
-        # The database goes away.
-        await asyncio.to_thread(own_server.stop)
-        fail_times = []
-        for _ in range(3):
+            # The database goes away.
+            await asyncio.to_thread(own_server.stop)
+            fail_times = []
+            for _ in range(3):
+                started = time.monotonic()
+                status, body = await ask(http)
+                fail_times.append(time.monotonic() - started)
+                assert_fault(status, body, "SERVICE_UNAVAILABLE")
+            # A mutation fails the same way (its connection is opened by its first statement).
+            status, body = await ask(http, LOG_IN)
+            assert status == 200 and codes(body) == ["SERVICE_UNAVAILABLE"], body
+            assert "secret" not in str(body).lower() and "asyncpg" not in str(body).lower()
             started = time.monotonic()
-            status, body = await ask(http)
-            fail_times.append(time.monotonic() - started)
-            assert_fault(status, body, "SERVICE_UNAVAILABLE")
-        # A mutation fails the same way (its connection is opened by its first statement).
-        status, body = await ask(http, LOG_IN)
-        assert status == 200 and codes(body) == ["SERVICE_UNAVAILABLE"], body
-        assert "secret" not in str(body).lower() and "asyncpg" not in str(body).lower()
-        started = time.monotonic()
-        ready = await http.get("/ready")
-        ready_time = time.monotonic() - started
-        assert ready.status_code == 503 and ready.json() == {"status": "unavailable"}
-        assert (await http.get("/health")).status_code == 200
-        assert max(fail_times) < 1.0 + 2.0, fail_times
-        assert app.state.engine.pool.checkedout() == 0
+            ready = await http.get("/ready")
+            ready_time = time.monotonic() - started
+            assert ready.status_code == 503 and ready.json() == {"status": "unavailable"}
+            assert (await http.get("/health")).status_code == 200
+            assert max(fail_times) < 1.0 + 2.0, fail_times
+            assert app.state.engine.pool.checkedout() == 0
 
-        # It comes back; the app was never restarted.
-        started = time.monotonic()
-        await asyncio.to_thread(own_server.start)
-        back = time.monotonic()
+            # It comes back; the app was never restarted.
+            started = time.monotonic()
+            await asyncio.to_thread(own_server.start)
+            back = time.monotonic()
 
-        attempts = 0
+            attempts = 0
 
-        async def serving() -> bool:
-            nonlocal attempts
-            attempts += 1
-            status, body = await ask(http)
-            if status == 200 and "errors" not in body:
-                return True
-            assert_fault(status, body, "SERVICE_UNAVAILABLE")
-            return False
+            async def serving() -> bool:
+                nonlocal attempts
+                attempts += 1
+                status, body = await ask(http)
+                if status == 200 and "errors" not in body:
+                    return True
+                assert_fault(status, body, "SERVICE_UNAVAILABLE")
+                return False
 
-        recovery = await eventually(serving, within=5.0)
-        assert (await http.get("/ready")).status_code == 200
-        assert_ok(*await ask(http))
-        assert app.state.engine.pool.checkedout() == 0
-        print(
-            f"\noutage: requests failed in {', '.join(f'{t * 1000:.0f}' for t in fail_times)} ms, "
-            f"/ready in {ready_time * 1000:.0f} ms; server start took "
-            f"{(back - started) * 1000:.0f} ms, first successful query "
-            f"{recovery * 1000:.0f} ms after it was up (attempt {attempts})"
-        )
+            recovery = await eventually(serving, within=5.0)
+            assert (await http.get("/ready")).status_code == 200
+            assert_ok(*await ask(http))
+            assert app.state.engine.pool.checkedout() == 0
+            print(
+                f"\noutage: requests failed in {', '.join(f'{t * 1000:.0f}' for t in fail_times)} ms, "
+                f"/ready in {ready_time * 1000:.0f} ms; server start took "
+                f"{(back - started) * 1000:.0f} ms, first successful query "
+                f"{recovery * 1000:.0f} ms after it was up (attempt {attempts})"
+            )
 
 
 async def test_a_database_that_never_answers_fails_within_connect_timeout():

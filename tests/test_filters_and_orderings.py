@@ -10,6 +10,7 @@ from datetime import timedelta
 
 import pytest
 
+from tests.documents import ORDER_DETAILS, ORDER_STATS, ORDERS
 from tests.factories import MANY_USERS, POSTS_PER_USER, TAG_NAMES, World, at
 
 POSTS = """
@@ -49,31 +50,6 @@ query Products($filter: ProductFilter, $orderBy: ProductOrder) {
 
 PRODUCT_FIELDS = """
 query ProductFields { products(first: 100) { nodes { sku name price stock unitsSold } } }
-"""
-
-ORDERS = """
-query Orders($filter: OrderFilter, $orderBy: OrderOrder) {
-  orders(first: 100, filter: $filter, orderBy: $orderBy) { totalCount nodes { id } }
-}
-"""
-
-ORDER_DETAILS = """
-query OrderDetails {
-  orders(first: 100) {
-    nodes {
-      id status total itemCount
-      items { product { sku } quantity unitPrice subtotal }
-    }
-  }
-}
-"""
-
-ORDER_STATS = """
-query OrderStats {
-  users(first: 3) {
-    nodes { username orderStats { orderCount totalSpent averageOrderValue lastOrderAt } }
-  }
-}
 """
 
 TAGS = """

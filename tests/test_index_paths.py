@@ -7,9 +7,7 @@ handful of post rows.
 
 from __future__ import annotations
 
-import asyncio
 import json
-import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -18,10 +16,9 @@ import httpx
 import pytest
 from sqlalchemy import event
 
-from alembic import command
 from gql_app.settings import Settings
 from gql_app.web.app import create_app
-from tests.conftest import _admin, alembic_config, scratch_database_url
+from tests.conftest import scratch_database
 
 POSTS = 100_000
 QUERY = """
@@ -32,11 +29,7 @@ query($order: PostOrder) { user(username: "prolific") {
 
 @pytest.fixture(scope="module")
 async def big_app(server_url: str) -> AsyncIterator[tuple[Any, str]]:
-    name = f"gql_big_{uuid.uuid4().hex[:8]}"
-    await _admin(server_url, f'CREATE DATABASE "{name}"')
-    url = scratch_database_url(server_url, name)
-    try:
-        await asyncio.to_thread(command.upgrade, alembic_config(url), "head")
+    async with scratch_database(server_url, "gql_big") as url:
         raw = url.replace("postgresql+asyncpg://", "postgresql://")
         conn = await asyncpg.connect(raw)
         try:
@@ -57,8 +50,6 @@ async def big_app(server_url: str) -> AsyncIterator[tuple[Any, str]]:
         app = create_app(Settings(DATABASE_URL=url))
         async with app.router.lifespan_context(app):
             yield app, raw
-    finally:
-        await _admin(server_url, f'DROP DATABASE "{name}" WITH (FORCE)')
 
 
 def rows_read_from(plan: dict[str, Any], table: str) -> int:

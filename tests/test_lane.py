@@ -15,11 +15,17 @@ import pytest
 from sqlalchemy import event
 from sqlalchemy.pool import PoolProxiedConnection
 
-from bench.workloads import W1_FEED, W2_PEOPLE, W3_NODE
-from tests.test_filters_and_orderings import ORDER_DETAILS, ORDER_STATS, ORDERS
+from tests.documents import (
+    ORDER_DETAILS,
+    ORDER_STATS,
+    ORDERS,
+    VIEWER,
+    W1_FEED,
+    W2_PEOPLE,
+    W3_NODE,
+)
 
 INTROSPECTION = '{ __schema { queryType { name } } __type(name: "Post") { fields { name } } }'
-ME = "{ viewer { username email } }"
 SALES = "query S($from: DateTime!, $to: DateTime!) { salesReport(from: $from, to: $to) { orderCount revenue unitsSold days { day orderCount revenue } topProducts { unitsSold revenue } } }"
 FRAGMENTS = """
 query Frag($first: Int) { users(first: $first) { nodes { ...U } } }
@@ -39,9 +45,9 @@ def cases(world: Any) -> list[tuple[str, dict[str, Any], dict[str, str]]]:
         ("W3 as alice", {"query": W3_NODE, "variables": {"postId": post}}, alice),
         ("fragments, variables", {"query": FRAGMENTS, "variables": {"first": 3}}, {}),
         ("introspection", {"query": INTROSPECTION}, {}),
-        ("viewer, signed in", {"query": ME}, alice),
-        ("viewer, anonymous", {"query": ME}, {}),
-        ("viewer, unknown token", {"query": ME}, {"Authorization": "Bearer nope"}),
+        ("viewer, signed in", {"query": VIEWER}, alice),
+        ("viewer, anonymous", {"query": VIEWER}, {}),
+        ("viewer, unknown token", {"query": VIEWER}, {"Authorization": "Bearer nope"}),
         ("orders, anonymous: a field error", {"query": ORDERS}, {}),
         (
             "sales report: aggregates, dates",

@@ -11,7 +11,7 @@ from graphql import get_introspection_query
 
 from gql_app.settings import Settings
 from gql_app.web.app import create_app
-from tests.test_statement_counts import DEEP, W1_FEED, W2_PEOPLE
+from tests.documents import DEEP, W1_FEED_N, W2_PEOPLE_N
 
 
 async def codes(body) -> list[str]:
@@ -138,7 +138,7 @@ async def test_nodes_takes_at_most_100_ids(gql, world):
 
 
 @pytest.mark.parametrize(
-    ("query", "n"), [(W1_FEED, 50), (W2_PEOPLE, 20), (DEEP, 10)], ids=["W1", "W2", "deep"]
+    ("query", "n"), [(W1_FEED_N, 50), (W2_PEOPLE_N, 20), (DEEP, 10)], ids=["W1", "W2", "deep"]
 )
 async def test_the_workloads_pass_the_limits(gql, world, query, n):
     assert "errors" not in await gql(query, {"n": n})

@@ -5,12 +5,11 @@ Read-only against the shared ``world``.
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import gc
 
 import pytest
 
+from tests.conftest import TaskWatch, close_leaked_sessions
 from tests.factories import World
 
 NODE = """
@@ -81,16 +80,6 @@ def raw_id(text: str) -> str:
 
 def codes(body: dict) -> list[str]:
     return [error["extensions"]["code"] for error in body["errors"]]
-
-
-async def close_leaked_sessions() -> None:
-    """Cleanup after the leak bug: close request sessions left open after their response."""
-    from gql_app.data.db import RequestDB
-
-    await asyncio.sleep(0.05)
-    for obj in gc.get_objects():
-        if isinstance(obj, RequestDB) and obj.session.in_transaction():
-            await obj.session.close()
 
 
 # ---------------------------------------------------------------- node, per type
@@ -223,15 +212,18 @@ async def test_nodes_with_an_unknown_type_among_valid_ids_leaves_no_work_behind(
     # Given valid ids followed by one of an unknown type, next to a field with loads queued
     ids = [world.gid("User", world.bob), world.gid("Post", world.posts[world.bob][0])]
     ids.append(raw_id("Foo:1"))
+    tasks = TaskWatch()
     try:
         # When the request is answered
         body = await gql(NODES_BESIDE_A_LOADED_FIELD, {"ids": ids}, expect_errors=True)
         statements_at_response = sql.count
-        await asyncio.sleep(0.2)
+        working_at_response = tasks.working()
+        await tasks.settle()  # every task the request started has finished
         # Then it is refused, and nothing runs on the database after the response:
-        # no statement, no connection left checked out of the pool
+        # no task of it left working, no statement, no connection checked out of the pool
         assert body["data"] is None
         assert codes(body) == ["BAD_USER_INPUT"]
+        assert working_at_response == set()
         assert sql.statements[statements_at_response:] == []
         assert engine.pool.checkedout() == 0
     finally:

@@ -6,13 +6,15 @@ unless asked otherwise.
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import gc
+from typing import Any
 
 import orjson
 import pytest
 
+from gql_app.relay.cursors import _signature
+from gql_app.settings import Settings
+from tests.conftest import TaskWatch, close_leaked_sessions
 from tests.factories import World
 
 POSTS_PAGE = """
@@ -33,6 +35,12 @@ query PostsByTitle($first: Int) {
 
 POSTS_AFTER = """
 query PostsAfter($after: String) { posts(first: 1, after: $after) { nodes { id } } }
+"""
+
+POSTS_BY_TITLE_AFTER = """
+query ByTitle($after: String) {
+  posts(first: 1, after: $after, orderBy: {field: TITLE}) { nodes { id } }
+}
 """
 
 POSTS_NO_ARGS = """
@@ -119,14 +127,11 @@ def encode(raw: bytes) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-async def close_leaked_sessions() -> None:
-    """Cleanup after the leak bug: close request sessions left open after their response."""
-    from gql_app.data.db import RequestDB
-
-    await asyncio.sleep(0.05)
-    for obj in gc.get_objects():
-        if isinstance(obj, RequestDB) and obj.session.in_transaction():
-            await obj.session.close()
+def signed(payload: list[Any], settings: Settings) -> str:
+    """A cursor of any payload, signed with the server's secret key as its own are:
+    it passes the signature check, so the server's checks of the values are reached."""
+    raw = orjson.dumps(payload)
+    return f"{encode(raw)}.{_signature(settings.secret_key.encode(), raw)}"
 
 
 def error_codes(body: dict) -> list[str]:
@@ -347,29 +352,78 @@ async def test_malformed_or_foreign_cursor_is_bad_user_input(gql, world, kind):
     ],
     ids=["year-1", "year-9999"],
 )
-async def test_forged_cursor_with_an_out_of_range_timestamp_is_bad_user_input(gql, world, payload):
-    # Given a cursor of the right shape whose timestamp PostgreSQL cannot hold
-    cursor = encode(orjson.dumps(payload))
+async def test_forged_cursor_with_an_out_of_range_timestamp_is_bad_user_input(
+    gql, world, settings, sql, payload
+):
+    # Given a cursor of the right shape, signed with the server's key, whose timestamp
+    # is out of range once converted to UTC (a cursor of the same shape with a
+    # timestamp in range is accepted: the signature is not what refuses it)
+    in_range = [*payload[:2], "2026-01-01T00:00:00+00:00", payload[3]]
+    assert "errors" not in await gql(POSTS_AFTER, {"after": signed(in_range, settings)})
+    cursor = signed(payload, settings)
+    sql.reset()
     # When it is used as `after`
     body = await gql(POSTS_AFTER, {"after": cursor}, expect_errors=True)
-    # Then it is refused as bad input, not an internal error
+    # Then the cursor is refused as bad input, not an internal error, before any SQL
     assert body["data"] is None
     assert error_codes(body) == ["BAD_USER_INPUT"]
+    assert body["errors"][0]["path"] == ["posts"]
+    assert body["errors"][0]["message"].startswith("Invalid cursor ")
+    assert sql.statements == []
 
 
-async def test_forged_title_cursor_with_a_nul_character_is_bad_user_input(gql, world):
-    # Given a TITLE cursor whose value holds a NUL character (PostgreSQL text cannot)
-    cursor = encode(orjson.dumps(["Query.posts", "TITLE:DESC", "a\u0000b", 5]))
+async def test_forged_title_cursor_with_a_nul_character_is_bad_user_input(
+    gql, world, settings, sql
+):
+    # Given a TITLE cursor, signed with the server's key, whose value holds a NUL
+    # character (PostgreSQL text cannot); the same cursor without it is accepted
+    clean = signed(["Query.posts", "TITLE:DESC", "ab", 5], settings)
+    assert "errors" not in await gql(POSTS_BY_TITLE_AFTER, {"after": clean})
+    cursor = signed(["Query.posts", "TITLE:DESC", "a\u0000b", 5], settings)
+    sql.reset()
     # When it is used with the TITLE ordering it claims
-    body = await gql(
-        """query ByTitle($after: String) {
-             posts(first: 1, after: $after, orderBy: {field: TITLE}) { nodes { id } } }""",
-        {"after": cursor},
-        expect_errors=True,
-    )
-    # Then it is refused as bad input, not an internal error
+    body = await gql(POSTS_BY_TITLE_AFTER, {"after": cursor}, expect_errors=True)
+    # Then the cursor is refused as bad input, before any SQL (PostgreSQL would refuse
+    # the NUL too, but only once the statement is sent)
     assert body["data"] is None
     assert error_codes(body) == ["BAD_USER_INPUT"]
+    assert body["errors"][0]["path"] == ["posts"]
+    assert body["errors"][0]["message"].startswith("Invalid cursor ")
+    assert sql.statements == []
+
+
+SIGNED_BUT_INVALID = {
+    # Query.posts in its default ordering (CREATED_AT:DESC, created_at NOT NULL), signed
+    # with the server's key: each value is refused by its own check in relay/cursors.py
+    # (a string id, a number for a timestamp and a short list would be refused without
+    # theirs too: the TypeError or ValueError they then cause is caught the same way)
+    "id-not-an-integer": ["Query.posts", "CREATED_AT:DESC", "2026-01-01T00:00:00+00:00", "5"],
+    "id-a-boolean": ["Query.posts", "CREATED_AT:DESC", "2026-01-01T00:00:00+00:00", True],
+    "id-zero": ["Query.posts", "CREATED_AT:DESC", "2026-01-01T00:00:00+00:00", 0],
+    "id-beyond-bigint": ["Query.posts", "CREATED_AT:DESC", "2026-01-01T00:00:00+00:00", 2**63],
+    "naive-timestamp": ["Query.posts", "CREATED_AT:DESC", "2026-01-01T00:00:00", 5],
+    "timestamp-not-a-string": ["Query.posts", "CREATED_AT:DESC", 1767225600, 5],
+    "null-for-a-non-null-column": ["Query.posts", "CREATED_AT:DESC", None, 5],
+    "another-connection": ["User.posts", "CREATED_AT:DESC", "2026-01-01T00:00:00+00:00", 5],
+    "another-ordering": ["Query.posts", "TITLE:DESC", "2026-01-01T00:00:00+00:00", 5],
+    "three-items": ["Query.posts", "CREATED_AT:DESC", "2026-01-01T00:00:00+00:00"],
+}
+
+
+@pytest.mark.parametrize("kind", list(SIGNED_BUT_INVALID))
+async def test_a_signed_cursor_with_an_invalid_value_is_refused_before_any_sql(
+    gql, world, settings, sql, kind
+):
+    # Given a cursor the signature check lets through, holding a value the server never issues
+    cursor = signed(SIGNED_BUT_INVALID[kind], settings)
+    sql.reset()
+    # When it is used as `after` on Query.posts
+    body = await gql(POSTS_AFTER, {"after": cursor}, expect_errors=True)
+    # Then it is refused as an invalid cursor, before any statement is sent
+    assert body["data"] is None
+    assert error_codes(body) == ["BAD_USER_INPUT"]
+    assert body["errors"][0]["message"].startswith("Invalid cursor ")
+    assert sql.statements == []
 
 
 async def test_cursor_of_query_posts_is_refused_by_user_posts(gql, world):
@@ -387,15 +441,18 @@ async def test_cursor_of_query_posts_is_refused_by_user_posts(gql, world):
 
 async def test_a_refused_request_leaves_no_database_work_behind(gql, world, sql, engine):
     # Given a request whose root field fails while a sibling field has a load queued
+    tasks = TaskWatch()
     try:
         # When it is answered
         body = await gql(FAILING_FIELD_BESIDE_A_LOADED_FIELD, expect_errors=True)
         statements_at_response = sql.count
-        await asyncio.sleep(0.2)
+        working_at_response = tasks.working()
+        await tasks.settle()  # every task the request started has finished
         # Then it is refused, and nothing runs on the database after the response:
-        # no statement, no connection left checked out of the pool
+        # no task of it left working, no statement, no connection checked out of the pool
         assert body["data"] is None
         assert error_codes(body) == ["UNAUTHENTICATED"]
+        assert working_at_response == set()
         assert sql.statements[statements_at_response:] == []
         assert engine.pool.checkedout() == 0
     finally:

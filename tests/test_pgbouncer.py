@@ -16,7 +16,6 @@ import socket
 import subprocess
 import tempfile
 import time
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,11 +27,11 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from alembic import command
 from gql_app.data.db import async_url, create_engine
 from gql_app.settings import Settings
 from gql_app.web.app import create_app
-from tests.conftest import GraphQLClient, _admin, alembic_config, scratch_database_url
+from tests.conftest import GraphQLClient, _admin, scratch_database
+from tests.documents import CREATE_POST
 from tests.factories import PASSWORD, World, build_world
 
 PGBOUNCER = shutil.which("pgbouncer") or next(
@@ -60,13 +59,6 @@ query People {
 SIGN_UP = """
 mutation SignUp($input: SignUpInput!) {
   signUp(input: $input) { token user { username accounts { currency } } userErrors { code } }
-}
-"""
-CREATE_POST = """
-mutation CreatePost($input: CreatePostInput!) {
-  createPost(input: $input) {
-    post { title author { username } tags { name } } userErrors { code }
-  }
 }
 """
 
@@ -193,29 +185,27 @@ class Behind:
 
 @pytest.fixture(scope="module")
 async def behind(server_url: str) -> AsyncIterator[Behind]:
-    name = f"gql_bouncer_{uuid.uuid4().hex[:8]}"
-    await _admin(server_url, f'CREATE DATABASE "{name}"')
-    # What GQL_PGBOUNCER no longer sends at connect time, set where PgBouncer
-    # keeps out of the way (ALTER ROLE ... SET works the same).
-    await _admin(server_url, f"ALTER DATABASE \"{name}\" SET statement_timeout = '15s'")
-    direct = scratch_database_url(server_url, name)
-    workdir = Path(tempfile.mkdtemp(prefix="gql_pgbouncer_"))
-    bouncer: Bouncer | None = None
-    try:
-        await asyncio.to_thread(command.upgrade, alembic_config(direct), "head")
-        engine = create_async_engine(direct)
+    async with scratch_database(server_url, "gql_bouncer") as direct:
+        name = make_url(direct).database
+        assert name is not None
+        # What GQL_PGBOUNCER no longer sends at connect time, set where PgBouncer
+        # keeps out of the way (ALTER ROLE ... SET works the same).
+        await _admin(server_url, f"ALTER DATABASE \"{name}\" SET statement_timeout = '15s'")
+        workdir = Path(tempfile.mkdtemp(prefix="gql_pgbouncer_"))
+        bouncer: Bouncer | None = None
         try:
-            world = await build_world(engine)
+            engine = create_async_engine(direct)
+            try:
+                world = await build_world(engine)
+            finally:
+                await engine.dispose()
+            bouncer = await asyncio.to_thread(start_pgbouncer, server_url, name, workdir, 2)
+            user = make_url(async_url(server_url)).username or "postgres"
+            yield Behind(bouncer, bouncer.url(user, name), direct, world)
         finally:
-            await engine.dispose()
-        bouncer = await asyncio.to_thread(start_pgbouncer, server_url, name, workdir, 2)
-        user = make_url(async_url(server_url)).username or "postgres"
-        yield Behind(bouncer, bouncer.url(user, name), direct, world)
-    finally:
-        if bouncer is not None:
-            bouncer.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
-        await _admin(server_url, f'DROP DATABASE "{name}" WITH (FORCE)')
+            if bouncer is not None:
+                bouncer.stop()
+            shutil.rmtree(workdir, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

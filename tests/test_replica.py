@@ -6,9 +6,7 @@ and a lagging replica, so where each answer came from is visible.
 
 from __future__ import annotations
 
-import asyncio
 import socket
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -19,20 +17,13 @@ import pytest
 from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from alembic import command
 from gql_app.settings import Settings
 from gql_app.web.app import create_app
-from tests.conftest import GraphQLClient, _admin, alembic_config, scratch_database_url
+from tests.conftest import GraphQLClient, scratch_database
+from tests.documents import CREATE_POST
 from tests.factories import World, build_world
 
 TAGS = '{ r: tag(name: "replica-only") { name } p: tag(name: "primary-only") { name } }'
-CREATE_POST = """
-mutation CreatePost($input: CreatePostInput!) {
-  createPost(input: $input) {
-    post { title author { username } tags { name } } userErrors { code }
-  }
-}
-"""
 SIGN_UP = """
 mutation SignUp($input: SignUpInput!) {
   signUp(input: $input) { user { username } userErrors { code } }
@@ -55,11 +46,8 @@ class Pair:
     replica_world: World
 
 
-async def make_database(server_url: str, label: str) -> tuple[str, str, World]:
-    name = f"gql_{label}_{uuid.uuid4().hex[:8]}"
-    await _admin(server_url, f'CREATE DATABASE "{name}"')
-    url = scratch_database_url(server_url, name)
-    await asyncio.to_thread(command.upgrade, alembic_config(url), "head")
+async def fill(url: str, label: str) -> World:
+    """The factory world, and one tag named after the database (``<label>-only``)."""
     engine = create_async_engine(url)
     try:
         world = await build_world(engine)
@@ -67,21 +55,16 @@ async def make_database(server_url: str, label: str) -> tuple[str, str, World]:
             await conn.execute(text("INSERT INTO tags (name) VALUES (:n)"), {"n": f"{label}-only"})
     finally:
         await engine.dispose()
-    return name, url, world
+    return world
 
 
 @pytest.fixture(scope="module")
 async def pair(server_url: str) -> AsyncIterator[Pair]:
-    names: list[str] = []
-    try:
-        primary, primary_url, primary_world = await make_database(server_url, "primary")
-        names.append(primary)
-        replica, replica_url, replica_world = await make_database(server_url, "replica")
-        names.append(replica)
-        yield Pair(primary_url, replica_url, primary_world, replica_world)
-    finally:
-        for name in names:
-            await _admin(server_url, f'DROP DATABASE "{name}" WITH (FORCE)')
+    async with (
+        scratch_database(server_url, "gql_primary") as primary,
+        scratch_database(server_url, "gql_replica") as replica,
+    ):
+        yield Pair(primary, replica, await fill(primary, "primary"), await fill(replica, "replica"))
 
 
 @asynccontextmanager

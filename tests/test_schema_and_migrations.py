@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
-import uuid
+from collections.abc import AsyncIterator
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from alembic import command
 from gql_app.models import Base
 from gql_app.schema import schema
-from tests.conftest import ROOT, _admin, alembic_config, scratch_database_url
+from tests.conftest import ROOT, alembic_config, scratch_database
 
 CONTRACT_CHECK = ROOT.parent / "shared" / "tools" / "contract_check.py"
 
@@ -39,11 +39,9 @@ def test_the_contract_is_served_unbroken():
 
 
 @pytest.fixture
-async def scratch_url(server_url: str):
-    name = f"gql_migrate_{uuid.uuid4().hex[:8]}"
-    await _admin(server_url, f'CREATE DATABASE "{name}"')
-    yield scratch_database_url(server_url, name)
-    await _admin(server_url, f'DROP DATABASE "{name}" WITH (FORCE)')
+async def scratch_url(server_url: str) -> AsyncIterator[str]:
+    async with scratch_database(server_url, "gql_migrate", migrate=False) as url:
+        yield url
 
 
 async def test_upgrade_downgrade_upgrade_and_no_autogenerate_diff(scratch_url: str):

@@ -1,29 +1,24 @@
 """The benchmark data set loader and the `gql-app migrate` / `gql-app seed` commands.
 
-Each test makes its own scratch database on the server named by DATABASE_URL
-(and drops it afterwards), so it needs no shared fixture and leaves no data.
+Each test makes its own scratch database on the suite's server (DATABASE_URL's,
+else the embedded one) and drops it afterwards, so it leaves no data.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 import re
-import uuid
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
 from sqlalchemy import insert
-from sqlalchemy.engine import make_url
 from typer.testing import CliRunner
 
-from alembic import command
 from gql_app.content.models import Post
 from gql_app.data.db import create_engine, create_sessionmaker
 from gql_app.settings import Settings
-from gql_app.tools.cli import alembic_config, app
+from gql_app.tools.cli import app
 from gql_app.tools.seed import (
     DEMO_SCALE,
     SEEDED_TABLES,
@@ -34,6 +29,7 @@ from gql_app.tools.seed import (
 )
 from gql_app.users.models import User
 from gql_app.users.passwords import verify_password
+from tests.conftest import scratch_database
 
 SCALE = 20
 EXPECTED_ROWS = {
@@ -82,47 +78,6 @@ SELECT array_agg(x ORDER BY x) FROM (
 """
 
 
-@pytest.fixture
-def database_server(request: pytest.FixtureRequest) -> str:
-    """A URL on the server to make scratch databases on: DATABASE_URL, else the suite's own."""
-    url = os.environ.get("DATABASE_URL")
-    if url:
-        return url
-    try:  # the shared conftest's server (an embedded one) when it is there
-        return str(request.getfixturevalue("server_url"))
-    except pytest.FixtureLookupError:
-        pytest.skip("DATABASE_URL is unset: these tests create scratch databases on that server")
-
-
-async def create_database(server_url: str) -> str:
-    name = f"seedtest_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(asyncpg_dsn(server_url))
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    return make_url(server_url).set(database=name).render_as_string(hide_password=False)
-
-
-async def drop_database(server_url: str, url: str) -> None:
-    admin = await asyncpg.connect(asyncpg_dsn(server_url))
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{make_url(url).database}" WITH (FORCE)')
-    finally:
-        await admin.close()
-
-
-@asynccontextmanager
-async def migrated_database(server_url: str) -> AsyncIterator[str]:
-    url = await create_database(server_url)
-    try:
-        # env.py runs its own event loop: give it a thread without one.
-        await asyncio.to_thread(command.upgrade, alembic_config(url), "head")
-        yield url
-    finally:
-        await drop_database(server_url, url)
-
-
 async def checksums(conn: asyncpg.Connection) -> dict[str, str]:
     return {
         table: await conn.fetchval(
@@ -132,10 +87,10 @@ async def checksums(conn: asyncpg.Connection) -> dict[str, str]:
     }
 
 
-async def test_seed_loads_a_deterministic_data_set(database_server: str) -> None:
+async def test_seed_loads_a_deterministic_data_set(server_url: str) -> None:
     async with (
-        migrated_database(database_server) as first,
-        migrated_database(database_server) as second,
+        scratch_database(server_url, "seedtest") as first,
+        scratch_database(server_url, "seedtest") as second,
     ):
         conn = await asyncpg.connect(asyncpg_dsn(first))
         try:
@@ -194,13 +149,11 @@ async def test_seed_loads_a_deterministic_data_set(database_server: str) -> None
 
 
 @pytest.fixture
-def scratch_url(database_server: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    url = asyncio.run(create_database(database_server))
-    monkeypatch.setenv("DATABASE_URL", url)
-    try:
+async def scratch_url(server_url: str, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[str]:
+    """An empty database (not migrated: the test runs `gql-app migrate`)."""
+    async with scratch_database(server_url, "seedtest", migrate=False) as url:
+        monkeypatch.setenv("DATABASE_URL", url)
         yield url
-    finally:
-        asyncio.run(drop_database(database_server, url))
 
 
 async def count_rows(url: str) -> dict[str, int]:
@@ -239,8 +192,8 @@ def test_cli_migrate_then_seed(scratch_url: str) -> None:
     assert asyncio.run(count_rows(scratch_url))["users"] == 3
 
 
-async def test_demo_data_set_has_the_documented_logins(database_server: str) -> None:
-    async with migrated_database(database_server) as url:
+async def test_demo_data_set_has_the_documented_logins(server_url: str) -> None:
+    async with scratch_database(server_url, "seedtest") as url:
         assert await database_is_empty(url)
 
         await seed_demo(url)

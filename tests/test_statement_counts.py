@@ -7,33 +7,12 @@ for both (anonymous requests: no statement for authentication).
 from __future__ import annotations
 
 import asyncio
+from decimal import Decimal
 
 import pytest
 
-W1_FEED = """
-query Feed($n: Int) {
-  posts(first: $n, filter: {published: true}, orderBy: {field: PUBLISHED_AT, direction: DESC}) {
-    totalCount
-    edges { cursor node { id title publishedAt author { username profile { displayName } }
-      tags { name } commentCount comments(first: 3) { nodes { body author { username } } } } }
-  }
-}
-"""
-
-W2_PEOPLE = """
-query People($n: Int) {
-  users(first: $n, orderBy: {field: CREATED_AT}) {
-    nodes { username postCount posts(first: 5) { totalCount nodes { title tags { name } commentCount } } }
-  }
-}
-"""
-
-DEEP = """
-query Deep($n: Int) {
-  users(first: $n) { nodes { posts(first: $n) { nodes { comments(first: $n) {
-    nodes { author { profile { displayName } } } } } } } }
-}
-"""
+from tests.documents import DEEP, W1_FEED_N, W2_PEOPLE_N
+from tests.factories import MANY_USERS, TAG_NAMES
 
 TAGS = """
 query Tags($n: Int) {
@@ -76,8 +55,8 @@ query Fragments($n: Int) {
 
 CASES = [
     # (query, expected statements, admin?) — one per root field and distinct nested path
-    pytest.param(W1_FEED, 7, False, id="W1-feed"),
-    pytest.param(W2_PEOPLE, 5, False, id="W2-people"),
+    pytest.param(W1_FEED_N, 7, False, id="W1-feed"),
+    pytest.param(W2_PEOPLE_N, 5, False, id="W2-people"),
     pytest.param(DEEP, 5, False, id="users-posts-comments-author-profile"),
     pytest.param(TAGS, 3, False, id="tags-postCount-posts"),
     pytest.param(PRODUCTS, 2, False, id="products-unitsSold"),
@@ -105,7 +84,7 @@ async def test_statement_count_does_not_grow_with_page_size(
 async def test_many_parents_are_one_statement_per_path(gql, world, sql):
     # Given all 33 users, each with their own posts
     # When every user's first post page is read with comment counts
-    body = await gql(W2_PEOPLE, {"n": 33})
+    body = await gql(W2_PEOPLE_N, {"n": 33})
     # Then 5 statements served 33 users' pages
     assert sql.count == 5
     assert len(body["data"]["users"]["nodes"]) == 33
@@ -134,7 +113,6 @@ async def test_fifty_thousand_keys_fit_in_one_statement(app, world):
 
 
 async def test_many_loaders_in_one_tick_share_the_session_safely(app, world):
-    # Given one request context, when many different loaders fire at once
     from gql_app.commerce.loaders import OrderTotalByOrderIdLoader, ProductByIdLoader
     from gql_app.content.loaders import (
         CommentCountByPostIdLoader,
@@ -144,28 +122,53 @@ async def test_many_loaders_in_one_tick_share_the_session_safely(app, world):
     from gql_app.data.context import Context
     from gql_app.users.loaders import ProfileByUserIdLoader, UserByIdLoader
 
+    # Given one request context, and for seven loaders the keys of their rows in the world
+    alice_posts = world.posts[world.alice] + world.drafts[world.alice]  # alice post 0..5
+    orders = world.orders[world.alice] + world.orders[world.bob]
+    keys = {
+        UserByIdLoader: world.users,
+        ProfileByUserIdLoader: world.users,
+        PostByIdLoader: alice_posts,
+        TagsByPostIdLoader: alice_posts,
+        CommentCountByPostIdLoader: alice_posts,
+        ProductByIdLoader: world.products,
+        OrderTotalByOrderIdLoader: orders,
+    }
     ctx = Context(
         request=None,
         settings=app.state.settings,
         sessionmaker=app.state.sessionmaker,
         read_sessionmaker=app.state.read_sessionmaker,
     )
-    loaders = [
-        UserByIdLoader,
-        ProfileByUserIdLoader,
-        PostByIdLoader,
-        TagsByPostIdLoader,
-        CommentCountByPostIdLoader,
-        ProductByIdLoader,
-        OrderTotalByOrderIdLoader,
-    ]
+    # When every load of every loader fires at once, in one tick, on the one session
     async with app.state.sessionmaker() as session:
         ctx.open_db(session)
-        results = await asyncio.gather(
-            *(ctx.loaders.get(cls).load(key) for cls in loaders for key in range(1, 30))
+        results = iter(
+            await asyncio.gather(
+                *(ctx.loaders.get(cls).load(key) for cls, ks in keys.items() for key in ks)
+            )
         )
-    # Then every one answered, with no "another operation is in progress"
-    assert len(results) == len(loaders) * 29
+    got = {cls: [next(results) for _ in ks] for cls, ks in keys.items()}
+    # Then none failed ("another operation is in progress"), and each load got its own rows
+    names = ["admin", "alice", "bob", *(f"member{i:02d}" for i in range(MANY_USERS))]
+    assert [user.username for user in got[UserByIdLoader]] == names
+    assert [profile.display_name for profile in got[ProfileByUserIdLoader]] == [
+        f"{name.title()} Display" for name in names
+    ]
+    assert [post.title for post in got[PostByIdLoader]] == [f"alice post {n}" for n in range(6)]
+    assert [[tag.name for tag in tags] for tags in got[TagsByPostIdLoader]] == [
+        sorted(TAG_NAMES[(n + k * 3) % len(TAG_NAMES)] for k in range(1 + n % 3)) for n in range(6)
+    ]
+    assert got[CommentCountByPostIdLoader] == [4, 4, 4, 4, 0, 0]  # drafts have no comments
+    assert [product.sku for product in got[ProductByIdLoader]] == [
+        f"SKU-{i:03d}" for i in range(12)
+    ]
+    assert got[OrderTotalByOrderIdLoader] == [
+        Decimal("17.50"),  # 2 x 5.50 + 6.50
+        Decimal("22.50"),  # 3 x 7.50
+        Decimal("27.50"),  # 5 x 5.50
+        Decimal("36.00"),  # 6.50 + 2 x 9.50 + 10.50
+    ]
 
 
 async def test_aliased_root_fields_run_concurrently_without_session_errors(gql, world, sql):

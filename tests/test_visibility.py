@@ -6,7 +6,6 @@ lacks (a comment on a draft) gets a scratch database of its own.
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -16,13 +15,12 @@ import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from alembic import command
 from gql_app.models import AuthToken, Comment, Post
 from gql_app.relay.ids import encode_id
 from gql_app.settings import Settings
 from gql_app.users.passwords import token_digest
 from gql_app.web.app import create_app
-from tests.conftest import GraphQLClient, _admin, alembic_config, scratch_database_url
+from tests.conftest import GraphQLClient, scratch_database
 from tests.factories import World, at, make_user
 
 POSTS_OF_ALICE = """
@@ -425,11 +423,7 @@ class DraftWorld:
 async def draft_world(server_url: str) -> AsyncIterator[DraftWorld]:
     """A scratch database: a draft by `writer` with a comment by `reader` (the shared world
     has comments on published posts only, and must not be written to)."""
-    name = f"gql_test_{uuid.uuid4().hex[:8]}"
-    await _admin(server_url, f'CREATE DATABASE "{name}"')
-    url = scratch_database_url(server_url, name)
-    try:
-        await asyncio.to_thread(command.upgrade, alembic_config(url), "head")
+    async with scratch_database(server_url, "gql_drafts") as url:
         settings = Settings(DATABASE_URL=url, secret_key="test-secret", pool_size=2)
         application = create_app(settings)
         async with application.router.lifespan_context(application):
@@ -467,8 +461,6 @@ async def draft_world(server_url: str) -> AsyncIterator[DraftWorld]:
             transport = httpx.ASGITransport(app=application)
             async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
                 yield DraftWorld(GraphQLClient(http), tokens, comment_gid)
-    finally:
-        await _admin(server_url, f'DROP DATABASE "{name}" WITH (FORCE)')
 
 
 @pytest.mark.parametrize(

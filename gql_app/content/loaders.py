@@ -56,7 +56,8 @@ class PostCriteria:
         if self.tag is not None:
             conds.append(
                 exists()
-                .where(post_tags.c.post_id == Post.id, post_tags.c.tag_id == Tag.id)
+                .select_from(post_tags.join(Tag))
+                .where(post_tags.c.post_id == Post.id)
                 .where(Tag.name == self.tag)
             )
         if self.search:
