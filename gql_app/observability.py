@@ -49,6 +49,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from gql_app.errors import ErrorCode
 from gql_app.settings import Settings
 
 request_log = logging.getLogger("gql_app.request")
@@ -307,7 +308,7 @@ def finish_request(metrics: Metrics, observation: RequestObservation) -> None:
     if observation.status >= 400 and not observation.error_codes:
         # An HTTP-level refusal (405, 413, 415...): the code its body carries.
         observation.error_codes.append(
-            "INTERNAL_SERVER_ERROR" if observation.status >= 500 else "BAD_REQUEST"
+            ErrorCode.INTERNAL_SERVER_ERROR if observation.status >= 500 else ErrorCode.BAD_REQUEST
         )
     metrics.observe(observation, duration)
     if not request_log.isEnabledFor(logging.INFO) and observation.status < 500:

@@ -52,6 +52,7 @@ from strawberry.schema.schema import validate_document
 from gql_app.data.transaction import operation
 from gql_app.engine.limits import Analysis, QueryTooComplex, violations
 from gql_app.engine.planned_executor import PlannedExecutor
+from gql_app.errors import ErrorCode, error_body
 from gql_app.observability import (
     Metrics,
     RequestObservation,
@@ -212,15 +213,9 @@ class QueryLane:
             status = 200
         except Exception:
             log.exception("query lane failed", extra={"request_id": observation.request_id})
-            response = {
-                "errors": [
-                    {
-                        "message": f"Internal server error (request id {observation.request_id}).",
-                        "extensions": {"code": "INTERNAL_SERVER_ERROR"},
-                    }
-                ]
-            }
-            observation.error_codes.append("INTERNAL_SERVER_ERROR")
+            message = f"Internal server error (request id {observation.request_id})."
+            response = error_body(message, ErrorCode.INTERNAL_SERVER_ERROR)
+            observation.error_codes.append(ErrorCode.INTERNAL_SERVER_ERROR)
             status = 500
         finally:
             current_observation.reset(token)
