@@ -179,12 +179,7 @@ class ReadDB(GuardedDB):
         raise RuntimeError("a query operation has no ORM session; read with Core statements")
 
     async def rows(self, statement: Executable, params: dict[str, Any] | None = None) -> list[Any]:
-        self.enter()
-        try:
-            async with self._lock:
-                return await self._fetch(statement, params)
-        finally:
-            self.leave()
+        return await self.guarded(lambda: self._fetch(statement, params))
 
     async def execute(self, statement: Executable, params: dict[str, Any] | None = None) -> Rows:
         return Rows(await self.rows(statement, params))
