@@ -35,6 +35,7 @@ from gql_app.data.db import id_array
 from gql_app.data.pages import starts_with
 from gql_app.engine.mutations import (
     BulkUpdatePayload,
+    Payload,
     admin,
     atomic_mutation,
     fail,
@@ -73,9 +74,8 @@ class PlaceOrderInput:
 
 
 @strawberry.type
-class PlaceOrderPayload:
+class PlaceOrderPayload(Payload):
     order: OrderType | None = None
-    user_errors: list[UserError] = strawberry.field(default_factory=list)
 
 
 @strawberry.input
@@ -84,9 +84,8 @@ class CancelOrderInput:
 
 
 @strawberry.type
-class CancelOrderPayload:
+class CancelOrderPayload(Payload):
     order: OrderType | None = None
-    user_errors: list[UserError] = strawberry.field(default_factory=list)
 
 
 @strawberry.input

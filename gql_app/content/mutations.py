@@ -12,8 +12,8 @@ from gql_app.content.models import post_tags
 from gql_app.content.types import Comment, Post
 from gql_app.data.context import Context, Info
 from gql_app.data.loaders import values_array
-from gql_app.engine.mutations import atomic_mutation, fail, signed_in, text
-from gql_app.errors import UserError, UserErrorCode
+from gql_app.engine.mutations import Payload, atomic_mutation, fail, signed_in, text
+from gql_app.errors import UserErrorCode
 from gql_app.relay.ids import encode_id, input_id
 
 MAX_TAGS = 10
@@ -30,9 +30,8 @@ class CreatePostInput:
 
 
 @strawberry.type
-class CreatePostPayload:
+class CreatePostPayload(Payload):
     post: Post | None = None
-    user_errors: list[UserError] = strawberry.field(default_factory=list)
 
 
 @strawberry.input
@@ -46,9 +45,8 @@ class UpdatePostInput:
 
 
 @strawberry.type
-class UpdatePostPayload:
+class UpdatePostPayload(Payload):
     post: Post | None = None
-    user_errors: list[UserError] = strawberry.field(default_factory=list)
 
 
 @strawberry.input
@@ -57,9 +55,8 @@ class PublishPostInput:
 
 
 @strawberry.type
-class PublishPostPayload:
+class PublishPostPayload(Payload):
     post: Post | None = None
-    user_errors: list[UserError] = strawberry.field(default_factory=list)
 
 
 @strawberry.input
@@ -68,9 +65,8 @@ class DeletePostInput:
 
 
 @strawberry.type
-class DeletePostPayload:
+class DeletePostPayload(Payload):
     deleted_post_id: strawberry.ID | None = None
-    user_errors: list[UserError] = strawberry.field(default_factory=list)
 
 
 @strawberry.input
@@ -80,9 +76,8 @@ class AddCommentInput:
 
 
 @strawberry.type
-class AddCommentPayload:
+class AddCommentPayload(Payload):
     comment: Comment | None = None
-    user_errors: list[UserError] = strawberry.field(default_factory=list)
 
 
 def tag_names(names: list[str]) -> list[str]:

@@ -40,11 +40,17 @@ def atomic_mutation(
 
 
 @strawberry.type
-class BulkUpdatePayload:
+class Payload:
+    """Base of the mutation payloads: ``userErrors``, what a ``UserFailure`` becomes."""
+
+    user_errors: list[UserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.type
+class BulkUpdatePayload(Payload):
     """What a set-based update mutation returns (any domain's)."""
 
     affected_count: int = 0
-    user_errors: list[UserError] = strawberry.field(default_factory=list)
 
 
 MAX_AMOUNT = Decimal("1000000000")  # 1e9: far above any real transfer, far below numeric(14,2)

@@ -20,7 +20,7 @@ from sqlalchemy.exc import IntegrityError
 
 from gql_app.data.context import Context, Info
 from gql_app.data.db import id_array
-from gql_app.engine.mutations import admin, amount, atomic_mutation, fail, signed_in
+from gql_app.engine.mutations import Payload, admin, amount, atomic_mutation, fail, signed_in
 from gql_app.errors import UserError, UserErrorCode, UserFailure
 from gql_app.money.loaders import AccountByIdLoader
 from gql_app.money.models import Account as AccountModel
@@ -48,11 +48,10 @@ class TransferFundsInput:
 
 
 @strawberry.type
-class TransferFundsPayload:
+class TransferFundsPayload(Payload):
     transfer: Transfer | None = None
     from_: Account | None = strawberry.field(name="from", default=None)
     to: Account | None = None
-    user_errors: list[UserError] = strawberry.field(default_factory=list)
 
 
 @strawberry.input
@@ -62,9 +61,8 @@ class DepositFundsInput:
 
 
 @strawberry.type
-class DepositFundsPayload:
+class DepositFundsPayload(Payload):
     account: Account | None = None
-    user_errors: list[UserError] = strawberry.field(default_factory=list)
 
 
 def collect(errors: list[UserError], check: Callable[[], T]) -> T | None:

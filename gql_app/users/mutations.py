@@ -9,6 +9,7 @@ from sqlalchemy import func, select, update
 from gql_app.data.context import Info
 from gql_app.engine.mutations import (
     BulkUpdatePayload,
+    Payload,
     admin,
     atomic_mutation,
     fail,
@@ -37,12 +38,11 @@ class SignUpInput:
 
 
 @strawberry.type
-class SignUpPayload:
+class SignUpPayload(Payload):
     user: User | None = None
     token: str | None = strawberry.field(
         default=None, description="Bearer token for the Authorization header."
     )
-    user_errors: list[UserError] = strawberry.field(default_factory=list)
 
 
 @strawberry.input
@@ -52,10 +52,9 @@ class LogInInput:
 
 
 @strawberry.type
-class LogInPayload:
+class LogInPayload(Payload):
     user: User | None = None
     token: str | None = None
-    user_errors: list[UserError] = strawberry.field(default_factory=list)
 
 
 @strawberry.type
@@ -152,9 +151,8 @@ class UpdateProfileInput:
 
 
 @strawberry.type
-class UpdateProfilePayload:
+class UpdateProfilePayload(Payload):
     user: User | None = None
-    user_errors: list[UserError] = strawberry.field(default_factory=list)
 
 
 @strawberry.input
