@@ -125,17 +125,23 @@ async def editable_post(ctx: Context, field: str, global_id: str) -> PostModel:
     return post
 
 
+def post_values(title: str | None, content: str | None) -> dict[str, str]:
+    """The given title and content, checked and trimmed."""
+    values = {}
+    if title is not None:
+        values["title"] = text("title", title, max_length=200)
+    if content is not None:
+        values["content"] = text("content", content, max_length=50_000)
+    return values
+
+
 async def create_post(info: Info, input: CreatePostInput) -> CreatePostPayload:
     ctx = info.context
     viewer = signed_in(ctx)
-    title = text("title", input.title, max_length=200)
-    content = text("content", input.content, max_length=50_000)
+    values = post_values(input.title, input.content)
     names = tag_names(input.tags or [])
     post = PostModel(
-        author_id=viewer.id,
-        title=title,
-        content=content,
-        published_at=func.now() if input.publish else None,
+        author_id=viewer.id, **values, published_at=func.now() if input.publish else None
     )
     ctx.db.session.add(post)
     await ctx.db.flush()
@@ -147,11 +153,7 @@ async def create_post(info: Info, input: CreatePostInput) -> CreatePostPayload:
 async def update_post(info: Info, input: UpdatePostInput) -> UpdatePostPayload:
     ctx = info.context
     post = await editable_post(ctx, "id", input.id)
-    values = {}
-    if input.title is not None:
-        values["title"] = text("title", input.title, max_length=200)
-    if input.content is not None:
-        values["content"] = text("content", input.content, max_length=50_000)
+    values = post_values(input.title, input.content)
     names = tag_names(input.tags) if input.tags is not None else None
     if values or names is not None:
         await ctx.db.execute(
