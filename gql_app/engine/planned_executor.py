@@ -135,7 +135,7 @@ class StrawberryCall:
 class Completion:
     """How a value of one output type is completed (a position in the response)."""
 
-    __slots__ = ("abstract", "coerce", "details", "item", "kind", "nullable", "plan", "plans")
+    __slots__ = ("abstract", "coerce", "details", "item", "kind", "nullable", "objects", "plan")
 
     def __init__(self, kind: int, nullable: bool) -> None:
         self.kind = kind
@@ -145,7 +145,8 @@ class Completion:
         self.item: Completion | None = None
         self.abstract: GraphQLAbstractType | None = None
         self.details: list[FieldDetails] = []
-        self.plans: dict[str, ObjectPlan] = {}
+        self.objects: dict[str, Completion] = {}
+        """ABSTRACT: how a value is completed once its runtime type (the key) is known."""
 
 
 class FieldPlan:
@@ -576,11 +577,7 @@ class PlannedExecutor(StrawberryGraphQLCoreExecutionContext):
             if completion.nullable:
                 container[key] = None
             else:
-                message = (
-                    f"Cannot return null for non-nullable field {field.parent_type.name}."
-                    f"{field.name}."
-                )
-                self._fail(TypeError(message), completion, field, path, container, key)
+                self._fail_null(completion, field, path, container, key)
             return
         if isinstance(value, Exception):
             self._fail(value, completion, field, path, container, key)
@@ -590,11 +587,7 @@ class PlannedExecutor(StrawberryGraphQLCoreExecutionContext):
             if kind == LEAF:
                 coerced = completion.coerce(value)
                 if coerced is None or coerced is Undefined:
-                    raise TypeError(
-                        f"Expected `{inspect(completion.coerce.__self__)}.coerce_output_value("
-                        f"{inspect(value)})` to return non-nullable value, returned:"
-                        f" {inspect(coerced)}"
-                    )
+                    raise _null_leaf(completion, value, coerced)
                 container[key] = coerced
             elif kind == OBJECT:
                 plan = completion.plan
@@ -606,10 +599,7 @@ class PlannedExecutor(StrawberryGraphQLCoreExecutionContext):
                 self._execute_object(plan, value, path, out)
             elif kind == LIST:
                 if not is_iterable(value):
-                    raise GraphQLError(
-                        "Expected Iterable, but did not find one for field"
-                        f" '{field.parent_type.name}.{field.name}'."
-                    )
+                    raise _not_iterable(field)
                 item = completion.item
                 assert item is not None
                 items: list[Any] = []
@@ -636,6 +626,8 @@ class PlannedExecutor(StrawberryGraphQLCoreExecutionContext):
         key: str | int,
         runtime_type: Any,
     ) -> None:
+        """Resolve the value's runtime type (awaiting it if need be), then complete it
+        as an object of that type."""
         abstract = completion.abstract
         assert abstract is not None
         info = self._info(field, path)
@@ -650,18 +642,15 @@ class PlannedExecutor(StrawberryGraphQLCoreExecutionContext):
             object_type = self.ensure_valid_runtime_type(
                 runtime_type, abstract, completion.details, info, value
             )
-            plan = completion.plans.get(object_type.name)
-            if plan is None:
-                plan = completion.plans[object_type.name] = self._object_plan(
-                    object_type, completion.details
-                )
-            if object_type.is_type_of is not None:
-                self._check_type_of(object_type, field, path, value)
-            out: dict[str, Any] = {}
-            container[key] = out
-            self._execute_object(plan, value, path, out)
+            as_object = completion.objects.get(object_type.name)
+            if as_object is None:
+                as_object = Completion(OBJECT, completion.nullable)
+                as_object.plan = self._object_plan(object_type, completion.details)
+                completion.objects[object_type.name] = as_object
         except Exception as error:
             self._fail(error, completion, field, path, container, key)
+            return
+        self._complete(as_object, field, path, value, container, key)
 
     def _check_type_of(
         self, object_type: GraphQLObjectType, field: FieldPlan, path: Path, value: Any
@@ -682,6 +671,14 @@ class PlannedExecutor(StrawberryGraphQLCoreExecutionContext):
             )
 
     # ------------------------------------------------------------ errors
+
+    def _fail_null(
+        self, completion: Completion, field: FieldPlan, path: Path, container: Any, key: str | int
+    ) -> None:
+        message = (
+            f"Cannot return null for non-nullable field {field.parent_type.name}.{field.name}."
+        )
+        self._fail(TypeError(message), completion, field, path, container, key)
 
     def _fail(
         self,
@@ -743,11 +740,27 @@ class PlannedExecutor(StrawberryGraphQLCoreExecutionContext):
                 plan = completion.plan
             elif completion.kind == ABSTRACT:
                 following = chain[index + 1] if index + 1 < len(chain) else path
-                plan = completion.plans.get(following.typename or "")
+                found_type = completion.objects.get(following.typename or "")
+                plan = found_type.plan if found_type is not None else None
             if container is None:
                 # Already nulled above: the error lands inside a nulled position.
                 return found if found is not None else (None, node.key, node)
         return found
+
+
+def _null_leaf(completion: Completion, value: Any, coerced: Any) -> TypeError:
+    return TypeError(
+        f"Expected `{inspect(completion.coerce.__self__)}.coerce_output_value("
+        f"{inspect(value)})` to return non-nullable value, returned:"
+        f" {inspect(coerced)}"
+    )
+
+
+def _not_iterable(field: FieldPlan) -> GraphQLError:
+    return GraphQLError(
+        "Expected Iterable, but did not find one for field"
+        f" '{field.parent_type.name}.{field.name}'."
+    )
 
 
 async def _await_type(runtime_type: Any, value: Any) -> _TypeResolved:

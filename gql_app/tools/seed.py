@@ -299,94 +299,66 @@ class _Table:
     expected: int
 
 
+COLUMNS: dict[str, tuple[str, ...]] = {
+    "users": (
+        "id",
+        "username",
+        "email",
+        "password_hash",
+        "is_active",
+        "is_admin",
+        "age",
+        "created_at",
+        "updated_at",
+        "last_login_at",
+    ),
+    "profiles": ("id", "user_id", "display_name", "bio"),
+    "accounts": ("id", "owner_id", "currency", "balance", "created_at"),
+    "tags": ("id", "name"),
+    "products": ("id", "sku", "name", "price", "stock", "created_at"),
+    "posts": ("id", "author_id", "title", "content", "published_at", "created_at", "updated_at"),
+    "post_tags": ("post_id", "tag_id"),
+    "comments": ("id", "post_id", "author_id", "body", "created_at"),
+    "orders": ("id", "customer_id", "status", "created_at"),
+    "order_items": ("id", "order_id", "product_id", "quantity", "unit_price"),
+    "transfers": (
+        "id",
+        "from_account_id",
+        "to_account_id",
+        "amount",
+        "idempotency_key",
+        "created_at",
+    ),
+}
+"""The columns each table's rows fill, by table, parents first."""
+
+SEEDED_TABLES = tuple(COLUMNS)
+"""Every table ``seed`` loads, parents first."""
+
+
 def _plan(scale: int, seed: int, password_hash: str) -> list[_Table]:
     def rng(table: str) -> random.Random:
         return random.Random(f"gql_app:{seed}:{table}")
 
     products = _products(rng("products"))
     s = scale
+    rows_and_counts: dict[str, tuple[Iterable[Row], int]] = {
+        "users": (_users(rng("users"), s, password_hash), s),
+        "profiles": (_profiles(rng("profiles"), s), s),
+        "accounts": (_accounts(rng("accounts"), s), s),
+        "tags": (_tags(), TAG_COUNT),
+        "products": (products, PRODUCT_COUNT),
+        "posts": (_posts(rng("posts"), s), 10 * s),
+        "post_tags": (_post_tags(rng("post_tags"), s), 25 * s),
+        "comments": (_comments(rng("comments"), s), 50 * s),
+        "orders": (_orders(rng("orders"), s), 3 * s),
+        "order_items": (_order_items(rng("order_items"), s, products), int(7.5 * s)),
+        "transfers": (_transfers(rng("transfers"), s), min(s, 100) if s >= 2 else 0),
+    }
     return [
-        _Table(
-            "users",
-            (
-                "id",
-                "username",
-                "email",
-                "password_hash",
-                "is_active",
-                "is_admin",
-                "age",
-                "created_at",
-                "updated_at",
-                "last_login_at",
-            ),
-            _users(rng("users"), s, password_hash),
-            s,
-        ),
-        _Table(
-            "profiles", ("id", "user_id", "display_name", "bio"), _profiles(rng("profiles"), s), s
-        ),
-        _Table(
-            "accounts",
-            ("id", "owner_id", "currency", "balance", "created_at"),
-            _accounts(rng("accounts"), s),
-            s,
-        ),
-        _Table("tags", ("id", "name"), _tags(), TAG_COUNT),
-        _Table(
-            "products",
-            ("id", "sku", "name", "price", "stock", "created_at"),
-            products,
-            PRODUCT_COUNT,
-        ),
-        _Table(
-            "posts",
-            ("id", "author_id", "title", "content", "published_at", "created_at", "updated_at"),
-            _posts(rng("posts"), s),
-            10 * s,
-        ),
-        _Table("post_tags", ("post_id", "tag_id"), _post_tags(rng("post_tags"), s), 25 * s),
-        _Table(
-            "comments",
-            ("id", "post_id", "author_id", "body", "created_at"),
-            _comments(rng("comments"), s),
-            50 * s,
-        ),
-        _Table(
-            "orders",
-            ("id", "customer_id", "status", "created_at"),
-            _orders(rng("orders"), s),
-            3 * s,
-        ),
-        _Table(
-            "order_items",
-            ("id", "order_id", "product_id", "quantity", "unit_price"),
-            _order_items(rng("order_items"), s, products),
-            int(7.5 * s),
-        ),
-        _Table(
-            "transfers",
-            ("id", "from_account_id", "to_account_id", "amount", "idempotency_key", "created_at"),
-            _transfers(rng("transfers"), s),
-            min(s, 100) if s >= 2 else 0,
-        ),
+        _Table(name, COLUMNS[name], rows, expected)
+        for name, (rows, expected) in rows_and_counts.items()
     ]
-
-
-SEEDED_TABLES = (
-    "users",
-    "profiles",
-    "accounts",
-    "tags",
-    "products",
-    "posts",
-    "post_tags",
-    "comments",
-    "orders",
-    "order_items",
-    "transfers",
-)
-"""Every table ``seed`` loads, parents first."""
 
 
 def asyncpg_dsn(url: str) -> str:
