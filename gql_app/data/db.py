@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, TypeVar
+from datetime import datetime
+from typing import Annotated, Any, TypeVar
 from uuid import uuid4
 
-from sqlalchemy import BigInteger, MetaData, bindparam, event
+from sqlalchemy import BigInteger, DateTime, Identity, MetaData, bindparam, event, func
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Result
 from sqlalchemy.exc import DisconnectionError
@@ -19,7 +20,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
-from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.orm import DeclarativeBase, mapped_column
 from sqlalchemy.sql import Executable
 from sqlalchemy.sql.elements import BindParameter
 
@@ -39,6 +40,12 @@ NAMING_CONVENTION = {
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+PrimaryKey = Annotated[int, mapped_column(BigInteger, Identity(), primary_key=True)]
+"""``id: Mapped[PrimaryKey]``: a bigint identity primary key."""
+CreatedAt = Annotated[datetime, mapped_column(DateTime(timezone=True), server_default=func.now())]
+"""``created_at: Mapped[CreatedAt]``: when the row was inserted, set by the database."""
 
 
 T = TypeVar("T")
