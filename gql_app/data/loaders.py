@@ -1,11 +1,8 @@
 """Dataloader machinery, written once; each relationship is a short declaration.
 
 Loaders live for one request (``info.context.loaders.get(SomeLoader, info)``),
-batch every ``load`` of a field path into one statement with the keys passed as
-a single array parameter (``BatchScheduler`` decides when a batch is complete),
-return results in key order as Core rows, and prime the by-id loaders with what
-they load. They reach the database only through the request's guarded session
-(``ctx.db``).
+batch every ``load`` of a field path into one statement (the keys as one array
+parameter), return results in key order and prime the by-id loaders.
 """
 
 from __future__ import annotations

@@ -1,26 +1,10 @@
-"""Compiled query execution: a validated document becomes a resolver plan, cached.
+"""Replaces graphql-core's executor for query operations (as Strawberry's execution
+context class): a document's selection is compiled once into a plan of resolvers
+and completions, then walked without a task or coroutine per field, so every
+loader sees all of its keys before its batch is sent.
 
-graphql-core completes every field of every object generically: it looks the
-field up, builds a resolve info, coerces the arguments, checks each result for
-awaitability, walks the return type, recollects sub-selections, and wraps every
-pending value in a coroutine awaited by a task of its own. For W1 that is
-~1 200 fields and ~390 tasks per request, and it was most of the CPU.
-
-``PlannedExecutor`` (given to Strawberry as its execution context class) does
-that work once per document: the selection of a query operation, per concrete
-type, becomes a tree of ``FieldPlan`` (resolver, arguments when they use no
-variables, how to complete the return type). Execution walks the plan calling
-every resolver that can run in one synchronous pass, so every loader sees all
-of its keys before its batch is sent; a pending value gets a done-callback
-that completes it in place (loader futures need no task or coroutine), and the
-request waits on one future for the last of them.
-
-The GraphQL semantics are graphql-core's: the same resolvers, info, argument
-coercion, leaf coercion, abstract type resolution, error messages, located
-errors and null propagation (a field error nulls the nearest nullable
-position). Mutations (serial execution), subscriptions, ``@defer``/``@stream``,
-introspection roots, field middleware and abort signals take graphql-core's
-own path unchanged.
+The GraphQL semantics stay graphql-core's; mutations, subscriptions,
+``@defer``/``@stream``, introspection roots and field middleware take its own path.
 """
 
 from __future__ import annotations
@@ -290,7 +274,14 @@ PLANS = PlanCache()
 
 
 class PlannedExecutor(StrawberryGraphQLCoreExecutionContext):
-    """Strawberry's execution context, running query operations from a cached plan."""
+    """Strawberry's execution context, running query operations from a cached plan.
+
+    graphql-core completes every field generically (looks it up, builds an info,
+    coerces the arguments, checks the result for awaitability, wraps a pending
+    value in a task); here that is decided once per document and position. The
+    resolvers, info, coercion, abstract type resolution, error messages and null
+    propagation are graphql-core's.
+    """
 
     def execute_operation(self, serially: bool | None = None) -> Any:
         if (

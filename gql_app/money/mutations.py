@@ -1,12 +1,5 @@
-"""transferFunds and depositFunds.
-
-A transfer locks both accounts with one ``SELECT ... ORDER BY id FOR UPDATE``
-(a fixed order, so opposite transfers cannot deadlock), checks the balance,
-records the transfer and moves the money with Core UPDATEs. The transfer row is
-inserted before the money moves, in its own savepoint: a request that loses an
-idempotency-key race to a concurrent one rolls back only that insert, moves
-nothing and answers with the winner's transfer.
-"""
+"""transferFunds and depositFunds: accounts locked in id order, the transfer recorded
+(idempotently, with a key), the money moved with Core UPDATEs."""
 
 from __future__ import annotations
 
@@ -79,7 +72,8 @@ def idempotency_key(value: str | None) -> str | None:
 
 
 async def lock_accounts(ctx: Context, *ids: int) -> dict[int, AccountModel]:
-    """The accounts that exist among ``ids``, locked in id order (one statement)."""
+    """The accounts that exist among ``ids``, locked in id order (one statement): a
+    fixed order, so opposite transfers cannot deadlock."""
     rows = await ctx.db.scalars(
         select(AccountModel)
         .where(AccountModel.id == any_(id_array(sorted(set(ids)))))
@@ -156,7 +150,9 @@ async def transfer_accounts(
 async def insert_transfer(
     ctx: Context, from_id: int, to_id: int, value: Decimal, key: str | None
 ) -> TransferModel:
-    """The transfer row, in a savepoint of its own (see the module docstring)."""
+    """The transfer row, inserted before the money moves and in a savepoint of its
+    own: a request that loses an idempotency-key race to a concurrent one rolls back
+    only this insert, moves nothing and answers with the winner's transfer."""
     async with ctx.db.session.begin_nested():
         return await ctx.db.scalar(  # type: ignore[no-any-return]
             insert(TransferModel)

@@ -1,38 +1,5 @@
-"""Deterministic data sets: the benchmark data set at scale S, and a small demo set.
-
-``seed(url, S)`` bulk-loads into an empty, migrated database, in one transaction:
-
-- S users (``user00001``, ``user00001@example.com``, password ``password``;
-  user 1 is an admin), each with a profile and one USD account;
-- 10·S posts (exactly 80% published: every post whose id is not a multiple
-  of 5), authors skewed so a few users write a lot;
-- 50·S comments, on published posts only, after their publication;
-- 200 tags, 1-4 distinct per post;
-- 500 products (``SKU-00001``...), 3·S orders of 1-4 items (mostly PAID or
-  SHIPPED, some PENDING, about 5% CANCELLED; unit price = product price);
-- a handful of transfers between accounts.
-
-The same scale and seed give the same rows, byte for byte: every table draws
-from its own ``random.Random`` seeded from (seed, table), every timestamp is
-derived from ``EPOCH`` (never ``now()``), ids are assigned here (1..N), and the
-shared password hash uses a salt derived from the seed (benchmark accounts are
-not secrets). Rows are generated lazily, chunk by chunk, and streamed with
-binary COPY; secondary indexes and foreign keys are dropped for the load and
-rebuilt set-based before the commit (what ``pg_restore`` does), identity
-sequences are moved past the loaded ids, and the tables are analyzed.
-
-Demo logins loaded by ``seed_demo`` (the embedded development server loads it
-into an empty database):
-
-=====================  ==========  =====
-email                  password    admin
-=====================  ==========  =====
-admin@example.com      admin       yes
-alice@example.com      alice       no
-bob@example.com        bob         no
-user00001@example.com  password    yes
-user00002@example.com  password    no (and so on up to user00025)
-=====================  ==========  =====
+"""Deterministic data sets, bulk-loaded with binary COPY: the benchmark data set at
+scale S (``seed``) and a small demo set with known logins (``seed_demo``).
 """
 
 from __future__ import annotations
@@ -468,7 +435,26 @@ async def _non_empty_tables(conn: asyncpg.Connection, tables: Sequence[str]) -> 
 
 
 async def seed(url: str, scale: int, *, progress: bool = True, seed: int = 42) -> SeedReport:
-    """Loads the benchmark data set at ``scale`` into an empty, migrated database."""
+    """Loads the benchmark data set at ``scale`` (S) into an empty, migrated database,
+    in one transaction:
+
+    - S users (``user00001``, ``user00001@example.com``, password ``password``;
+      user 1 is an admin), each with a profile and one USD account;
+    - 10·S posts (exactly 80% published: every post whose id is not a multiple
+      of 5), authors skewed so a few users write a lot;
+    - 50·S comments, on published posts only, after their publication;
+    - 200 tags, 1-4 distinct per post;
+    - 500 products (``SKU-00001``...), 3·S orders of 1-4 items (mostly PAID or
+      SHIPPED, some PENDING, about 5% CANCELLED; unit price = product price);
+    - a handful of transfers between accounts.
+
+    The same scale and seed give the same rows, byte for byte: every table draws
+    from its own ``random.Random`` seeded from (seed, table), timestamps derive
+    from ``EPOCH`` (never ``now()``), ids are assigned here, and the shared
+    password hash's salt derives from the seed. Secondary indexes and foreign keys
+    are dropped for the load and rebuilt set-based before the commit (as
+    ``pg_restore`` does); identity sequences are moved past the loaded ids.
+    """
     if scale < 1:
         raise ValueError("scale must be at least 1")
     started = time.perf_counter()
@@ -528,33 +514,24 @@ _DEMO_PEOPLE = (
 
 
 async def seed_demo(url: str) -> None:
-    """A small data set to explore in GraphiQL; logins in the module docstring."""
+    """A small data set to explore in GraphiQL (the embedded development server
+    loads it into an empty database), with these logins:
+
+    =====================  ==========  =====
+    email                  password    admin
+    =====================  ==========  =====
+    admin@example.com      admin       yes
+    alice@example.com      alice       no
+    bob@example.com        bob         no
+    user00001@example.com  password    yes
+    user00002@example.com  password    no (and so on up to user00025)
+    =====================  ==========  =====
+    """
     await seed(url, DEMO_SCALE, progress=False)
     conn = await connect(url)
     try:
         async with conn.transaction():
-            ids: dict[str, int] = {}
-            for username, email, password, is_admin, display in _DEMO_PEOPLE:
-                user_id = await conn.fetchval(
-                    "INSERT INTO users (username, email, password_hash, is_admin, last_login_at)"
-                    " VALUES ($1, $2, $3, $4, now()) RETURNING id",
-                    username,
-                    email,
-                    hash_password(password),
-                    is_admin,
-                )
-                ids[username] = user_id
-                await conn.execute(
-                    "INSERT INTO profiles (user_id, display_name, bio) VALUES ($1, $2, $3)",
-                    user_id,
-                    display,
-                    f"Hi, I am {display.split()[0]}.",
-                )
-                await conn.execute(
-                    "INSERT INTO accounts (owner_id, currency, balance)"
-                    " VALUES ($1, 'USD', 1000.00)",
-                    user_id,
-                )
+            ids = {person[0]: await _demo_person(conn, *person) for person in _DEMO_PEOPLE}
             post_id = await conn.fetchval(
                 "INSERT INTO posts (author_id, title, content, published_at)"
                 " VALUES ($1, $2, $3, now()) RETURNING id",
@@ -575,3 +552,33 @@ async def seed_demo(url: str) -> None:
             )
     finally:
         await conn.close()
+
+
+async def _demo_person(
+    conn: asyncpg.Connection,
+    username: str,
+    email: str,
+    password: str,
+    is_admin: bool,
+    display: str,
+) -> int:
+    """A demo user with a profile and a USD account of 1000.00; returns the user's id."""
+    user_id: int = await conn.fetchval(
+        "INSERT INTO users (username, email, password_hash, is_admin, last_login_at)"
+        " VALUES ($1, $2, $3, $4, now()) RETURNING id",
+        username,
+        email,
+        hash_password(password),
+        is_admin,
+    )
+    await conn.execute(
+        "INSERT INTO profiles (user_id, display_name, bio) VALUES ($1, $2, $3)",
+        user_id,
+        display,
+        f"Hi, I am {display.split()[0]}.",
+    )
+    await conn.execute(
+        "INSERT INTO accounts (owner_id, currency, balance) VALUES ($1, 'USD', 1000.00)",
+        user_id,
+    )
+    return user_id

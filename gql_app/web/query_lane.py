@@ -1,29 +1,10 @@
-"""The query lane: the common request, a query POSTed as JSON, on the shortest path.
+"""The query lane: replaces Strawberry's HTTP view and Starlette's middleware stack
+for plain JSON queries.
 
-Most of the time a GraphQL server spends on a small query is not the query: it
-is the generic pipeline around it (Starlette's middleware and routing,
-Strawberry's HTTP view, its request adapter, the schema's extension runner with
-a context manager per hook and extension). For W3 that pipeline was more than
-half of the server's CPU. The lane answers the request that dominates real
-traffic without it:
-
-    POST /graphql, Content-Type: application/json, a Content-Length within the
-    body limit, a JSON object whose document (or APQ hash) names a query
-    operation that parses, validates and passes the limits.
-
-It does what the full path does for such a request, with the same functions:
-the same document checks (length, tokens, validation rules, several operations
-without ``operationName``, limits), the same context, the same transaction
-boundary (``transaction.operation``), the same planned executor, the same error
-formatting and codes, the same log line, metrics and ``X-Request-ID``. A
-document is parsed and validated once (LRU, per app); the limits' verdict is
-kept with it when it does not depend on the variables.
-
-Everything else goes to the full path, with the body replayed: other methods,
-media types and paths, mutations, documents that fail to parse or validate,
-refused limits, APQ misses and errors, CORS requests. The full path then
-answers exactly as before, so a refusal's status, code and message are
-defined in one place.
+A POST of ``application/json`` whose document is a query that parses, validates
+and passes the limits is answered here, with the full path's own functions
+(document checks, context, transaction boundary, planned executor, error
+formatting, log line and metrics). Everything else goes to the full path.
 """
 
 from __future__ import annotations
@@ -91,7 +72,11 @@ Planned = tuple[Prepared, dict[str, Any] | None, Any]
 
 
 class PreparedQueries:
-    """Documents by (text, operationName): prepared, or None for the full path. LRU."""
+    """Documents by (text, operationName): prepared, or None for the full path. LRU.
+
+    A document is parsed and validated once; the limits' verdict is kept with it
+    when it does not depend on the variables.
+    """
 
     def __init__(self, settings: Settings, schema: Any, maxsize: int = 512) -> None:
         self.settings = settings
@@ -231,7 +216,8 @@ class QueryLane:
             current_observation.reset(token)
 
     def _plan(self, body: bytes) -> Planned | None:
-        """What to run, or None when the request belongs to the full path."""
+        """What to run, or None when the request belongs to the full path, which then
+        answers as it would without the lane (refusals are defined there only)."""
         try:
             data = orjson.loads(body)
         except orjson.JSONDecodeError:

@@ -1,20 +1,5 @@
-"""The GraphQL endpoint: Strawberry's ASGI view with our context, JSON, error rule
-and the GraphQL-over-HTTP status codes.
-
-Status codes (GraphQL over HTTP, draft of 2025, and the graphql-http audit agree):
-
-- a request that is not a well-formed GraphQL-over-HTTP request (body not a
-  JSON object, no query, bad ``variables``) → 400, both media types;
-- a request error (syntax, validation, a refused limit: the response has no
-  ``data``) → 400 with ``application/graphql-response+json``, 200 with
-  ``application/json`` (the spec's legacy media type keeps 200);
-- execution with field errors (``data`` present, even null) → 200;
-- a mutation over GET, or a method other than GET/POST → 405 with ``Allow``;
-- a body that is not ``application/json`` (form posts, ``text/plain``) → 415,
-  never executed; an ``Accept`` we cannot serve → 406; a body over the limit → 413.
-
-``application/graphql-response+json`` is used when the client accepts it;
-otherwise (including no ``Accept`` or ``*/*``) ``application/json``.
+"""The GraphQL endpoint: Strawberry's ASGI view with our context, JSON, error rule,
+persisted queries and the GraphQL-over-HTTP status codes; the body size limit.
 """
 
 from __future__ import annotations
@@ -152,6 +137,22 @@ def graphql_response(result: ExecutionResult, context: Context | None) -> GraphQ
 
 
 class GraphQLView(GraphQL[Context, None]):
+    """Status codes (GraphQL over HTTP, draft of 2025, and the graphql-http audit agree):
+
+    - not a well-formed GraphQL-over-HTTP request (body not a JSON object, no
+      query, bad ``variables``) → 400, both media types;
+    - a request error (syntax, validation, a refused limit: no ``data``) → 400
+      with ``application/graphql-response+json``, 200 with ``application/json``
+      (the spec's legacy media type keeps 200);
+    - execution with field errors (``data`` present, even null) → 200;
+    - a mutation over GET, or a method other than GET/POST → 405 with ``Allow``;
+    - a body that is not ``application/json`` → 415, never executed; an
+      ``Accept`` we cannot serve → 406; a body over the limit → 413.
+
+    ``application/graphql-response+json`` is used when the client accepts it,
+    otherwise (no ``Accept``, ``*/*``) ``application/json``.
+    """
+
     def __init__(
         self, *args: Any, persisted_queries: PersistedQueries | None = None, **kwargs: Any
     ) -> None:
