@@ -888,7 +888,8 @@ def render(report: Report) -> str:
         "closed loop over HTTP/1.1 keep-alive; errors are socket errors, non-200 answers "
         'and answers with `"errors"`, summed over both runs.',
         "- **SQL/request**: counted from PostgreSQL's own statement log "
-        f"(`log_statement = 'all'` set on the scratch database only; file `{report.log_path}`), "
+        "(`log_statement = 'all'` set on the scratch database only; file "
+        f"`{in_repository(report.log_path)}`), "
         f"over {COUNT_REQUESTS} sequential requests after a warm request, in a separate "
         "pass so logging costs nothing in the timed runs. First number: the "
         "application's statements; in parentheses: the rest (BEGIN, ROLLBACK/COMMIT, "
@@ -971,6 +972,26 @@ def render(report: Report) -> str:
     return "\n".join(lines)
 
 
+def in_repository(path: Path | None) -> str:
+    """``path`` relative to the repository when it is inside it (no machine paths)."""
+    if path is None:
+        return "None"
+    try:
+        return str(path.resolve().relative_to(ROOT))
+    except ValueError:
+        return str(path)
+
+
+KEPT = "## Measurements behind the code's choices"
+
+
+def kept_sections(output: Path) -> str:
+    """The hand-written sections of the previous results, from ``KEPT`` on."""
+    previous = output.read_text() if output.is_file() else ""
+    start = previous.find(KEPT)
+    return previous[start:] if start >= 0 else ""
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--scale", type=int, default=1000, help="data set scale (users)")
@@ -997,7 +1018,7 @@ def main() -> None:
     finally:
         _stop_all()
     report.seconds = time.perf_counter() - began
-    args.output.write_text(render(report) + "\n")
+    args.output.write_text(render(report) + "\n" + kept_sections(args.output))
     print(f"wrote {args.output} ({report.seconds:.0f} s)")
 
 

@@ -14,6 +14,10 @@ from sqlalchemy import exc as sa_exc
 
 
 class ErrorCode(enum.StrEnum):
+    """``extensions.code`` of a GraphQL error (a str: it goes on the wire as its value)."""
+
+    BAD_REQUEST = "BAD_REQUEST"  # refused at the HTTP level (405, 413, 415, bad JSON...)
+    PERSISTED_QUERY_NOT_FOUND = "PERSISTED_QUERY_NOT_FOUND"  # APQ: send the document too
     BAD_USER_INPUT = "BAD_USER_INPUT"
     UNAUTHENTICATED = "UNAUTHENTICATED"
     FORBIDDEN = "FORBIDDEN"
@@ -22,6 +26,11 @@ class ErrorCode(enum.StrEnum):
     TIMEOUT = "TIMEOUT"
     SERVICE_UNAVAILABLE = "SERVICE_UNAVAILABLE"
     INTERNAL_SERVER_ERROR = "INTERNAL_SERVER_ERROR"
+
+
+def error_body(message: str, code: ErrorCode) -> dict[str, Any]:
+    """A GraphQL response body that is one coded error and no ``data``."""
+    return {"errors": [{"message": message, "extensions": {"code": code}}]}
 
 
 class AppError(Exception):

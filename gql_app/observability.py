@@ -1,27 +1,6 @@
-"""Request ids, structured logs, SQL statement counting and Prometheus metrics.
-
-One ``RequestObservation`` per HTTP request lives in a ``ContextVar`` for the
-request's task (set by the ``RequestObservability`` ASGI middleware). Every
-task the request spawns (graphql-core's gathers, loader batches) copies that
-context, and SQLAlchemy runs cursor events in a greenlet that shares its
-caller's context, so the ``before_cursor_execute`` listener finds the request
-that issued the statement: the count is exact even under concurrency.
-
-Each finished GraphQL request writes one JSON log line (logger
-``gql_app.request``) and updates the metrics::
-
-    gql_requests_total{operation_type, operation_name, outcome}
-    gql_request_duration_seconds{operation_type, operation_name}  (histogram)
-    gql_errors_total{code}
-    gql_request_sql_statements{operation_type}                    (histogram)
-    gql_db_pool_size / _connections_in_use / _connections_idle / _overflow {pool}
-
-Several workers (``--workers N``): every worker process has its own metrics, so
-without more setup a scrape of ``/metrics`` sees one worker at random. Set
-``PROMETHEUS_MULTIPROC_DIR`` to an empty directory, writable by every worker,
-before the server starts (and empty it at each start): counters and histograms
-are then written there and summed over all workers at scrape time. The pool
-gauges are always those of the worker that answered the scrape.
+"""Request ids, JSON logs, SQL statement counts and Prometheus metrics: one
+``RequestObservation`` per HTTP request, and per GraphQL request one log line
+(logger ``gql_app.request``) and its ``gql_*`` metrics.
 """
 
 from __future__ import annotations
@@ -49,6 +28,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from gql_app.errors import ErrorCode
 from gql_app.settings import Settings
 
 request_log = logging.getLogger("gql_app.request")
@@ -112,6 +92,8 @@ def instrument_engine(engine: AsyncEngine, slow_query_ms: float) -> None:
 
     def before(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
         conn.info["gql_app.started"] = time.perf_counter()
+        # Exact under concurrency: every task of a request copies its context, and
+        # SQLAlchemy runs this in a greenlet that shares its caller's.
         observation = _current.get()
         if observation is not None:
             observation.sql_statements += 1
@@ -239,6 +221,10 @@ class Metrics:
             self.errors.labels(code).inc()
 
     def exposition_registry(self) -> Collector:
+        """What a scrape sees. Every worker process (``--workers N``) has its own
+        metrics: with ``PROMETHEUS_MULTIPROC_DIR`` set to an empty directory every
+        worker can write (emptied at each start), counters and histograms are summed
+        over all workers; the pool gauges are those of the worker that answers."""
         if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
             return self.registry
         from prometheus_client import multiprocess
@@ -307,7 +293,7 @@ def finish_request(metrics: Metrics, observation: RequestObservation) -> None:
     if observation.status >= 400 and not observation.error_codes:
         # An HTTP-level refusal (405, 413, 415...): the code its body carries.
         observation.error_codes.append(
-            "INTERNAL_SERVER_ERROR" if observation.status >= 500 else "BAD_REQUEST"
+            ErrorCode.INTERNAL_SERVER_ERROR if observation.status >= 500 else ErrorCode.BAD_REQUEST
         )
     metrics.observe(observation, duration)
     if not request_log.isEnabledFor(logging.INFO) and observation.status < 500:

@@ -19,7 +19,7 @@ from gql_app.data.loaders import (
     PageLoader,
     RootPage,
 )
-from gql_app.data.pages import contains, starts_with
+from gql_app.data.pages import contains, in_range, starts_with
 from gql_app.errors import BadUserInput
 
 ZERO = Decimal("0.00")
@@ -36,7 +36,7 @@ class ProductCriteria:
     max_price: Decimal | None = None
     in_stock: bool | None = None
 
-    def conditions(self) -> list[ColumnElement[bool]]:
+    def conditions(self, ctx: Context) -> list[ColumnElement[bool]]:
         conds: list[ColumnElement[bool]] = []
         for name, bound in (("minPrice", self.min_price), ("maxPrice", self.max_price)):
             if bound is not None and (not bound.is_finite() or abs(bound) >= MAX_PRICE):
@@ -62,15 +62,11 @@ class OrderCriteria:
     placed_after: datetime | None = None
     placed_before: datetime | None = None
 
-    def conditions(self) -> list[ColumnElement[bool]]:
+    def conditions(self, ctx: Context) -> list[ColumnElement[bool]]:
         conds: list[ColumnElement[bool]] = []
         if self.statuses is not None:
             conds.append(Order.status.in_(self.statuses))
-        if self.placed_after is not None:
-            conds.append(Order.created_at >= self.placed_after)
-        if self.placed_before is not None:
-            conds.append(Order.created_at < self.placed_before)
-        return conds
+        return conds + in_range(Order.created_at, self.placed_after, self.placed_before)
 
 
 def visible_orders(ctx: Context) -> list[ColumnElement[bool]]:
@@ -79,27 +75,19 @@ def visible_orders(ctx: Context) -> list[ColumnElement[bool]]:
     return [] if viewer.is_admin else [Order.customer_id == viewer.id]
 
 
-class ProductByIdLoader(ByIdLoader[Product]):
-    model = Product
+class ProductByIdLoader(ByIdLoader[Product], model=Product): ...
 
 
-class ProductBySkuLoader(ByColumnLoader[Product]):
-    model = Product
-    column = Product.sku
+class ProductBySkuLoader(ByColumnLoader[Product], column=Product.sku): ...
 
 
-class OrderByIdLoader(ByIdLoader[Order]):
-    model = Order
+class OrderByIdLoader(ByIdLoader[Order], model=Order): ...
 
 
-class OrderItemsByOrderIdLoader(ListByColumnLoader[OrderItem]):
-    model = OrderItem
-    column = OrderItem.order_id
+class OrderItemsByOrderIdLoader(ListByColumnLoader[OrderItem], column=OrderItem.order_id): ...
 
 
-class ItemCountByOrderIdLoader(CountLoader):
-    model = OrderItem
-    column = OrderItem.order_id
+class ItemCountByOrderIdLoader(CountLoader, column=OrderItem.order_id): ...
 
 
 class OrderTotalByOrderIdLoader(AggregateLoader[Decimal]):
@@ -169,27 +157,14 @@ class OrderStatsByCustomerIdLoader(AggregateLoader[OrderStatsRow]):
         return OrderStatsRow(0, ZERO, None, None)
 
 
-class OrderPageByCustomerIdLoader(PageLoader[Order]):
-    model = Order
-
-    def children(self, parent: ColumnElement[Any]) -> tuple[Any, list[ColumnElement[bool]]]:
-        return Order, [Order.customer_id == parent]
-
-    def conditions(self, filter: OrderCriteria) -> list[ColumnElement[bool]]:
-        return filter.conditions()
+class OrderPageByCustomerIdLoader(PageLoader[Order], column=Order.customer_id): ...
 
 
-class ProductPage(RootPage[Product]):
-    model = Product
-
-    def conditions(self, criteria: ProductCriteria) -> list[ColumnElement[bool]]:
-        return criteria.conditions()
+class ProductPage(RootPage[Product], model=Product): ...
 
 
-class OrderPage(RootPage[Order]):
+class OrderPage(RootPage[Order], model=Order):
     """The viewer's orders (everyone's for admins)."""
 
-    model = Order
-
     def conditions(self, criteria: OrderCriteria) -> list[ColumnElement[bool]]:
-        return [*visible_orders(self.ctx), *criteria.conditions()]
+        return [*visible_orders(self.ctx), *criteria.conditions(self.ctx)]

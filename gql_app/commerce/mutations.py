@@ -13,9 +13,11 @@ from typing import Any, cast
 import strawberry
 from sqlalchemy import (
     BigInteger,
+    ColumnElement,
     CursorResult,
     Integer,
     Numeric,
+    Update,
     any_,
     bindparam,
     func,
@@ -31,14 +33,17 @@ from gql_app.commerce.models import Order, OrderItem, OrderStatus, Product
 from gql_app.commerce.types import Order as OrderType
 from gql_app.commerce.types import OrderStatus as OrderStatusType
 from gql_app.data.context import Info
-from gql_app.data.db import id_array
+from gql_app.data.db import RequestDB, id_array
 from gql_app.data.pages import starts_with
 from gql_app.engine.mutations import (
     BulkUpdatePayload,
+    Payload,
     admin,
     atomic_mutation,
+    collect,
     fail,
     input_error,
+    raise_collected,
     signed_in,
 )
 from gql_app.errors import UserError, UserErrorCode, UserFailure
@@ -73,9 +78,8 @@ class PlaceOrderInput:
 
 
 @strawberry.type
-class PlaceOrderPayload:
+class PlaceOrderPayload(Payload):
     order: OrderType | None = None
-    user_errors: list[UserError] = strawberry.field(default_factory=list)
 
 
 @strawberry.input
@@ -84,9 +88,8 @@ class CancelOrderInput:
 
 
 @strawberry.type
-class CancelOrderPayload:
+class CancelOrderPayload(Payload):
     order: OrderType | None = None
-    user_errors: list[UserError] = strawberry.field(default_factory=list)
 
 
 @strawberry.input
@@ -116,15 +119,12 @@ def _ids(field: str, values: list[strawberry.ID], type_name: str) -> list[int]:
     if len(values) > MAX_IDS:
         raise fail(field, f"`{field}` takes at most {MAX_IDS} IDs.")
     errors: list[UserError] = []
-    pks: list[int] = []
-    for index, value in enumerate(values):
-        try:
-            pks.append(input_id(f"{field}.{index}", value, type_name))
-        except UserFailure as failure:
-            errors += failure.errors
-    if errors:
-        raise UserFailure(*errors)
-    return pks
+    pks = [
+        collect(errors, input_id, f"{field}.{i}", value, type_name)
+        for i, value in enumerate(values)
+    ]
+    raise_collected(errors)
+    return cast(list[int], pks)
 
 
 # ---------------------------------------------------------------- placeOrder
@@ -139,12 +139,8 @@ def _order_lines(input: PlaceOrderInput) -> list[tuple[int, int]]:
     seen: set[int] = set()
     for index, line in enumerate(input.lines):
         field = f"lines.{index}"
-        try:
-            product_id = input_id(f"{field}.productId", line.product_id, "Product")
-        except UserFailure as failure:
-            errors += failure.errors
-            product_id = 0
-        else:
+        product_id = collect(errors, input_id, f"{field}.productId", line.product_id, "Product")
+        if product_id is not None:
             if product_id in seen:
                 errors.append(
                     input_error(f"{field}.productId", "Each product may appear in one line only.")
@@ -154,93 +150,117 @@ def _order_lines(input: PlaceOrderInput) -> list[tuple[int, int]]:
             errors.append(
                 input_error(f"{field}.quantity", f"`quantity` must be 1 to {MAX_QUANTITY}.")
             )
-        lines.append((product_id, line.quantity))
-    if errors:
-        raise UserFailure(*errors)
+        lines.append((product_id or 0, line.quantity))
+    raise_collected(errors)
     return lines
+
+
+async def _lock_products(db: RequestDB, lines: list[tuple[int, int]]) -> dict[int, Any]:
+    """The order's products by id (sku, price, stock), locked; NOT_FOUND for unknown ones.
+
+    Always locked in id order: concurrent orders sharing products queue up
+    instead of deadlocking.
+    """
+    locked = await db.execute(
+        select(Product.id, Product.sku, Product.price, Product.stock)
+        .where(Product.id == any_(id_array([product_id for product_id, _ in lines])))
+        .order_by(Product.id)
+        .with_for_update()
+    )
+    found = {row.id: row for row in locked.all()}
+    raise_collected(
+        [
+            input_error(f"lines.{i}.productId", "No such product.", UserErrorCode.NOT_FOUND)
+            for i, (product_id, _) in enumerate(lines)
+            if product_id not in found
+        ]
+    )
+    return found
+
+
+async def _reserve_stock(
+    db: RequestDB, lines: list[tuple[int, int]], products: dict[int, Any]
+) -> None:
+    """Take every line's quantity off its product's stock; OUT_OF_STOCK for the lines
+    that lack it (the mutation's savepoint then undoes the lines reserved).
+
+    One conditional, set-based decrement: a line lacking stock matches no row.
+    """
+    lines_table = (
+        func.unnest(
+            bindparam("line_product_ids", [p for p, _ in lines], type_=ARRAY(BigInteger)),
+            bindparam("line_quantities", [q for _, q in lines], type_=ARRAY(Integer)),
+        )
+        .table_valued("product_id", "quantity")
+        .render_derived(name="line")
+    )
+    reserved = await db.execute(
+        update(Product)
+        .where(Product.id == lines_table.c.product_id, Product.stock >= lines_table.c.quantity)
+        .values(stock=Product.stock - lines_table.c.quantity)
+        .returning(Product.id)
+        .execution_options(synchronize_session=False)
+    )
+    reserved_ids = set(reserved.scalars())
+    raise_collected(
+        [
+            input_error(
+                f"lines.{i}.quantity",
+                f"Only {products[product_id].stock} of {products[product_id].sku} in stock.",
+                UserErrorCode.OUT_OF_STOCK,
+            )
+            for i, (product_id, _) in enumerate(lines)
+            if product_id not in reserved_ids
+        ]
+    )
+
+
+async def _insert_order(
+    db: RequestDB, customer_id: int, lines: list[tuple[int, int]], products: dict[int, Any]
+) -> Order:
+    """The PENDING order and its items, each at its product's current price."""
+    order = await db.scalar(
+        insert(Order).values(customer_id=customer_id, status=OrderStatus.PENDING).returning(Order)
+    )
+    items = [
+        {
+            "order_id": order.id,
+            "product_id": product_id,
+            "quantity": quantity,
+            "unit_price": products[product_id].price,
+        }
+        for product_id, quantity in lines
+    ]
+    await db.execute(insert(OrderItem).values(items))
+    return order  # type: ignore[no-any-return]
 
 
 async def place_order(info: Info, input: PlaceOrderInput) -> PlaceOrderPayload:
     ctx = info.context
     viewer = signed_in(ctx)
     lines = _order_lines(input)
-    db = ctx.db
-    product_ids = [product_id for product_id, _ in lines]
-
-    # Lock every product of the order, always in id order: concurrent orders
-    # sharing products queue up instead of deadlocking.
-    locked = (
-        await db.execute(
-            select(Product.id, Product.sku, Product.price, Product.stock)
-            .where(Product.id == any_(id_array(product_ids)))
-            .order_by(Product.id)
-            .with_for_update()
-        )
-    ).all()
-    found = {row.id: row for row in locked}
-    missing = [
-        input_error(f"lines.{i}.productId", "No such product.", UserErrorCode.NOT_FOUND)
-        for i, (product_id, _) in enumerate(lines)
-        if product_id not in found
-    ]
-    if missing:
-        raise UserFailure(*missing)
-
-    # One conditional, set-based decrement: a line lacking stock matches no row.
-    lines_table = (
-        func.unnest(
-            bindparam("line_product_ids", product_ids, type_=ARRAY(BigInteger)),
-            bindparam("line_quantities", [q for _, q in lines], type_=ARRAY(Integer)),
-        )
-        .table_valued("product_id", "quantity")
-        .render_derived(name="line")
-    )
-    reserved = set(
-        (
-            await db.execute(
-                update(Product)
-                .where(
-                    Product.id == lines_table.c.product_id,
-                    Product.stock >= lines_table.c.quantity,
-                )
-                .values(stock=Product.stock - lines_table.c.quantity)
-                .returning(Product.id)
-                .execution_options(synchronize_session=False)
-            )
-        ).scalars()
-    )
-    short = [
-        input_error(
-            f"lines.{i}.quantity",
-            f"Only {found[product_id].stock} of {found[product_id].sku} in stock.",
-            UserErrorCode.OUT_OF_STOCK,
-        )
-        for i, (product_id, _) in enumerate(lines)
-        if product_id not in reserved
-    ]
-    if short:
-        raise UserFailure(*short)  # the savepoint undoes the reserved lines
-
-    order = await db.scalar(
-        insert(Order).values(customer_id=viewer.id, status=OrderStatus.PENDING).returning(Order)
-    )
-    await db.execute(
-        insert(OrderItem).values(
-            [
-                {
-                    "order_id": order.id,
-                    "product_id": product_id,
-                    "quantity": quantity,
-                    "unit_price": found[product_id].price,
-                }
-                for product_id, quantity in lines
-            ]
-        )
-    )
-    return PlaceOrderPayload(order=order)
+    products = await _lock_products(ctx.db, lines)
+    await _reserve_stock(ctx.db, lines, products)
+    order = await _insert_order(ctx.db, viewer.id, lines, products)
+    return PlaceOrderPayload(order=order)  # type: ignore[arg-type]
 
 
 # ---------------------------------------------------------------- cancelOrder
+
+
+def _restock(of_orders: ColumnElement[bool]) -> Update:
+    """Puts the items of the orders ``of_orders`` selects back in stock."""
+    returned = (
+        select(OrderItem.product_id, func.sum(OrderItem.quantity).label("quantity"))
+        .where(of_orders)
+        .group_by(OrderItem.product_id)
+        .subquery("returned")
+    )
+    return (
+        update(Product)
+        .where(Product.id == returned.c.product_id)
+        .values(stock=Product.stock + returned.c.quantity)
+    )
 
 
 async def cancel_order(info: Info, input: CancelOrderInput) -> CancelOrderPayload:
@@ -265,17 +285,8 @@ async def cancel_order(info: Info, input: CancelOrderInput) -> CancelOrderPayloa
     await db.execute(  # products in id order, as placeOrder locks them
         select(Product.id).where(Product.id.in_(items)).order_by(Product.id).with_for_update()
     )
-    returned = (
-        select(OrderItem.product_id, func.sum(OrderItem.quantity).label("quantity"))
-        .where(OrderItem.order_id == order_id)
-        .group_by(OrderItem.product_id)
-        .subquery("returned")
-    )
     await db.execute(
-        update(Product)
-        .where(Product.id == returned.c.product_id)
-        .values(stock=Product.stock + returned.c.quantity)
-        .execution_options(synchronize_session=False)
+        _restock(OrderItem.order_id == order_id).execution_options(synchronize_session=False)
     )
     order = await db.scalar(
         update(Order)
@@ -307,20 +318,8 @@ async def set_order_status(info: Info, input: SetOrderStatusInput) -> BulkUpdate
     count = select(func.count()).select_from(changed)
     if target is OrderStatus.CANCELLED:
         # Cancelling puts the items back in stock, in the same statement.
-        returned = (
-            select(OrderItem.product_id, func.sum(OrderItem.quantity).label("quantity"))
-            .where(OrderItem.order_id.in_(select(changed.c.id)))
-            .group_by(OrderItem.product_id)
-            .subquery("returned")
-        )
-        restock = (
-            update(Product)
-            .where(Product.id == returned.c.product_id)
-            .values(stock=Product.stock + returned.c.quantity)
-            .returning(Product.id)
-            .cte("restock")
-        )
-        count = count.add_cte(restock)
+        restock = _restock(OrderItem.order_id.in_(select(changed.c.id)))
+        count = count.add_cte(restock.returning(Product.id).cte("restock"))
     affected = await info.context.db.scalar(count)
     return BulkUpdatePayload(affected_count=int(affected or 0))
 

@@ -32,21 +32,10 @@ from gql_app.commerce.types import (
 from gql_app.data.context import Context, Info
 from gql_app.errors import BadUserInput, Forbidden
 from gql_app.relay.connection import Connection, connection
-from gql_app.relay.ids import decode_id_of
-from gql_app.relay.node import node_type
+from gql_app.relay.node import by_id_or_key, loaded_node
 
-
-@node_type("Product")
-async def fetch_product(info: Info, pk: int) -> models.Product | None:
-    return await info.context.loaders.get(ProductByIdLoader, info).load(pk)
-
-
-@node_type("Order")
-async def fetch_order(info: Info, pk: int) -> models.Order | None:
-    order = await info.context.loaders.get(OrderByIdLoader, info).load(pk)
-    if order is None or not info.context.can_see_private(order.customer_id):
-        return None
-    return order
+loaded_node("Product", ProductByIdLoader)
+loaded_node("Order", OrderByIdLoader, lambda ctx, order: ctx.can_see_private(order.customer_id))
 
 
 @strawberry.type
@@ -156,11 +145,7 @@ class CommerceQuery:
     async def product(
         self, info: Info, id: strawberry.ID | None = None, sku: str | None = None
     ) -> Product | None:
-        if (id is None) == (sku is None):
-            raise BadUserInput("Pass exactly one of `id` or `sku`.")
-        if id is not None:
-            return await fetch_product(info, decode_id_of(id, "Product"))  # type: ignore[return-value]
-        return await info.context.loaders.get(ProductBySkuLoader, info).load(sku)  # type: ignore[return-value]
+        return await by_id_or_key(info, "Product", id, "sku", sku, ProductBySkuLoader)
 
     products: Connection[Product] = connection(ProductPage, PRODUCT_ORDER, filter=ProductFilter)
     orders: Connection[Order] = connection(

@@ -3,7 +3,7 @@ from __future__ import annotations
 import enum
 from datetime import date, datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Any
 
 import strawberry
 
@@ -22,12 +22,8 @@ from gql_app.data.context import Info
 from gql_app.engine.fields import computed, loaded
 from gql_app.relay.connection import OrderDirection, Sorting
 from gql_app.relay.node import Node, global_id
+from gql_app.users.lazy import UserType
 from gql_app.users.loaders import UserByIdLoader
-
-if TYPE_CHECKING:
-    from gql_app.users.types import User
-
-UserType = Annotated["User", strawberry.lazy("gql_app.users.types")]
 
 OrderStatus = strawberry.enum(models.OrderStatus, name="OrderStatus")
 

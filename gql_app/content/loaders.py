@@ -16,7 +16,7 @@ from gql_app.data.loaders import (
     PageLoader,
     RootPage,
 )
-from gql_app.data.pages import contains
+from gql_app.data.pages import contains, in_range
 
 
 def visible_posts(ctx: Context) -> list[ColumnElement[bool]]:
@@ -64,11 +64,7 @@ class PostCriteria:
             conds.append(
                 or_(contains(Post.title, self.search), contains(Post.content, self.search))
             )
-        if self.published_after is not None:
-            conds.append(Post.published_at >= self.published_after)
-        if self.published_before is not None:
-            conds.append(Post.published_at < self.published_before)
-        return conds
+        return conds + in_range(Post.published_at, self.published_after, self.published_before)
 
 
 def visible_comments(ctx: Context) -> list[ColumnElement[bool]]:
@@ -79,98 +75,59 @@ def visible_comments(ctx: Context) -> list[ColumnElement[bool]]:
     return [exists().where(Post.id == Comment.post_id, *post_conds)]
 
 
-class PostByIdLoader(ByIdLoader[Post]):
-    model = Post
+class PostByIdLoader(ByIdLoader[Post], model=Post): ...
 
 
-class TagByIdLoader(ByIdLoader[Tag]):
-    model = Tag
+class TagByIdLoader(ByIdLoader[Tag], model=Tag): ...
 
 
-class CommentByIdLoader(ByIdLoader[Comment]):
-    model = Comment
+class CommentByIdLoader(ByIdLoader[Comment], model=Comment): ...
 
 
-class TagByNameLoader(ByColumnLoader[Tag]):
-    model = Tag
-    column = Tag.name
+class TagByNameLoader(ByColumnLoader[Tag], column=Tag.name): ...
 
 
-class TagsByPostIdLoader(ManyToManyLoader[Tag]):
-    model = Tag
+class TagsByPostIdLoader(ManyToManyLoader[Tag], model=Tag):
     link = post_tags
     link_parent = "post_id"
     link_child = "tag_id"
     order_by = (Tag.name,)
 
 
-class PublishedPostCountByAuthorIdLoader(CountLoader):
-    model = Post
-    column = Post.author_id
-
+class PublishedPostCountByAuthorIdLoader(CountLoader, column=Post.author_id):
     def conditions(self) -> list[ColumnElement[bool]]:
         return [Post.published_at.is_not(None)]
 
 
-class PublishedPostCountByTagIdLoader(CountLoader):
-    model = Post
-    column = post_tags.c.tag_id
+class PublishedPostCountByTagIdLoader(CountLoader, model=Post, column=post_tags.c.tag_id):
     source = post_tags.join(Post, Post.id == post_tags.c.post_id)
 
     def conditions(self) -> list[ColumnElement[bool]]:
         return [Post.published_at.is_not(None)]
 
 
-class CommentCountByPostIdLoader(CountLoader):
-    model = Comment
-    column = Comment.post_id
+class CommentCountByPostIdLoader(CountLoader, column=Comment.post_id): ...
 
 
-class PostPageByAuthorIdLoader(PageLoader[Post]):
-    model = Post
-
-    def children(self, parent: ColumnElement[Any]) -> tuple[Any, list[ColumnElement[bool]]]:
-        return Post, [Post.author_id == parent]
-
-    def conditions(self, filter: PostCriteria) -> list[ColumnElement[bool]]:
-        return filter.conditions(self.ctx)
+class PostPageByAuthorIdLoader(PageLoader[Post], column=Post.author_id): ...
 
 
-class PostPageByTagIdLoader(PageLoader[Post]):
-    model = Post
-
+class PostPageByTagIdLoader(PageLoader[Post], model=Post):
     def children(self, parent: ColumnElement[Any]) -> tuple[Any, list[ColumnElement[bool]]]:
         return Post.__table__.join(post_tags, post_tags.c.post_id == Post.id), [
             post_tags.c.tag_id == parent
         ]
 
-    def conditions(self, filter: PostCriteria) -> list[ColumnElement[bool]]:
-        return filter.conditions(self.ctx)
+
+class CommentPageByPostIdLoader(PageLoader[Comment], column=Comment.post_id): ...
 
 
-class CommentPageByPostIdLoader(PageLoader[Comment]):
-    model = Comment
-
-    def children(self, parent: ColumnElement[Any]) -> tuple[Any, list[ColumnElement[bool]]]:
-        return Comment, [Comment.post_id == parent]
+class PostPage(RootPage[Post], model=Post): ...
 
 
-class PostPage(RootPage[Post]):
-    model = Post
-
-    def conditions(self, criteria: PostCriteria) -> list[ColumnElement[bool]]:
-        return criteria.conditions(self.ctx)
+class TagPage(RootPage[Tag], model=Tag): ...
 
 
-class TagPage(RootPage[Tag]):
-    model = Tag
-
-
-class CommentPageByAuthorIdLoader(PageLoader[Comment]):
-    model = Comment
-
-    def children(self, parent: ColumnElement[Any]) -> tuple[Any, list[ColumnElement[bool]]]:
-        return Comment, [Comment.author_id == parent]
-
+class CommentPageByAuthorIdLoader(PageLoader[Comment], column=Comment.author_id):
     def conditions(self, filter: Any) -> list[ColumnElement[bool]]:
         return visible_comments(self.ctx)

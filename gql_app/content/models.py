@@ -2,22 +2,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import (
-    BigInteger,
-    Column,
-    DateTime,
-    ForeignKey,
-    Identity,
-    Index,
-    String,
-    Table,
-    Text,
-    func,
-    text,
-)
+from sqlalchemy import Column, DateTime, ForeignKey, Index, String, Table, Text, func, text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from gql_app.data.db import Base
+from gql_app.data.db import Base, CreatedAt, PrimaryKey
 
 post_tags = Table(
     "post_tags",
@@ -56,12 +44,12 @@ class Post(Base):
         ),
     )
 
-    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    id: Mapped[PrimaryKey]
     author_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     title: Mapped[str] = mapped_column(String(200))
     content: Mapped[str] = mapped_column(Text)
     published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    created_at: Mapped[CreatedAt]
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
     )
@@ -70,7 +58,7 @@ class Post(Base):
 class Tag(Base):
     __tablename__ = "tags"
 
-    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    id: Mapped[PrimaryKey]
     name: Mapped[str] = mapped_column(String(50), unique=True)
 
 
@@ -81,8 +69,8 @@ class Comment(Base):
         Index("ix_comments_author_id_created_at_id", "author_id", "created_at", "id"),
     )
 
-    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    id: Mapped[PrimaryKey]
     post_id: Mapped[int] = mapped_column(ForeignKey("posts.id", ondelete="CASCADE"))
     author_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     body: Mapped[str] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    created_at: Mapped[CreatedAt]

@@ -12,8 +12,8 @@ from gql_app.content.models import post_tags
 from gql_app.content.types import Comment, Post
 from gql_app.data.context import Context, Info
 from gql_app.data.loaders import values_array
-from gql_app.engine.mutations import atomic_mutation, fail, signed_in, text
-from gql_app.errors import UserError, UserErrorCode
+from gql_app.engine.mutations import Payload, atomic_mutation, fail, signed_in, text
+from gql_app.errors import UserErrorCode
 from gql_app.relay.ids import encode_id, input_id
 
 MAX_TAGS = 10
@@ -30,9 +30,8 @@ class CreatePostInput:
 
 
 @strawberry.type
-class CreatePostPayload:
+class CreatePostPayload(Payload):
     post: Post | None = None
-    user_errors: list[UserError] = strawberry.field(default_factory=list)
 
 
 @strawberry.input
@@ -46,9 +45,8 @@ class UpdatePostInput:
 
 
 @strawberry.type
-class UpdatePostPayload:
+class UpdatePostPayload(Payload):
     post: Post | None = None
-    user_errors: list[UserError] = strawberry.field(default_factory=list)
 
 
 @strawberry.input
@@ -57,9 +55,8 @@ class PublishPostInput:
 
 
 @strawberry.type
-class PublishPostPayload:
+class PublishPostPayload(Payload):
     post: Post | None = None
-    user_errors: list[UserError] = strawberry.field(default_factory=list)
 
 
 @strawberry.input
@@ -68,9 +65,8 @@ class DeletePostInput:
 
 
 @strawberry.type
-class DeletePostPayload:
+class DeletePostPayload(Payload):
     deleted_post_id: strawberry.ID | None = None
-    user_errors: list[UserError] = strawberry.field(default_factory=list)
 
 
 @strawberry.input
@@ -80,9 +76,8 @@ class AddCommentInput:
 
 
 @strawberry.type
-class AddCommentPayload:
+class AddCommentPayload(Payload):
     comment: Comment | None = None
-    user_errors: list[UserError] = strawberry.field(default_factory=list)
 
 
 def tag_names(names: list[str]) -> list[str]:
@@ -130,17 +125,23 @@ async def editable_post(ctx: Context, field: str, global_id: str) -> PostModel:
     return post
 
 
+def post_values(title: str | None, content: str | None) -> dict[str, str]:
+    """The given title and content, checked and trimmed."""
+    values = {}
+    if title is not None:
+        values["title"] = text("title", title, max_length=200)
+    if content is not None:
+        values["content"] = text("content", content, max_length=50_000)
+    return values
+
+
 async def create_post(info: Info, input: CreatePostInput) -> CreatePostPayload:
     ctx = info.context
     viewer = signed_in(ctx)
-    title = text("title", input.title, max_length=200)
-    content = text("content", input.content, max_length=50_000)
+    values = post_values(input.title, input.content)
     names = tag_names(input.tags or [])
     post = PostModel(
-        author_id=viewer.id,
-        title=title,
-        content=content,
-        published_at=func.now() if input.publish else None,
+        author_id=viewer.id, **values, published_at=func.now() if input.publish else None
     )
     ctx.db.session.add(post)
     await ctx.db.flush()
@@ -152,11 +153,7 @@ async def create_post(info: Info, input: CreatePostInput) -> CreatePostPayload:
 async def update_post(info: Info, input: UpdatePostInput) -> UpdatePostPayload:
     ctx = info.context
     post = await editable_post(ctx, "id", input.id)
-    values = {}
-    if input.title is not None:
-        values["title"] = text("title", input.title, max_length=200)
-    if input.content is not None:
-        values["content"] = text("content", input.content, max_length=50_000)
+    values = post_values(input.title, input.content)
     names = tag_names(input.tags) if input.tags is not None else None
     if values or names is not None:
         await ctx.db.execute(

@@ -16,18 +16,10 @@ from gql_app.content.types import POST_ORDER, TAG_ORDER, Post, PostFilter, Tag
 from gql_app.data.context import Info
 from gql_app.relay.connection import Connection, connection
 from gql_app.relay.ids import decode_id_of
-from gql_app.relay.node import node_type
+from gql_app.relay.node import loaded_node, node_type
 
-
-@node_type("Post")
-async def fetch_post(info: Info, pk: int) -> models.Post | None:
-    post = await info.context.loaders.get(PostByIdLoader, info).load(pk)
-    return post if post is not None and can_see_post(info.context, post) else None
-
-
-@node_type("Tag")
-async def fetch_tag(info: Info, pk: int) -> models.Tag | None:
-    return await info.context.loaders.get(TagByIdLoader, info).load(pk)
+fetch_post = loaded_node("Post", PostByIdLoader, can_see_post)
+loaded_node("Tag", TagByIdLoader)
 
 
 @node_type("Comment")
@@ -42,7 +34,7 @@ async def fetch_comment(info: Info, pk: int) -> models.Comment | None:
 class ContentQuery:
     @strawberry.field
     async def post(self, info: Info, id: strawberry.ID) -> Post | None:
-        return await fetch_post(info, decode_id_of(id, "Post"))  # type: ignore[return-value]
+        return await fetch_post(info, decode_id_of(id, "Post"))
 
     posts: Connection[Post] = connection(PostPage, POST_ORDER, filter=PostFilter)
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import enum
 from datetime import datetime
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import strawberry
 
@@ -20,12 +20,8 @@ from gql_app.engine.fields import loaded
 from gql_app.relay.connection import Connection, OrderDirection, Sorting, connection
 from gql_app.relay.ids import decode_id_of
 from gql_app.relay.node import Node, global_id
+from gql_app.users.lazy import UserType
 from gql_app.users.loaders import UserByIdLoader
-
-if TYPE_CHECKING:
-    from gql_app.users.types import User
-
-UserType = Annotated["User", strawberry.lazy("gql_app.users.types")]
 
 
 @strawberry.enum

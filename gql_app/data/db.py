@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, TypeVar
+from datetime import datetime
+from typing import Annotated, Any, TypeVar
 from uuid import uuid4
 
-from sqlalchemy import BigInteger, MetaData, bindparam, event
+from sqlalchemy import BigInteger, DateTime, Identity, MetaData, bindparam, event, func
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Result
 from sqlalchemy.exc import DisconnectionError
@@ -19,7 +20,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
-from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.orm import DeclarativeBase, mapped_column
 from sqlalchemy.sql import Executable
 from sqlalchemy.sql.elements import BindParameter
 
@@ -39,6 +40,12 @@ NAMING_CONVENTION = {
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+PrimaryKey = Annotated[int, mapped_column(BigInteger, Identity(), primary_key=True)]
+"""``id: Mapped[PrimaryKey]``: a bigint identity primary key."""
+CreatedAt = Annotated[datetime, mapped_column(DateTime(timezone=True), server_default=func.now())]
+"""``created_at: Mapped[CreatedAt]``: when the row was inserted, set by the database."""
 
 
 T = TypeVar("T")
@@ -214,6 +221,16 @@ class GuardedDB:
         if self._busy == 0:
             self._idle.set()
 
+    async def guarded(self, work: Callable[[], Awaitable[T]]) -> T:
+        """``await work()`` as the connection's only statement; the request counts
+        as busy from the call (waiting included) until it is done."""
+        self.enter()
+        try:
+            async with self._lock:
+                return await work()
+        finally:
+            self.leave()
+
     async def wait_idle(self) -> None:
         await self._idle.wait()
 
@@ -243,12 +260,7 @@ class RequestDB(GuardedDB):
     async def execute(
         self, statement: Executable, params: dict[str, Any] | None = None
     ) -> Result[Any]:
-        self.enter()
-        try:
-            async with self._lock:
-                return await self.session.execute(self._prepare(statement), params)
-        finally:
-            self.leave()
+        return await self.guarded(lambda: self.session.execute(self._prepare(statement), params))
 
     async def rows(self, statement: Executable, params: dict[str, Any] | None = None) -> list[Any]:
         """Run a Core statement on the session's connection (same transaction) -> its rows.
@@ -257,44 +269,23 @@ class RequestDB(GuardedDB):
         layer (identity map, compile state, result wrapping), a good share of a
         loader batch's CPU.
         """
-        self.enter()
-        try:
-            async with self._lock:
-                if self._connection is None:
-                    self._connection = await self.session.connection()
-                return (await self._connection.execute(statement, params)).all()  # type: ignore[return-value]
-        finally:
-            self.leave()
+        return await self.guarded(lambda: self._rows(statement, params))
+
+    async def _rows(self, statement: Executable, params: dict[str, Any] | None) -> list[Any]:
+        if self._connection is None:
+            self._connection = await self.session.connection()
+        return (await self._connection.execute(statement, params)).all()  # type: ignore[return-value]
 
     async def scalars(self, statement: Executable) -> list[Any]:
-        self.enter()
-        try:
-            async with self._lock:
-                return list((await self.session.scalars(self._prepare(statement))).all())
-        finally:
-            self.leave()
+        result = await self.guarded(lambda: self.session.scalars(self._prepare(statement)))
+        return list(result.all())
 
     async def scalar(self, statement: Executable) -> Any:
-        self.enter()
-        try:
-            async with self._lock:
-                return await self.session.scalar(self._prepare(statement))
-        finally:
-            self.leave()
+        return await self.guarded(lambda: self.session.scalar(self._prepare(statement)))
 
     async def refresh(self, obj: Any) -> None:
         """Re-read an ORM object's row (after a Core UPDATE or server defaults)."""
-        self.enter()
-        try:
-            async with self._lock:
-                await self.session.refresh(obj)
-        finally:
-            self.leave()
+        await self.guarded(lambda: self.session.refresh(obj))
 
     async def flush(self) -> None:
-        self.enter()
-        try:
-            async with self._lock:
-                await self.session.flush()
-        finally:
-            self.leave()
+        await self.guarded(self.session.flush)

@@ -1,26 +1,6 @@
-"""Query operations on the driver: SQLAlchemy builds and compiles, asyncpg runs.
-
-A query operation only reads: Core statements in one REPEATABLE READ, READ ONLY
-transaction. SQLAlchemy's ORM session, its transaction bookkeeping and its Core
-execution layer (execution context, cursor adaption, result metadata, a
-greenlet hop per statement) were about a third of the server's CPU for a small
-query like W3 and bought nothing for it. ``ReadDB`` runs those operations on
-the asyncpg connection underneath instead:
-
-- connections still come from SQLAlchemy's pool and go back to it (sizes,
-  timeouts, pre-ping, the closed-connection guard, the pool metrics);
-- statements are still SQLAlchemy Core, compiled by SQLAlchemy's asyncpg dialect
-  (the SQL sent is the same text), once per statement object; bound values are
-  processed by the statement's own bind processors, and result columns whose
-  type has a result processor (an Enum, say) are converted by it;
-- every statement is reported to the engine's ``before_cursor_execute`` and
-  ``after_cursor_execute`` listeners (with the pool's connection proxy as
-  ``conn``, no cursor and no execution context), so statement counts, the
-  slow-query log and tests see exactly what is sent;
-- rows are asyncpg records that also answer attribute access, like
-  SQLAlchemy's ``Row``.
-
-Mutations keep the ORM session (``gql_app.data.db.RequestDB``).
+"""Replaces the ORM session for query operations: their Core statements, compiled by
+SQLAlchemy, run on the asyncpg connection underneath (``ReadDB``), in one
+REPEATABLE READ, READ ONLY transaction. Mutations keep the session (``RequestDB``).
 """
 
 from __future__ import annotations
@@ -61,7 +41,12 @@ _RECORD_NAMES = frozenset(dir(Row))
 
 
 class StatementPlan:
-    """One statement object, compiled once: its SQL, its arguments, its row class."""
+    """One statement object, compiled once: its SQL, its arguments, its row class.
+
+    SQLAlchemy's asyncpg dialect compiles it (the SQL sent is the same text); bound
+    values go through the statement's bind processors, and result columns whose
+    type has a result processor (an Enum, say) through it.
+    """
 
     __slots__ = ("args", "cacheable", "converters", "record_class", "result_types", "slots", "sql")
 
@@ -179,12 +164,7 @@ class ReadDB(GuardedDB):
         raise RuntimeError("a query operation has no ORM session; read with Core statements")
 
     async def rows(self, statement: Executable, params: dict[str, Any] | None = None) -> list[Any]:
-        self.enter()
-        try:
-            async with self._lock:
-                return await self._fetch(statement, params)
-        finally:
-            self.leave()
+        return await self.guarded(lambda: self._fetch(statement, params))
 
     async def execute(self, statement: Executable, params: dict[str, Any] | None = None) -> Rows:
         return Rows(await self.rows(statement, params))
@@ -194,6 +174,8 @@ class ReadDB(GuardedDB):
         if plan.record_class is None:
             await plan.describe(self.driver, self.dialect)
         args = plan.arguments(params)
+        # The engine's cursor listeners see every statement (the pool's proxy as
+        # ``conn``, no cursor or context): statement counts and the slow-query log.
         dispatch = self._dispatch
         dispatch.before_cursor_execute(self.proxied, None, plan.sql, args, None, False)
         records = await self.driver.fetch(
@@ -244,7 +226,11 @@ class Rows:
 
 
 async def begin_read(engine: AsyncEngine) -> ReadDB:
-    """A connection from the pool, in a read-only REPEATABLE READ transaction (``began``)."""
+    """A connection from the pool, in a read-only REPEATABLE READ transaction (``began``).
+
+    SQLAlchemy's pool still lends and takes back the connections: its sizes,
+    timeouts, pre-ping, closed-connection guard and metrics apply.
+    """
 
     async def take() -> ReadDB:
         return ReadDB(await engine.raw_connection(), engine)

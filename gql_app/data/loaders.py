@@ -1,11 +1,8 @@
 """Dataloader machinery, written once; each relationship is a short declaration.
 
 Loaders live for one request (``info.context.loaders.get(SomeLoader, info)``),
-batch every ``load`` of a field path into one statement with the keys passed as
-a single array parameter (``BatchScheduler`` decides when a batch is complete),
-return results in key order as Core rows, and prime the by-id loaders with what
-they load. They reach the database only through the request's guarded session
-(``ctx.db``).
+batch every ``load`` of a field path into one statement (the keys as one array
+parameter), return results in key order and prime the by-id loaders.
 """
 
 from __future__ import annotations
@@ -31,7 +28,6 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.orm import InstrumentedAttribute
 from sqlalchemy.sql.elements import BindParameter
 
 from gql_app.data.db import keys_param
@@ -56,7 +52,26 @@ M = TypeVar("M")
 L = TypeVar("L", bound="Loader[Any, Any]")
 
 
-class Loader(DataLoader[K, V]):
+class Declared:
+    """What a loader (or page reader) reads, declared as class keywords:
+    ``model=``, the mapped class; ``column=``, the column its keys are matched
+    against, whose class is the model unless ``model=`` says otherwise.
+
+    ``class ProfileByUserIdLoader(ByColumnLoader[Profile], column=Profile.user_id): ...``
+    """
+
+    model: ClassVar[type[Any]]
+    column: ClassVar[Any]
+
+    def __init_subclass__(cls, model: Any = None, column: Any = None, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if column is not None:
+            cls.column = column
+        if model is not None or column is not None:
+            cls.model = model if model is not None else column.class_
+
+
+class Loader(Declared, DataLoader[K, V]):
     """Base of every loader: bound to one request's context."""
 
     def __init__(self, ctx: Context) -> None:
@@ -274,9 +289,9 @@ def values_array(values: Sequence[Any], element_type: Any) -> BindParameter[Any]
 
 
 class ByIdLoader(Loader[int, M | None], Generic[M]):
-    """``<Model>ByIdLoader``: primary key -> object or None."""
+    """``<Model>ByIdLoader``: primary key -> object or None
+    (``class PostByIdLoader(ByIdLoader[Post], model=Post): ...``)."""
 
-    model: ClassVar[type[Any]]
     for_model: ClassVar[dict[type[Any], type[ByIdLoader[Any]]]] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -295,9 +310,6 @@ class ByIdLoader(Loader[int, M | None], Generic[M]):
 
 class ByColumnLoader(Loader[Any, M | None], Generic[M]):
     """A unique column -> object or None (e.g. ``ProfileByUserIdLoader``)."""
-
-    model: ClassVar[type[Any]]
-    column: ClassVar[InstrumentedAttribute[Any]]
 
     def build_statement(self) -> Executable:
         column = type(self).column
@@ -318,8 +330,6 @@ class ByColumnLoader(Loader[Any, M | None], Generic[M]):
 class ListByColumnLoader(Loader[int, list[M]], Generic[M]):
     """A foreign key -> all its children, in ``order_by`` (e.g. ``OrderItemsByOrderIdLoader``)."""
 
-    model: ClassVar[type[Any]]
-    column: ClassVar[InstrumentedAttribute[Any]]
     order_by: ClassVar[Sequence[Any]] = ()
 
     def conditions(self) -> list[ColumnElement[bool]]:
@@ -346,7 +356,6 @@ class ListByColumnLoader(Loader[int, list[M]], Generic[M]):
 class ManyToManyLoader(Loader[int, list[M]], Generic[M]):
     """Parent id -> related objects through a link table (e.g. ``TagsByPostIdLoader``)."""
 
-    model: ClassVar[type[Any]]
     link: ClassVar[Table]
     link_parent: ClassVar[str]
     link_child: ClassVar[str]
@@ -374,10 +383,9 @@ class ManyToManyLoader(Loader[int, list[M]], Generic[M]):
 
 
 class CountLoader(Loader[int, int]):
-    """A foreign key -> number of rows (e.g. ``CommentCountByPostIdLoader``)."""
+    """A foreign key -> number of rows (e.g. ``CommentCountByPostIdLoader``), counted
+    in ``source`` when the column is not ``model``'s."""
 
-    model: ClassVar[type[Any]]
-    column: ClassVar[Any]
     source: ClassVar[FromClause | None] = None
 
     def conditions(self) -> list[ColumnElement[bool]]:
@@ -446,18 +454,17 @@ class PageRequest:
 class PageLoader(Loader[tuple[int, PageRequest], Page[M]], Generic[M]):
     """(parent id, PageRequest) -> that parent's page, one statement per distinct request.
 
-    Subclasses declare ``model``, ``children(parent_id_column)`` (the FROM and
-    join conditions) and optionally ``conditions(filter)`` (filter and
-    visibility rules).
+    Subclasses declare ``column=`` (the children's column holding the parent's
+    id), or ``model=`` and ``children(parent_id_column)`` for other joins.
     """
 
-    model: ClassVar[type[Any]]
-
     def children(self, parent: ColumnElement[Any]) -> tuple[Any, list[ColumnElement[bool]]]:
-        raise NotImplementedError
+        """The FROM and the join conditions of a parent's children."""
+        return self.model, [type(self).column == parent]
 
     def conditions(self, filter: Any) -> list[ColumnElement[bool]]:
-        return []
+        """Filter and visibility rules: the criteria's own (see ``RootPage.conditions``)."""
+        return filter.conditions(self.ctx) if filter is not None else []
 
     def statement_for(self, request: PageRequest) -> Executable:
         """The page statement for a request shape, reused across requests (LRU).
@@ -492,23 +499,19 @@ class PageLoader(Loader[tuple[int, PageRequest], Page[M]], Generic[M]):
         return [pages[key] for key in keys]
 
 
-class RootPage(Generic[M]):
+class RootPage(Declared, Generic[M]):
     """A root connection's page reader (e.g. ``PostPage`` for ``Query.posts``): one
-    statement, the total included when asked.
-
-    Subclasses declare ``model`` and optionally ``conditions(criteria)`` (filter
-    and visibility rules), which may only read the context through
-    ``ctx.visibility``: the statement is built once per criteria, page window
-    and visibility.
+    statement, the total included when asked. Subclasses declare ``model=``.
     """
-
-    model: ClassVar[type[Any]]
 
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
 
     def conditions(self, criteria: Any) -> list[ColumnElement[bool]]:
-        return []
+        """Filter and visibility rules: ``criteria.conditions(ctx)``, which may only
+        read the context through ``ctx.visibility`` (the statement is built once per
+        criteria, page window and visibility)."""
+        return criteria.conditions(self.ctx) if criteria is not None else []
 
     async def read(self, args: PageArgs, criteria: Hashable, with_count: bool) -> Page[M]:
         ctx = self.ctx

@@ -252,3 +252,13 @@ def contains(column: Any, text: str) -> ColumnElement[bool]:
 def starts_with(column: Any, text: str) -> ColumnElement[bool]:
     """Case-sensitive prefix match, with LIKE wildcards in ``text`` taken literally."""
     return column.like(like_pattern(text, prefix=True), escape="\\")  # type: ignore[no-any-return]
+
+
+def in_range(column: Any, start: Any, end: Any) -> list[ColumnElement[bool]]:
+    """``start <= column < end``, for the bounds given (None: no bound)."""
+    conds = []
+    if start is not None:
+        conds.append(column >= start)
+    if end is not None:
+        conds.append(column < end)
+    return conds

@@ -1,11 +1,6 @@
-"""The transaction boundary, drawn once: ``operation`` for the whole operation,
-``atomic`` for each mutation field.
-
-A query runs in one REPEATABLE READ, READ ONLY transaction (every number in a
-response comes from one snapshot); a mutation in one read-write transaction,
-each field inside its own savepoint. The commit happens here, inside the
-operation and before the response exists: a failed commit turns the response
-into an error that reports no write as done.
+"""The transaction boundary, drawn once: ``operation`` for the whole operation (a
+query in one REPEATABLE READ, READ ONLY snapshot, a mutation in one read-write
+transaction) and ``atomic`` for each mutation field (a savepoint).
 """
 
 from __future__ import annotations
@@ -83,7 +78,7 @@ async def operation(ctx: Context, read_only: bool) -> AsyncIterator[Operation]:
             if read_only:
                 await session.rollback()
                 return
-            try:
+            try:  # before the response exists: a failed commit reports no write as done
                 await session.commit()
             except Exception:  # the database refused: nothing of this operation persists
                 log.exception("commit failed", extra={"request_id": ctx.request_id})

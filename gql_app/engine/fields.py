@@ -1,20 +1,6 @@
-"""Leaner resolution for the fields that dominate response building.
-
-Strawberry wraps every field's resolver (an Info object, argument conversion,
-the extension chain, a coroutine for async resolvers). For fields that need
-none of that, the converted graphql-core schema gets a direct resolver instead:
-
-- plain attribute fields (no resolver, arguments, extensions or permissions)
-  read the attribute;
-- fields declared with ``loaded(...)`` or ``computed(...)`` call a small
-  ``(source, info)`` function: a loader-backed field returns the value when
-  the loader already has it (primed or loaded), else the loader's future (the
-  executor awaits it), with no coroutine or task of its own.
-
-The schema, the loaders and the statement budget are unchanged. Under the
-planned executor (``gql_app.engine.planned_executor``) a direct resolver gets one info per
-position of the plan and request: its ``context`` and the depth of its ``path``
-are right, but the path names the first object resolved there.
+"""Replaces Strawberry's resolver wrapper for attribute, loader-backed and computed
+fields: the converted schema gets a direct ``(source, info)`` resolver for each
+field declared with ``loaded(...)`` or ``computed(...)``, and for plain attributes.
 """
 
 from collections.abc import Callable
@@ -36,8 +22,10 @@ def loaded(
     guard: Callable[[Any, Any], object] | None = None,
     **field_options: Any,
 ) -> Any:
-    """A field whose value is ``loader.load(source.<key>)``; ``guard(ctx, source)``,
-    when given, runs first (and raises when the viewer may not see the field)."""
+    """A field whose value is ``loader.load(source.<key>)``: the value itself when the
+    loader already has it (primed or loaded), else the loader's future, which the
+    executor awaits (no coroutine or task of its own). ``guard(ctx, source)``, when
+    given, runs first (and raises when the viewer may not see the field)."""
 
     def resolve(root: Any, info: Any) -> Any:
         if guard is not None:
@@ -87,7 +75,10 @@ def install(schema: strawberry.Schema) -> None:
                 continue
             direct = (field.metadata or {}).get(DIRECT)
             if direct is not None:
-                direct.shares_info = True  # read by gql_app.engine.planned_executor
+                # The planned executor gives such a resolver one info per position of
+                # the plan: its context and path depth are right, but the path names
+                # the first object resolved there (direct resolvers only read context).
+                direct.shares_info = True
                 graphql_field.resolve = direct
             elif field.base_resolver is None and not field.arguments:
                 graphql_field.resolve = _attribute(field.python_name)

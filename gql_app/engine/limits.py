@@ -1,19 +1,6 @@
-"""Static limits, checked after validation and before any SQL runs.
-
-One pass over the operation (named fragments expanded, each analysed once and
-reused, so nested spreads cannot make the analysis itself expensive) computes:
-
-- depth: fields nested inside fields (fragments and inline fragments add none);
-- aliases and directives, counted as the query would run them (a fragment
-  spread three times counts three times);
-- cost: the number of nodes the query could return, GitHub-style: every
-  connection field contributes ``parent multiplier * page size`` (``first``,
-  ``last`` or the default page size), ``nodes(ids:)`` contributes its id count;
-- page sizes: ``first``/``last`` out of ``0..max_page_size`` are refused here,
-  before a sibling field could touch the database.
-
-Refusals are GraphQL errors with ``extensions.code``: QUERY_TOO_COMPLEX for the
-limits, BAD_USER_INPUT for page sizes.
+"""Static limits (depth, aliases, directives, cost, page sizes), checked after
+validation and before any SQL runs. Refusals are GraphQL errors with a code:
+QUERY_TOO_COMPLEX for the limits, BAD_USER_INPUT for page sizes.
 """
 
 from __future__ import annotations
@@ -70,6 +57,19 @@ class QueryTooComplex(GraphQLError):
 
 
 class Analysis:
+    """One pass over an operation, named fragments expanded and each analysed once
+    (nested spreads cannot make the analysis itself expensive):
+
+    - depth: fields nested inside fields (fragments and inline fragments add none);
+    - aliases and directives, counted as the query would run them (a fragment
+      spread three times counts three times);
+    - cost: the nodes the query could return, GitHub-style: a connection field
+      adds ``parent multiplier * page size`` (``first``, ``last`` or the default),
+      ``nodes(ids:)`` its id count;
+    - page sizes out of ``0..max_page_size``, refused before a sibling field
+      could touch the database.
+    """
+
     def __init__(
         self,
         settings: Settings,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from decimal import Decimal, InvalidOperation
-from typing import Any, TypeVar, get_type_hints
+from typing import Any, ParamSpec, TypeVar, get_type_hints
 
 import strawberry
 
@@ -17,6 +17,8 @@ from gql_app.data.transaction import atomic
 from gql_app.errors import UserError, UserErrorCode, UserFailure
 
 P = TypeVar("P")
+T = TypeVar("T")
+A = ParamSpec("A")
 
 
 def atomic_mutation(
@@ -40,11 +42,17 @@ def atomic_mutation(
 
 
 @strawberry.type
-class BulkUpdatePayload:
+class Payload:
+    """Base of the mutation payloads: ``userErrors``, what a ``UserFailure`` becomes."""
+
+    user_errors: list[UserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.type
+class BulkUpdatePayload(Payload):
     """What a set-based update mutation returns (any domain's)."""
 
     affected_count: int = 0
-    user_errors: list[UserError] = strawberry.field(default_factory=list)
 
 
 MAX_AMOUNT = Decimal("1000000000")  # 1e9: far above any real transfer, far below numeric(14,2)
@@ -61,6 +69,24 @@ def fail(
     if field is None:
         return UserFailure(UserError(field=None, message=message, code=code))
     return UserFailure(input_error(field, message, code))
+
+
+def collect(
+    errors: list[UserError], check: Callable[A, T], *args: A.args, **kwargs: A.kwargs
+) -> T | None:
+    """``check(*args, **kwargs)``, or None with its failure added to ``errors``: a
+    mutation reports every bad input field at once (see ``raise_collected``)."""
+    try:
+        return check(*args, **kwargs)
+    except UserFailure as failure:
+        errors += failure.errors
+        return None
+
+
+def raise_collected(errors: list[UserError]) -> None:
+    """The failure of every collected input error, if there is any."""
+    if errors:
+        raise UserFailure(*errors)
 
 
 def text(field: str, value: str, *, max_length: int, min_length: int = 1) -> str:

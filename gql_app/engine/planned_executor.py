@@ -1,26 +1,10 @@
-"""Compiled query execution: a validated document becomes a resolver plan, cached.
+"""Replaces graphql-core's executor for query operations (as Strawberry's execution
+context class): a document's selection is compiled once into a plan of resolvers
+and completions, then walked without a task or coroutine per field, so every
+loader sees all of its keys before its batch is sent.
 
-graphql-core completes every field of every object generically: it looks the
-field up, builds a resolve info, coerces the arguments, checks each result for
-awaitability, walks the return type, recollects sub-selections, and wraps every
-pending value in a coroutine awaited by a task of its own. For W1 that is
-~1 200 fields and ~390 tasks per request, and it was most of the CPU.
-
-``PlannedExecutor`` (given to Strawberry as its execution context class) does
-that work once per document: the selection of a query operation, per concrete
-type, becomes a tree of ``FieldPlan`` (resolver, arguments when they use no
-variables, how to complete the return type). Execution walks the plan calling
-every resolver that can run in one synchronous pass, so every loader sees all
-of its keys before its batch is sent; a pending value gets a done-callback
-that completes it in place (loader futures need no task or coroutine), and the
-request waits on one future for the last of them.
-
-The GraphQL semantics are graphql-core's: the same resolvers, info, argument
-coercion, leaf coercion, abstract type resolution, error messages, located
-errors and null propagation (a field error nulls the nearest nullable
-position). Mutations (serial execution), subscriptions, ``@defer``/``@stream``,
-introspection roots, field middleware and abort signals take graphql-core's
-own path unchanged.
+The GraphQL semantics stay graphql-core's; mutations, subscriptions,
+``@defer``/``@stream``, introspection roots and field middleware take its own path.
 """
 
 from __future__ import annotations
@@ -135,7 +119,7 @@ class StrawberryCall:
 class Completion:
     """How a value of one output type is completed (a position in the response)."""
 
-    __slots__ = ("abstract", "coerce", "details", "item", "kind", "nullable", "plan", "plans")
+    __slots__ = ("abstract", "coerce", "details", "item", "kind", "nullable", "objects", "plan")
 
     def __init__(self, kind: int, nullable: bool) -> None:
         self.kind = kind
@@ -145,7 +129,8 @@ class Completion:
         self.item: Completion | None = None
         self.abstract: GraphQLAbstractType | None = None
         self.details: list[FieldDetails] = []
-        self.plans: dict[str, ObjectPlan] = {}
+        self.objects: dict[str, Completion] = {}
+        """ABSTRACT: how a value is completed once its runtime type (the key) is known."""
 
 
 class FieldPlan:
@@ -289,7 +274,14 @@ PLANS = PlanCache()
 
 
 class PlannedExecutor(StrawberryGraphQLCoreExecutionContext):
-    """Strawberry's execution context, running query operations from a cached plan."""
+    """Strawberry's execution context, running query operations from a cached plan.
+
+    graphql-core completes every field generically (looks it up, builds an info,
+    coerces the arguments, checks the result for awaitability, wraps a pending
+    value in a task); here that is decided once per document and position. The
+    resolvers, info, coercion, abstract type resolution, error messages and null
+    propagation are graphql-core's.
+    """
 
     def execute_operation(self, serially: bool | None = None) -> Any:
         if (
@@ -576,11 +568,7 @@ class PlannedExecutor(StrawberryGraphQLCoreExecutionContext):
             if completion.nullable:
                 container[key] = None
             else:
-                message = (
-                    f"Cannot return null for non-nullable field {field.parent_type.name}."
-                    f"{field.name}."
-                )
-                self._fail(TypeError(message), completion, field, path, container, key)
+                self._fail_null(completion, field, path, container, key)
             return
         if isinstance(value, Exception):
             self._fail(value, completion, field, path, container, key)
@@ -590,11 +578,7 @@ class PlannedExecutor(StrawberryGraphQLCoreExecutionContext):
             if kind == LEAF:
                 coerced = completion.coerce(value)
                 if coerced is None or coerced is Undefined:
-                    raise TypeError(
-                        f"Expected `{inspect(completion.coerce.__self__)}.coerce_output_value("
-                        f"{inspect(value)})` to return non-nullable value, returned:"
-                        f" {inspect(coerced)}"
-                    )
+                    raise _null_leaf(completion, value, coerced)
                 container[key] = coerced
             elif kind == OBJECT:
                 plan = completion.plan
@@ -606,10 +590,7 @@ class PlannedExecutor(StrawberryGraphQLCoreExecutionContext):
                 self._execute_object(plan, value, path, out)
             elif kind == LIST:
                 if not is_iterable(value):
-                    raise GraphQLError(
-                        "Expected Iterable, but did not find one for field"
-                        f" '{field.parent_type.name}.{field.name}'."
-                    )
+                    raise _not_iterable(field)
                 item = completion.item
                 assert item is not None
                 items: list[Any] = []
@@ -636,6 +617,8 @@ class PlannedExecutor(StrawberryGraphQLCoreExecutionContext):
         key: str | int,
         runtime_type: Any,
     ) -> None:
+        """Resolve the value's runtime type (awaiting it if need be), then complete it
+        as an object of that type."""
         abstract = completion.abstract
         assert abstract is not None
         info = self._info(field, path)
@@ -650,18 +633,15 @@ class PlannedExecutor(StrawberryGraphQLCoreExecutionContext):
             object_type = self.ensure_valid_runtime_type(
                 runtime_type, abstract, completion.details, info, value
             )
-            plan = completion.plans.get(object_type.name)
-            if plan is None:
-                plan = completion.plans[object_type.name] = self._object_plan(
-                    object_type, completion.details
-                )
-            if object_type.is_type_of is not None:
-                self._check_type_of(object_type, field, path, value)
-            out: dict[str, Any] = {}
-            container[key] = out
-            self._execute_object(plan, value, path, out)
+            as_object = completion.objects.get(object_type.name)
+            if as_object is None:
+                as_object = Completion(OBJECT, completion.nullable)
+                as_object.plan = self._object_plan(object_type, completion.details)
+                completion.objects[object_type.name] = as_object
         except Exception as error:
             self._fail(error, completion, field, path, container, key)
+            return
+        self._complete(as_object, field, path, value, container, key)
 
     def _check_type_of(
         self, object_type: GraphQLObjectType, field: FieldPlan, path: Path, value: Any
@@ -682,6 +662,14 @@ class PlannedExecutor(StrawberryGraphQLCoreExecutionContext):
             )
 
     # ------------------------------------------------------------ errors
+
+    def _fail_null(
+        self, completion: Completion, field: FieldPlan, path: Path, container: Any, key: str | int
+    ) -> None:
+        message = (
+            f"Cannot return null for non-nullable field {field.parent_type.name}.{field.name}."
+        )
+        self._fail(TypeError(message), completion, field, path, container, key)
 
     def _fail(
         self,
@@ -743,11 +731,27 @@ class PlannedExecutor(StrawberryGraphQLCoreExecutionContext):
                 plan = completion.plan
             elif completion.kind == ABSTRACT:
                 following = chain[index + 1] if index + 1 < len(chain) else path
-                plan = completion.plans.get(following.typename or "")
+                found_type = completion.objects.get(following.typename or "")
+                plan = found_type.plan if found_type is not None else None
             if container is None:
                 # Already nulled above: the error lands inside a nulled position.
                 return found if found is not None else (None, node.key, node)
         return found
+
+
+def _null_leaf(completion: Completion, value: Any, coerced: Any) -> TypeError:
+    return TypeError(
+        f"Expected `{inspect(completion.coerce.__self__)}.coerce_output_value("
+        f"{inspect(value)})` to return non-nullable value, returned:"
+        f" {inspect(coerced)}"
+    )
+
+
+def _not_iterable(field: FieldPlan) -> GraphQLError:
+    return GraphQLError(
+        "Expected Iterable, but did not find one for field"
+        f" '{field.parent_type.name}.{field.name}'."
+    )
 
 
 async def _await_type(runtime_type: Any, value: Any) -> _TypeResolved:

@@ -8,23 +8,17 @@ from gql_app.data.loaders import ByIdLoader, ListByColumnLoader, PageLoader
 from gql_app.money.models import Account, Transfer
 
 
-class AccountByIdLoader(ByIdLoader[Account]):
-    model = Account
+class AccountByIdLoader(ByIdLoader[Account], model=Account): ...
 
 
-class TransferByIdLoader(ByIdLoader[Transfer]):
-    model = Transfer
+class TransferByIdLoader(ByIdLoader[Transfer], model=Transfer): ...
 
 
-class AccountsByOwnerIdLoader(ListByColumnLoader[Account]):
-    model = Account
-    column = Account.owner_id
+class AccountsByOwnerIdLoader(ListByColumnLoader[Account], column=Account.owner_id): ...
 
 
-class TransferPageByAccountIdLoader(PageLoader[Transfer]):
+class TransferPageByAccountIdLoader(PageLoader[Transfer], model=Transfer):
     """Transfers into or out of an account."""
-
-    model = Transfer
 
     def children(self, parent: ColumnElement[Any]) -> tuple[Any, list[ColumnElement[bool]]]:
         return Transfer, [or_(Transfer.from_account_id == parent, Transfer.to_account_id == parent)]

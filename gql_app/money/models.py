@@ -1,22 +1,11 @@
 from __future__ import annotations
 
-from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import (
-    BigInteger,
-    CheckConstraint,
-    DateTime,
-    ForeignKey,
-    Identity,
-    Index,
-    Numeric,
-    String,
-    func,
-)
+from sqlalchemy import CheckConstraint, ForeignKey, Index, Numeric, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from gql_app.data.db import Base
+from gql_app.data.db import Base, CreatedAt, PrimaryKey
 
 
 class Account(Base):
@@ -27,13 +16,13 @@ class Account(Base):
         Index("ix_accounts_owner_id", "owner_id"),
     )
 
-    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    id: Mapped[PrimaryKey]
     owner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     currency: Mapped[str] = mapped_column(String(3), default="USD", server_default="USD")
     balance: Mapped[Decimal] = mapped_column(
         Numeric(14, 2), default=Decimal("0"), server_default="0"
     )
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    created_at: Mapped[CreatedAt]
 
 
 class Transfer(Base):
@@ -45,9 +34,9 @@ class Transfer(Base):
         Index("ix_transfers_to_account_id_created_at_id", "to_account_id", "created_at", "id"),
     )
 
-    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    id: Mapped[PrimaryKey]
     from_account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="RESTRICT"))
     to_account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="RESTRICT"))
     amount: Mapped[Decimal] = mapped_column(Numeric(14, 2))
     idempotency_key: Mapped[str | None] = mapped_column(String(100), unique=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    created_at: Mapped[CreatedAt]

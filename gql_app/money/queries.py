@@ -6,15 +6,11 @@ from __future__ import annotations
 from gql_app.data.context import Info
 from gql_app.money import models
 from gql_app.money.loaders import AccountByIdLoader, TransferByIdLoader
-from gql_app.relay.node import node_type
+from gql_app.relay.node import loaded_node, node_type
 
-
-@node_type("Account")
-async def fetch_account(info: Info, pk: int) -> models.Account | None:
-    account = await info.context.loaders.get(AccountByIdLoader, info).load(pk)
-    if account is None or not info.context.can_see_private(account.owner_id):
-        return None
-    return account
+loaded_node(
+    "Account", AccountByIdLoader, lambda ctx, account: ctx.can_see_private(account.owner_id)
+)
 
 
 @node_type("Transfer")

@@ -3,7 +3,7 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Any
 
 import strawberry
 
@@ -13,12 +13,8 @@ from gql_app.money import models
 from gql_app.money.loaders import AccountByIdLoader, TransferPageByAccountIdLoader
 from gql_app.relay.connection import Connection, OrderDirection, Sorting, connection
 from gql_app.relay.node import Node, global_id
+from gql_app.users.lazy import UserType
 from gql_app.users.loaders import UserByIdLoader
-
-if TYPE_CHECKING:
-    from gql_app.users.types import User
-
-UserType = Annotated["User", strawberry.lazy("gql_app.users.types")]
 
 
 class TransferOrderField(enum.Enum):  # not exposed: transfers come newest first

@@ -1,15 +1,7 @@
 """Relay connections: the GraphQL types, orderings built from their enums, and
-``connection()``, the field factory every connection field is declared with.
-
-A connection field is one line::
+``connection()``, the field factory every connection field is declared with::
 
     posts: Connection[Post] = connection(PostPageByAuthorIdLoader, POST_ORDER, filter=PostFilter)
-
-The factory adds the arguments (``first``/``after``/``last``/``before``, then
-``filter`` and ``orderBy`` when the field has them), checks them, binds
-cursors to ``<ParentType>.<field>``, and reads the page: through the page
-loader of a nested connection (one statement per field path, whatever the
-number of parents), or through the root page reader of a root one.
 """
 
 from __future__ import annotations
@@ -193,8 +185,8 @@ def connection(
     guard: Guard | None = None,
     **field_options: Any,
 ) -> Any:
-    """A connection field read by ``source``: a page loader (a nested connection,
-    keyed by the parent's ``key`` attribute) or a root page reader (on Query).
+    """A connection field read by ``source``: a page loader (nested, keyed by the
+    parent's ``key``; one statement per field path) or a root page reader (on Query).
 
     ``filter``: the filter input type exposed as ``filter``; its ``criteria()``
     is what ``source`` filters by (``criteria`` when the field has no filter
@@ -209,7 +201,7 @@ def connection(
         if guard is not None:
             guard(ctx, root)
         raw = info._raw_info
-        scope = scopes.get(raw.parent_type)
+        scope = scopes.get(raw.parent_type)  # cursors are bound to <ParentType>.<field>
         if scope is None:
             scope = scopes[raw.parent_type] = f"{raw.parent_type.name}.{raw.field_name}"
         args = page_args(
@@ -244,7 +236,8 @@ def connection(
 
 
 def _declare(resolve: Callable[..., Any], filter: type | None, order: type | None) -> None:
-    """Give ``resolve`` the signature Strawberry reads the field's arguments from."""
+    """Give ``resolve`` the signature Strawberry reads the field's arguments from:
+    ``first``/``after``/``last``/``before``, then ``filter`` and ``orderBy``."""
     parameter = inspect.Parameter
     params = [
         parameter("root", parameter.POSITIONAL_OR_KEYWORD),

@@ -9,10 +9,11 @@ from typing import Any
 import strawberry
 from graphql import GraphQLObjectType
 
-from gql_app.data.context import Info
+from gql_app.data.context import Context, Info
+from gql_app.data.loaders import Loader
 from gql_app.engine.fields import computed
 from gql_app.errors import BadUserInput
-from gql_app.relay.ids import decode_id, encode_id
+from gql_app.relay.ids import decode_id, decode_id_of, encode_id
 
 
 @strawberry.interface(
@@ -34,6 +35,40 @@ def node_type(type_name: str) -> Callable[[NodeResolver], NodeResolver]:
         return fetch
 
     return register
+
+
+def loaded_node(
+    type_name: str,
+    loader: type[Loader[int, Any]],
+    visible: Callable[[Context, Any], bool] | None = None,
+) -> NodeResolver:
+    """Register a Node type fetched through its by-id ``loader``: None when not found,
+    or when ``visible(ctx, row)`` says the viewer may not see it."""
+
+    async def fetch(info: Info, pk: int) -> Any:
+        found = await info.context.loaders.get(loader, info).load(pk)
+        if found is None or (visible is not None and not visible(info.context, found)):
+            return None
+        return found
+
+    return node_type(type_name)(fetch)
+
+
+async def by_id_or_key(
+    info: Info,
+    type_name: str,
+    id: str | None,
+    key_name: str,
+    key: Any,
+    by_key: type[Loader[Any, Any]],
+) -> Any:
+    """A root field taking exactly one of a global ``id`` (fetched as ``node`` fetches
+    it) or a unique key (loaded by ``by_key``)."""
+    if (id is None) == (key is None):
+        raise BadUserInput(f"Pass exactly one of `id` or `{key_name}`.")
+    if id is not None:
+        return await _resolvers[type_name](info, decode_id_of(id, type_name))
+    return await info.context.loaders.get(by_key, info).load(key)
 
 
 def global_id(type_name: str) -> Any:

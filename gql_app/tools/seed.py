@@ -1,38 +1,5 @@
-"""Deterministic data sets: the benchmark data set at scale S, and a small demo set.
-
-``seed(url, S)`` bulk-loads into an empty, migrated database, in one transaction:
-
-- S users (``user00001``, ``user00001@example.com``, password ``password``;
-  user 1 is an admin), each with a profile and one USD account;
-- 10·S posts (exactly 80% published: every post whose id is not a multiple
-  of 5), authors skewed so a few users write a lot;
-- 50·S comments, on published posts only, after their publication;
-- 200 tags, 1-4 distinct per post;
-- 500 products (``SKU-00001``...), 3·S orders of 1-4 items (mostly PAID or
-  SHIPPED, some PENDING, about 5% CANCELLED; unit price = product price);
-- a handful of transfers between accounts.
-
-The same scale and seed give the same rows, byte for byte: every table draws
-from its own ``random.Random`` seeded from (seed, table), every timestamp is
-derived from ``EPOCH`` (never ``now()``), ids are assigned here (1..N), and the
-shared password hash uses a salt derived from the seed (benchmark accounts are
-not secrets). Rows are generated lazily, chunk by chunk, and streamed with
-binary COPY; secondary indexes and foreign keys are dropped for the load and
-rebuilt set-based before the commit (what ``pg_restore`` does), identity
-sequences are moved past the loaded ids, and the tables are analyzed.
-
-Demo logins loaded by ``seed_demo`` (the embedded development server loads it
-into an empty database):
-
-=====================  ==========  =====
-email                  password    admin
-=====================  ==========  =====
-admin@example.com      admin       yes
-alice@example.com      alice       no
-bob@example.com        bob         no
-user00001@example.com  password    yes
-user00002@example.com  password    no (and so on up to user00025)
-=====================  ==========  =====
+"""Deterministic data sets, bulk-loaded with binary COPY: the benchmark data set at
+scale S (``seed``) and a small demo set with known logins (``seed_demo``).
 """
 
 from __future__ import annotations
@@ -299,94 +266,66 @@ class _Table:
     expected: int
 
 
+COLUMNS: dict[str, tuple[str, ...]] = {
+    "users": (
+        "id",
+        "username",
+        "email",
+        "password_hash",
+        "is_active",
+        "is_admin",
+        "age",
+        "created_at",
+        "updated_at",
+        "last_login_at",
+    ),
+    "profiles": ("id", "user_id", "display_name", "bio"),
+    "accounts": ("id", "owner_id", "currency", "balance", "created_at"),
+    "tags": ("id", "name"),
+    "products": ("id", "sku", "name", "price", "stock", "created_at"),
+    "posts": ("id", "author_id", "title", "content", "published_at", "created_at", "updated_at"),
+    "post_tags": ("post_id", "tag_id"),
+    "comments": ("id", "post_id", "author_id", "body", "created_at"),
+    "orders": ("id", "customer_id", "status", "created_at"),
+    "order_items": ("id", "order_id", "product_id", "quantity", "unit_price"),
+    "transfers": (
+        "id",
+        "from_account_id",
+        "to_account_id",
+        "amount",
+        "idempotency_key",
+        "created_at",
+    ),
+}
+"""The columns each table's rows fill, by table, parents first."""
+
+SEEDED_TABLES = tuple(COLUMNS)
+"""Every table ``seed`` loads, parents first."""
+
+
 def _plan(scale: int, seed: int, password_hash: str) -> list[_Table]:
     def rng(table: str) -> random.Random:
         return random.Random(f"gql_app:{seed}:{table}")
 
     products = _products(rng("products"))
     s = scale
+    rows_and_counts: dict[str, tuple[Iterable[Row], int]] = {
+        "users": (_users(rng("users"), s, password_hash), s),
+        "profiles": (_profiles(rng("profiles"), s), s),
+        "accounts": (_accounts(rng("accounts"), s), s),
+        "tags": (_tags(), TAG_COUNT),
+        "products": (products, PRODUCT_COUNT),
+        "posts": (_posts(rng("posts"), s), 10 * s),
+        "post_tags": (_post_tags(rng("post_tags"), s), 25 * s),
+        "comments": (_comments(rng("comments"), s), 50 * s),
+        "orders": (_orders(rng("orders"), s), 3 * s),
+        "order_items": (_order_items(rng("order_items"), s, products), int(7.5 * s)),
+        "transfers": (_transfers(rng("transfers"), s), min(s, 100) if s >= 2 else 0),
+    }
     return [
-        _Table(
-            "users",
-            (
-                "id",
-                "username",
-                "email",
-                "password_hash",
-                "is_active",
-                "is_admin",
-                "age",
-                "created_at",
-                "updated_at",
-                "last_login_at",
-            ),
-            _users(rng("users"), s, password_hash),
-            s,
-        ),
-        _Table(
-            "profiles", ("id", "user_id", "display_name", "bio"), _profiles(rng("profiles"), s), s
-        ),
-        _Table(
-            "accounts",
-            ("id", "owner_id", "currency", "balance", "created_at"),
-            _accounts(rng("accounts"), s),
-            s,
-        ),
-        _Table("tags", ("id", "name"), _tags(), TAG_COUNT),
-        _Table(
-            "products",
-            ("id", "sku", "name", "price", "stock", "created_at"),
-            products,
-            PRODUCT_COUNT,
-        ),
-        _Table(
-            "posts",
-            ("id", "author_id", "title", "content", "published_at", "created_at", "updated_at"),
-            _posts(rng("posts"), s),
-            10 * s,
-        ),
-        _Table("post_tags", ("post_id", "tag_id"), _post_tags(rng("post_tags"), s), 25 * s),
-        _Table(
-            "comments",
-            ("id", "post_id", "author_id", "body", "created_at"),
-            _comments(rng("comments"), s),
-            50 * s,
-        ),
-        _Table(
-            "orders",
-            ("id", "customer_id", "status", "created_at"),
-            _orders(rng("orders"), s),
-            3 * s,
-        ),
-        _Table(
-            "order_items",
-            ("id", "order_id", "product_id", "quantity", "unit_price"),
-            _order_items(rng("order_items"), s, products),
-            int(7.5 * s),
-        ),
-        _Table(
-            "transfers",
-            ("id", "from_account_id", "to_account_id", "amount", "idempotency_key", "created_at"),
-            _transfers(rng("transfers"), s),
-            min(s, 100) if s >= 2 else 0,
-        ),
+        _Table(name, COLUMNS[name], rows, expected)
+        for name, (rows, expected) in rows_and_counts.items()
     ]
-
-
-SEEDED_TABLES = (
-    "users",
-    "profiles",
-    "accounts",
-    "tags",
-    "products",
-    "posts",
-    "post_tags",
-    "comments",
-    "orders",
-    "order_items",
-    "transfers",
-)
-"""Every table ``seed`` loads, parents first."""
 
 
 def asyncpg_dsn(url: str) -> str:
@@ -496,7 +435,26 @@ async def _non_empty_tables(conn: asyncpg.Connection, tables: Sequence[str]) -> 
 
 
 async def seed(url: str, scale: int, *, progress: bool = True, seed: int = 42) -> SeedReport:
-    """Loads the benchmark data set at ``scale`` into an empty, migrated database."""
+    """Loads the benchmark data set at ``scale`` (S) into an empty, migrated database,
+    in one transaction:
+
+    - S users (``user00001``, ``user00001@example.com``, password ``password``;
+      user 1 is an admin), each with a profile and one USD account;
+    - 10·S posts (exactly 80% published: every post whose id is not a multiple
+      of 5), authors skewed so a few users write a lot;
+    - 50·S comments, on published posts only, after their publication;
+    - 200 tags, 1-4 distinct per post;
+    - 500 products (``SKU-00001``...), 3·S orders of 1-4 items (mostly PAID or
+      SHIPPED, some PENDING, about 5% CANCELLED; unit price = product price);
+    - a handful of transfers between accounts.
+
+    The same scale and seed give the same rows, byte for byte: every table draws
+    from its own ``random.Random`` seeded from (seed, table), timestamps derive
+    from ``EPOCH`` (never ``now()``), ids are assigned here, and the shared
+    password hash's salt derives from the seed. Secondary indexes and foreign keys
+    are dropped for the load and rebuilt set-based before the commit (as
+    ``pg_restore`` does); identity sequences are moved past the loaded ids.
+    """
     if scale < 1:
         raise ValueError("scale must be at least 1")
     started = time.perf_counter()
@@ -556,33 +514,24 @@ _DEMO_PEOPLE = (
 
 
 async def seed_demo(url: str) -> None:
-    """A small data set to explore in GraphiQL; logins in the module docstring."""
+    """A small data set to explore in GraphiQL (the embedded development server
+    loads it into an empty database), with these logins:
+
+    =====================  ==========  =====
+    email                  password    admin
+    =====================  ==========  =====
+    admin@example.com      admin       yes
+    alice@example.com      alice       no
+    bob@example.com        bob         no
+    user00001@example.com  password    yes
+    user00002@example.com  password    no (and so on up to user00025)
+    =====================  ==========  =====
+    """
     await seed(url, DEMO_SCALE, progress=False)
     conn = await connect(url)
     try:
         async with conn.transaction():
-            ids: dict[str, int] = {}
-            for username, email, password, is_admin, display in _DEMO_PEOPLE:
-                user_id = await conn.fetchval(
-                    "INSERT INTO users (username, email, password_hash, is_admin, last_login_at)"
-                    " VALUES ($1, $2, $3, $4, now()) RETURNING id",
-                    username,
-                    email,
-                    hash_password(password),
-                    is_admin,
-                )
-                ids[username] = user_id
-                await conn.execute(
-                    "INSERT INTO profiles (user_id, display_name, bio) VALUES ($1, $2, $3)",
-                    user_id,
-                    display,
-                    f"Hi, I am {display.split()[0]}.",
-                )
-                await conn.execute(
-                    "INSERT INTO accounts (owner_id, currency, balance)"
-                    " VALUES ($1, 'USD', 1000.00)",
-                    user_id,
-                )
+            ids = {person[0]: await _demo_person(conn, *person) for person in _DEMO_PEOPLE}
             post_id = await conn.fetchval(
                 "INSERT INTO posts (author_id, title, content, published_at)"
                 " VALUES ($1, $2, $3, now()) RETURNING id",
@@ -603,3 +552,33 @@ async def seed_demo(url: str) -> None:
             )
     finally:
         await conn.close()
+
+
+async def _demo_person(
+    conn: asyncpg.Connection,
+    username: str,
+    email: str,
+    password: str,
+    is_admin: bool,
+    display: str,
+) -> int:
+    """A demo user with a profile and a USD account of 1000.00; returns the user's id."""
+    user_id: int = await conn.fetchval(
+        "INSERT INTO users (username, email, password_hash, is_admin, last_login_at)"
+        " VALUES ($1, $2, $3, $4, now()) RETURNING id",
+        username,
+        email,
+        hash_password(password),
+        is_admin,
+    )
+    await conn.execute(
+        "INSERT INTO profiles (user_id, display_name, bio) VALUES ($1, $2, $3)",
+        user_id,
+        display,
+        f"Hi, I am {display.split()[0]}.",
+    )
+    await conn.execute(
+        "INSERT INTO accounts (owner_id, currency, balance) VALUES ($1, 'USD', 1000.00)",
+        user_id,
+    )
+    return user_id

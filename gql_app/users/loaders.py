@@ -7,22 +7,17 @@ from sqlalchemy import ColumnElement, exists, or_
 
 from gql_app.data.context import Context
 from gql_app.data.loaders import ByColumnLoader, ByIdLoader, RootPage
-from gql_app.data.pages import contains
+from gql_app.data.pages import contains, in_range
 from gql_app.users.models import Profile, User
 
 
-class UserByIdLoader(ByIdLoader[User]):
-    model = User
+class UserByIdLoader(ByIdLoader[User], model=User): ...
 
 
-class UserByUsernameLoader(ByColumnLoader[User]):
-    model = User
-    column = User.username
+class UserByUsernameLoader(ByColumnLoader[User], column=User.username): ...
 
 
-class ProfileByUserIdLoader(ByColumnLoader[Profile]):
-    model = Profile
-    column = Profile.user_id
+class ProfileByUserIdLoader(ByColumnLoader[Profile], column=Profile.user_id): ...
 
 
 @dataclass(frozen=True)
@@ -46,15 +41,7 @@ class UserCriteria:
             conds.append(or_(*matches))
         if self.is_active is not None:
             conds.append(User.is_active.is_(self.is_active))
-        if self.created_after is not None:
-            conds.append(User.created_at >= self.created_after)
-        if self.created_before is not None:
-            conds.append(User.created_at < self.created_before)
-        return conds
+        return conds + in_range(User.created_at, self.created_after, self.created_before)
 
 
-class UserPage(RootPage[User]):
-    model = User
-
-    def conditions(self, criteria: UserCriteria) -> list[ColumnElement[bool]]:
-        return criteria.conditions(self.ctx)
+class UserPage(RootPage[User], model=User): ...

@@ -6,17 +6,20 @@ from datetime import datetime
 import strawberry
 from sqlalchemy import func, select, update
 
-from gql_app.data.context import Info
+from gql_app.data.context import Context, Info
 from gql_app.engine.mutations import (
     BulkUpdatePayload,
+    Payload,
     admin,
     atomic_mutation,
+    collect,
     fail,
     input_error,
+    raise_collected,
     signed_in,
     text,
 )
-from gql_app.errors import Unauthenticated, UserError, UserErrorCode, UserFailure
+from gql_app.errors import Unauthenticated, UserErrorCode, UserFailure
 from gql_app.money.models import Account
 from gql_app.users.auth import issue_token, revoke_token
 from gql_app.users.models import Profile
@@ -37,12 +40,11 @@ class SignUpInput:
 
 
 @strawberry.type
-class SignUpPayload:
+class SignUpPayload(Payload):
     user: User | None = None
     token: str | None = strawberry.field(
         default=None, description="Bearer token for the Authorization header."
     )
-    user_errors: list[UserError] = strawberry.field(default_factory=list)
 
 
 @strawberry.input
@@ -52,10 +54,9 @@ class LogInInput:
 
 
 @strawberry.type
-class LogInPayload:
+class LogInPayload(Payload):
     user: User | None = None
     token: str | None = None
-    user_errors: list[UserError] = strawberry.field(default_factory=list)
 
 
 @strawberry.type
@@ -63,7 +64,8 @@ class LogOutPayload:
     ok: bool
 
 
-async def sign_up(info: Info, input: SignUpInput) -> SignUpPayload:
+def sign_up_input(input: SignUpInput) -> str | None:
+    """Every malformed field reported at once; the display name, trimmed, if given."""
     errors = []
     if not USERNAME.match(input.username):
         errors.append(input_error("username", "3 to 50 letters, digits, '.', '_' or '-'."))
@@ -73,39 +75,33 @@ async def sign_up(info: Info, input: SignUpInput) -> SignUpPayload:
         errors.append(input_error("password", "The password must be 8 to 128 characters."))
     display_name = None
     if input.display_name is not None:
-        try:
-            display_name = text("displayName", input.display_name, max_length=100)
-        except UserFailure as failure:
-            errors += failure.errors
-    if errors:
-        raise UserFailure(*errors)
+        display_name = collect(errors, text, "displayName", input.display_name, max_length=100)
+    raise_collected(errors)
+    return display_name
+
+
+async def check_not_taken(ctx: Context, username: str, email: str) -> None:
+    """TAKEN for a username (any case) or an email that an account already has."""
+    taken = await ctx.db.execute(
+        select(UserModel.username, UserModel.email).where(
+            (func.lower(UserModel.username) == username.lower()) | (UserModel.email == email)
+        )
+    )
+    errors = []
+    for existing_username, existing_email in taken.all():
+        if existing_username.lower() == username.lower():
+            errors.append(input_error("username", "Username taken.", UserErrorCode.TAKEN))
+        if existing_email == email:
+            errors.append(input_error("email", "Email taken.", UserErrorCode.TAKEN))
+    raise_collected(errors)
+
+
+async def sign_up(info: Info, input: SignUpInput) -> SignUpPayload:
+    display_name = sign_up_input(input)
+    email = input.email.strip().lower()
+    await check_not_taken(info.context, input.username, email)
 
     db = info.context.db
-    email = input.email.strip().lower()
-    taken = (
-        await db.execute(
-            select(UserModel.username, UserModel.email).where(
-                (func.lower(UserModel.username) == input.username.lower())
-                | (UserModel.email == email)
-            )
-        )
-    ).all()
-    for username, existing_email in taken:
-        if username.lower() == input.username.lower():
-            errors.append(
-                UserError(
-                    field=["input", "username"], message="Username taken.", code=UserErrorCode.TAKEN
-                )
-            )
-        if existing_email == email:
-            errors.append(
-                UserError(
-                    field=["input", "email"], message="Email taken.", code=UserErrorCode.TAKEN
-                )
-            )
-    if errors:
-        raise UserFailure(*errors)
-
     user = UserModel(
         username=input.username, email=email, password_hash=hash_password(input.password)
     )
@@ -152,9 +148,8 @@ class UpdateProfileInput:
 
 
 @strawberry.type
-class UpdateProfilePayload:
+class UpdateProfilePayload(Payload):
     user: User | None = None
-    user_errors: list[UserError] = strawberry.field(default_factory=list)
 
 
 @strawberry.input

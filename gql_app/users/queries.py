@@ -3,18 +3,12 @@ from __future__ import annotations
 import strawberry
 
 from gql_app.data.context import Info
-from gql_app.errors import BadUserInput
 from gql_app.relay.connection import Connection, connection
-from gql_app.relay.ids import decode_id_of
-from gql_app.relay.node import node_type
+from gql_app.relay.node import by_id_or_key, loaded_node
 from gql_app.users.loaders import UserByIdLoader, UserByUsernameLoader, UserPage
-from gql_app.users.models import User as UserModel
 from gql_app.users.types import USER_ORDER, User, UserFilter
 
-
-@node_type("User")
-async def fetch_user(info: Info, pk: int) -> UserModel | None:
-    return await info.context.loaders.get(UserByIdLoader, info).load(pk)
+loaded_node("User", UserByIdLoader)
 
 
 @strawberry.type
@@ -27,10 +21,6 @@ class UserQuery:
     async def user(
         self, info: Info, id: strawberry.ID | None = None, username: str | None = None
     ) -> User | None:
-        if (id is None) == (username is None):
-            raise BadUserInput("Pass exactly one of `id` or `username`.")
-        if id is not None:
-            return await fetch_user(info, decode_id_of(id, "User"))  # type: ignore[return-value]
-        return await info.context.loaders.get(UserByUsernameLoader, info).load(username)  # type: ignore[return-value]
+        return await by_id_or_key(info, "User", id, "username", username, UserByUsernameLoader)
 
     users: Connection[User] = connection(UserPage, USER_ORDER, filter=UserFilter)

@@ -1,29 +1,10 @@
-"""The query lane: the common request, a query POSTed as JSON, on the shortest path.
+"""The query lane: replaces Strawberry's HTTP view and Starlette's middleware stack
+for plain JSON queries.
 
-Most of the time a GraphQL server spends on a small query is not the query: it
-is the generic pipeline around it (Starlette's middleware and routing,
-Strawberry's HTTP view, its request adapter, the schema's extension runner with
-a context manager per hook and extension). For W3 that pipeline was more than
-half of the server's CPU. The lane answers the request that dominates real
-traffic without it:
-
-    POST /graphql, Content-Type: application/json, a Content-Length within the
-    body limit, a JSON object whose document (or APQ hash) names a query
-    operation that parses, validates and passes the limits.
-
-It does what the full path does for such a request, with the same functions:
-the same document checks (length, tokens, validation rules, several operations
-without ``operationName``, limits), the same context, the same transaction
-boundary (``transaction.operation``), the same planned executor, the same error
-formatting and codes, the same log line, metrics and ``X-Request-ID``. A
-document is parsed and validated once (LRU, per app); the limits' verdict is
-kept with it when it does not depend on the variables.
-
-Everything else goes to the full path, with the body replayed: other methods,
-media types and paths, mutations, documents that fail to parse or validate,
-refused limits, APQ misses and errors, CORS requests. The full path then
-answers exactly as before, so a refusal's status, code and message are
-defined in one place.
+A POST of ``application/json`` whose document is a query that parses, validates
+and passes the limits is answered here, with the full path's own functions
+(document checks, context, transaction boundary, planned executor, error
+formatting, log line and metrics). Everything else goes to the full path.
 """
 
 from __future__ import annotations
@@ -49,9 +30,11 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from strawberry.execution import optimized_is_awaitable
 from strawberry.schema.schema import validate_document
 
+from gql_app.data.context import Context
 from gql_app.data.transaction import operation
 from gql_app.engine.limits import Analysis, QueryTooComplex, violations
 from gql_app.engine.planned_executor import PlannedExecutor
+from gql_app.errors import ErrorCode, error_body
 from gql_app.observability import (
     Metrics,
     RequestObservation,
@@ -84,8 +67,16 @@ class Prepared:
     """The limits' verdict depends on the variables: checked on every request."""
 
 
+Planned = tuple[Prepared, dict[str, Any] | None, Any]
+"""What the lane runs: the prepared query, its variables and its request extensions."""
+
+
 class PreparedQueries:
-    """Documents by (text, operationName): prepared, or None for the full path. LRU."""
+    """Documents by (text, operationName): prepared, or None for the full path. LRU.
+
+    A document is parsed and validated once; the limits' verdict is kept with it
+    when it does not depend on the variables.
+    """
 
     def __init__(self, settings: Settings, schema: Any, maxsize: int = 512) -> None:
         self.settings = settings
@@ -165,30 +156,9 @@ class QueryLane:
         self.prepared = PreparedQueries(settings, schema)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        content_type = accept = authorization = request_id = None
-        length = -1
-        cross_origin = False
-        for name, value in scope["headers"]:
-            if name == b"content-type":
-                content_type = value
-            elif name == b"content-length":
-                length = int(value) if value.isdigit() else -1
-            elif name == b"accept":
-                accept = value
-            elif name == b"authorization":
-                authorization = value
-            elif name == b"x-request-id":
-                request_id = value
-            elif name == b"origin":
-                cross_origin = bool(self.settings.cors_origins)  # the CORS middleware answers
-        media = response_media_type(accept.decode("latin-1") if accept is not None else None)
-        if (
-            media is None
-            or cross_origin
-            or not 0 <= length <= self.settings.max_body_bytes
-            or content_type is None
-            or content_type.split(b";", 1)[0].strip().lower() != b"application/json"
-        ):
+        headers = LaneHeaders.of(scope)
+        media = self._media_type(headers)
+        if media is None:
             await self.app(scope, receive, send)
             return
         body = await read_body(receive)
@@ -198,52 +168,56 @@ class QueryLane:
         if planned is None:
             await self.app(scope, replay(body, receive), send)
             return
-        prepared, variables, extensions = planned
-        observation = RequestObservation(
-            request_id_from(request_id.decode("latin-1") if request_id is not None else None)
-        )
+        observation = RequestObservation(request_id_from(latin1(headers.request_id)))
         observation.operation_type = "query"
-        observation.operation_name = prepared.name
-        token = current_observation.set(observation)
-        try:
-            response = await self._execute(
-                scope, receive, prepared, variables, extensions, authorization, observation
-            )
-            status = 200
-        except Exception:
-            log.exception("query lane failed", extra={"request_id": observation.request_id})
-            response = {
-                "errors": [
-                    {
-                        "message": f"Internal server error (request id {observation.request_id}).",
-                        "extensions": {"code": "INTERNAL_SERVER_ERROR"},
-                    }
-                ]
-            }
-            observation.error_codes.append("INTERNAL_SERVER_ERROR")
-            status = 500
-        finally:
-            current_observation.reset(token)
+        observation.operation_name = planned[0].name
+        status, response = await self._answer(scope, receive, planned, headers, observation)
         try:
             observation.status = status
-            content = orjson.dumps(response)
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": status,
-                    "headers": [
-                        (b"content-type", media.encode() + b"; charset=utf-8"),
-                        (b"content-length", str(len(content)).encode()),
-                        (b"x-request-id", observation.request_id.encode()),
-                    ],
-                }
-            )
-            await send({"type": "http.response.body", "body": content})
+            await send_json(send, status, media, response, observation.request_id)
         finally:
             finish_request(self.metrics, observation)
 
-    def _plan(self, body: bytes) -> tuple[Prepared, dict[str, Any] | None, Any] | None:
-        """What to run, or None when the request belongs to the full path."""
+    def _media_type(self, headers: LaneHeaders) -> str | None:
+        """The response's media type when the headers make this a lane request, else None."""
+        media = response_media_type(latin1(headers.accept))
+        content_type = headers.content_type
+        if (
+            media is None
+            or (headers.origin and self.settings.cors_origins)  # the CORS middleware answers
+            or not 0 <= headers.length <= self.settings.max_body_bytes
+            or content_type is None
+            or content_type.split(b";", 1)[0].strip().lower() != b"application/json"
+        ):
+            return None
+        return media
+
+    async def _answer(
+        self,
+        scope: Scope,
+        receive: Receive,
+        planned: Planned,
+        headers: LaneHeaders,
+        observation: RequestObservation,
+    ) -> tuple[int, Any]:
+        """(status, body): the query's response, or a masked 500 if the lane failed."""
+        token = current_observation.set(observation)
+        try:
+            request = Request(scope, receive)
+            authorization = latin1(headers.authorization)
+            ctx = request_context(request, authorization, observation.request_id)
+            return 200, await self._execute(ctx, *planned)
+        except Exception:
+            log.exception("query lane failed", extra={"request_id": observation.request_id})
+            observation.error_codes.append(ErrorCode.INTERNAL_SERVER_ERROR)
+            message = f"Internal server error (request id {observation.request_id})."
+            return 500, error_body(message, ErrorCode.INTERNAL_SERVER_ERROR)
+        finally:
+            current_observation.reset(token)
+
+    def _plan(self, body: bytes) -> Planned | None:
+        """What to run, or None when the request belongs to the full path, which then
+        answers as it would without the lane (refusals are defined there only)."""
         try:
             data = orjson.loads(body)
         except orjson.JSONDecodeError:
@@ -278,20 +252,8 @@ class QueryLane:
         return prepared, variables, extensions
 
     async def _execute(
-        self,
-        scope: Scope,
-        receive: Receive,
-        prepared: Prepared,
-        variables: dict[str, Any] | None,
-        extensions: Any,
-        authorization: bytes | None,
-        observation: RequestObservation,
+        self, ctx: Context, prepared: Prepared, variables: dict[str, Any] | None, extensions: Any
     ) -> Any:
-        ctx = request_context(
-            Request(scope, receive),
-            authorization.decode("latin-1") if authorization is not None else None,
-            observation.request_id,
-        )
         async with operation(ctx, read_only=True) as op:
             result: Any
             if op.fault is not None:
@@ -311,6 +273,57 @@ class QueryLane:
                     result = await result
             op.result = result
         return graphql_response(result, ctx)
+
+
+@dataclass(slots=True)
+class LaneHeaders:
+    """The request headers the lane reads (raw bytes, as ASGI gives them)."""
+
+    content_type: bytes | None = None
+    length: int = -1
+    accept: bytes | None = None
+    authorization: bytes | None = None
+    request_id: bytes | None = None
+    origin: bool = False
+
+    @classmethod
+    def of(cls, scope: Scope) -> LaneHeaders:
+        headers = cls()
+        for name, value in scope["headers"]:
+            if name == b"content-type":
+                headers.content_type = value
+            elif name == b"content-length":
+                headers.length = int(value) if value.isdigit() else -1
+            elif name == b"accept":
+                headers.accept = value
+            elif name == b"authorization":
+                headers.authorization = value
+            elif name == b"x-request-id":
+                headers.request_id = value
+            elif name == b"origin":
+                headers.origin = True
+        return headers
+
+
+def latin1(value: bytes | None) -> str | None:
+    return value.decode("latin-1") if value is not None else None
+
+
+async def send_json(send: Send, status: int, media: str, body: Any, request_id: str) -> None:
+    """The whole response, ``body`` as JSON, with its ``X-Request-ID``."""
+    content = orjson.dumps(body)
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", media.encode() + b"; charset=utf-8"),
+                (b"content-length", str(len(content)).encode()),
+                (b"x-request-id", request_id.encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": content})
 
 
 async def read_body(receive: Receive) -> bytes | None:

@@ -1,20 +1,5 @@
-"""The GraphQL endpoint: Strawberry's ASGI view with our context, JSON, error rule
-and the GraphQL-over-HTTP status codes.
-
-Status codes (GraphQL over HTTP, draft of 2025, and the graphql-http audit agree):
-
-- a request that is not a well-formed GraphQL-over-HTTP request (body not a
-  JSON object, no query, bad ``variables``) → 400, both media types;
-- a request error (syntax, validation, a refused limit: the response has no
-  ``data``) → 400 with ``application/graphql-response+json``, 200 with
-  ``application/json`` (the spec's legacy media type keeps 200);
-- execution with field errors (``data`` present, even null) → 200;
-- a mutation over GET, or a method other than GET/POST → 405 with ``Allow``;
-- a body that is not ``application/json`` (form posts, ``text/plain``) → 415,
-  never executed; an ``Accept`` we cannot serve → 406; a body over the limit → 413.
-
-``application/graphql-response+json`` is used when the client accepts it;
-otherwise (including no ``Accept`` or ``*/*``) ``application/json``.
+"""The GraphQL endpoint: Strawberry's ASGI view with our context, JSON, error rule,
+persisted queries and the GraphQL-over-HTTP status codes; the body size limit.
 """
 
 from __future__ import annotations
@@ -35,7 +20,7 @@ from strawberry.types import ExecutionResult
 from strawberry.types.execution import PreExecutionError
 
 from gql_app.data.context import Context
-from gql_app.errors import format_error
+from gql_app.errors import ErrorCode, error_body, format_error
 from gql_app.observability import record_errors, request_id_for
 from gql_app.users.auth import authenticate
 
@@ -152,6 +137,22 @@ def graphql_response(result: ExecutionResult, context: Context | None) -> GraphQ
 
 
 class GraphQLView(GraphQL[Context, None]):
+    """Status codes (GraphQL over HTTP, draft of 2025, and the graphql-http audit agree):
+
+    - not a well-formed GraphQL-over-HTTP request (body not a JSON object, no
+      query, bad ``variables``) → 400, both media types;
+    - a request error (syntax, validation, a refused limit: no ``data``) → 400
+      with ``application/graphql-response+json``, 200 with ``application/json``
+      (the spec's legacy media type keeps 200);
+    - execution with field errors (``data`` present, even null) → 200;
+    - a mutation over GET, or a method other than GET/POST → 405 with ``Allow``;
+    - a body that is not ``application/json`` → 415, never executed; an
+      ``Accept`` we cannot serve → 406; a body over the limit → 413.
+
+    ``application/graphql-response+json`` is used when the client accepts it,
+    otherwise (no ``Accept``, ``*/*``) ``application/json``.
+    """
+
     def __init__(
         self, *args: Any, persisted_queries: PersistedQueries | None = None, **kwargs: Any
     ) -> None:
@@ -168,28 +169,21 @@ class GraphQLView(GraphQL[Context, None]):
         except HTTPException as error:
             response = self.error_response(request, error)
         except PersistedQueryNotFound:
-            body = {
-                "errors": [
-                    {
-                        "message": "PersistedQueryNotFound",
-                        "extensions": {"code": "PERSISTED_QUERY_NOT_FOUND"},
-                    }
-                ]
-            }
-            media = response_media_type(request.headers.get("accept")) or JSON
-            response = Response(orjson.dumps(body), status_code=200, media_type=media)
+            body = error_body("PersistedQueryNotFound", ErrorCode.PERSISTED_QUERY_NOT_FOUND)
+            response = self.json_response(request, body, 200)
         await response(scope, receive, send)
 
     def error_response(self, request: Request, error: HTTPException) -> Response:
         """An HTTP-level refusal, still shaped as a GraphQL response with a code."""
+        body = error_body(error.reason, ErrorCode.BAD_REQUEST)
+        return self.json_response(request, body, error.status_code, getattr(error, "headers", None))
+
+    def json_response(
+        self, request: Request, body: Any, status: int, headers: dict[str, str] | None = None
+    ) -> Response:
+        """``body`` as JSON, in the media type the client accepts."""
         media = response_media_type(request.headers.get("accept")) or JSON
-        body = {"errors": [{"message": error.reason, "extensions": {"code": "BAD_REQUEST"}}]}
-        return Response(
-            orjson.dumps(body),
-            status_code=error.status_code,
-            media_type=media,
-            headers=getattr(error, "headers", None),
-        )
+        return Response(orjson.dumps(body), status_code=status, media_type=media, headers=headers)
 
     async def run(self, request: Any, context: Any = None, root_value: Any = None) -> Any:
         if request.method not in ("GET", "POST"):
@@ -300,14 +294,8 @@ class BodySizeLimit:
             await self._refuse(scope, receive, send)
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
-        body = {
-            "errors": [
-                {
-                    "message": f"The request body is larger than {self.max_bytes} bytes.",
-                    "extensions": {"code": "BAD_REQUEST"},
-                }
-            ]
-        }
+        message = f"The request body is larger than {self.max_bytes} bytes."
+        body = error_body(message, ErrorCode.BAD_REQUEST)
         response = Response(orjson.dumps(body), status_code=413, media_type=JSON)
         await response(scope, receive, send)
 
