@@ -1,11 +1,17 @@
-"""The layout's promises, checked: no import cycle at run time.
+"""The layout's promises, checked: no import cycle at run time, short functions.
 
 (The layers themselves are import-linter's contract in pyproject.toml, run by the
 test command.)"""
 
 from __future__ import annotations
 
+import ast
+from pathlib import Path
+
 import grimp
+
+PACKAGE = Path(__file__).resolve().parent.parent / "gql_app"
+MAX_FUNCTION_LINES = 60
 
 
 def import_cycles(package: str) -> list[list[str]]:
@@ -59,3 +65,14 @@ def test_the_cycle_finder_finds_a_cycle(tmp_path, monkeypatch) -> None:
     (package / "c.py").write_text("from cyclic import a\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     assert import_cycles("cyclic") == [["cyclic.a", "cyclic.b"]]
+
+
+def test_no_function_is_longer_than_a_screen() -> None:
+    long = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                lines = (node.end_lineno or node.lineno) - node.lineno + 1
+                if lines > MAX_FUNCTION_LINES:
+                    long.append(f"{path.relative_to(PACKAGE.parent)}:{node.lineno} {node.name}")
+    assert long == []
