@@ -12,7 +12,6 @@ from collections.abc import Callable, Hashable
 from typing import Any, Generic, TypeVar
 
 import strawberry
-from cachetools import LRUCache
 from graphql import (
     FieldNode,
     FragmentDefinitionNode,
@@ -61,8 +60,10 @@ class Sorting:
         }
         self.fields = fields
         self.tiebreak = model.id
-        self.default = next(iter(fields))
         self.direction = direction
+        self.default = Ordering(
+            self.keys[next(iter(fields))], direction is OrderDirection.DESC, self.tiebreak
+        )
         self._input: Any = None
 
     @property
@@ -79,10 +80,9 @@ class Sorting:
     def ordering(self, order_by: Any = None) -> Ordering:
         """The Ordering an ``orderBy`` input asks for, or the default."""
         if order_by is None:
-            key, direction = self.default, self.direction
-        else:
-            key, direction = order_by.field, order_by.direction or self.direction
-        return Ordering(self.keys[key], direction is OrderDirection.DESC, self.tiebreak)
+            return self.default
+        direction = order_by.direction or self.direction
+        return Ordering(self.keys[order_by.field], direction is OrderDirection.DESC, self.tiebreak)
 
 
 def page_args(
@@ -195,6 +195,7 @@ def connection(
     """
     empty = filter().criteria() if filter is not None else criteria
     scopes: dict[Any, str] = {}
+    total_count = TotalCountLookahead()
 
     def arguments(root: Any, info: Any, kwargs: dict[str, Any]) -> tuple[PageArgs, Hashable]:
         ctx = info.context
@@ -220,7 +221,7 @@ def connection(
 
         def resolve(root: Any, info: Any, **kwargs: Any) -> Any:
             args, where = arguments(root, info, kwargs)
-            request = PageRequest(args, where, wants_total_count(info))
+            request = PageRequest(args, where, total_count.wanted(info))
             pages = info.context.loaders.get(source, info)
             known = pages.peek(page_key := (getattr(root, key), request))
             return pages.load(page_key) if known is MISSING else known
@@ -229,7 +230,7 @@ def connection(
 
         async def resolve(root: Any, info: Any, **kwargs: Any) -> Any:  # type: ignore[misc]
             args, where = arguments(root, info, kwargs)
-            return await source(info.context).read(args, where, wants_total_count(info))
+            return await source(info.context).read(args, where, total_count.wanted(info))
 
     _declare(resolve, filter, sorting.input if order_by else None)
     return strawberry.field(resolver=resolve, **field_options)
@@ -257,24 +258,27 @@ def _declare(resolve: Callable[..., Any], filter: type | None, order: type | Non
 # ---------------------------------------------------------------- selection lookahead
 
 
-def wants_total_count(info: Any) -> bool:
-    """Does the connection field being resolved select ``totalCount`` (through fragments too)?
+class TotalCountLookahead:
+    """Does the connection field being resolved select ``totalCount`` (through
+    fragments too)? Asked once per parent, answered once per document: the
+    planned executor passes the same ``field_nodes`` list for every parent of a
+    field, so the last answer is kept with the list it was read from."""
 
-    Reads graphql-core's AST directly (cheaper than Strawberry's
-    ``selected_fields``), once per field of a planned document: the planned
-    executor passes the same ``field_nodes`` list for every parent.
-    """
-    raw = info._raw_info
-    nodes = raw.field_nodes
-    known = _SELECTS_TOTAL.get(id(nodes))
-    if known is not None and known[0] is nodes:
-        return known[1]
-    answer = any(_selects(node.selection_set, "totalCount", raw.fragments, set()) for node in nodes)
-    _SELECTS_TOTAL[id(nodes)] = (nodes, answer)
-    return answer
+    __slots__ = ("_answer", "_nodes")
 
+    def __init__(self) -> None:
+        self._nodes: Any = None
+        self._answer = False
 
-_SELECTS_TOTAL: LRUCache[int, tuple[list[Any], bool]] = LRUCache(maxsize=1024)
+    def wanted(self, info: Any) -> bool:
+        raw = info._raw_info  # graphql-core's AST: cheaper than Strawberry's selected_fields
+        nodes = raw.field_nodes
+        if nodes is not self._nodes:
+            self._answer = any(
+                _selects(node.selection_set, "totalCount", raw.fragments, set()) for node in nodes
+            )
+            self._nodes = nodes
+        return self._answer
 
 
 def _selects(
