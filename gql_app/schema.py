@@ -51,21 +51,30 @@ class Schema(strawberry.Schema):
         already logs the unexpected ones once, masked, with the request id."""
 
 
-schema = Schema(
-    query=Query,
-    mutation=Mutation,
-    types=[User, Post, Tag, Comment, Product, Order, Account, Transfer],
-    # Factories: extensions are created per request; the parse and validation
-    # LRU caches behind them live at module level and are shared.
-    extensions=[
-        QueryLimits,
-        lambda: ParserCache(maxsize=512),
-        lambda: ValidationCache(maxsize=512),
-        Transaction,
-        ObserveOperation,
-    ],
-    config=StrawberryConfig(auto_camel_case=True),
-    execution_context_class=PlannedExecutor,
-)
-fields.install(schema)
-node.install(schema)
+def build_schema(*, planned: bool = True) -> Schema:
+    """The schema. ``planned=False`` leaves out the planned executor and the direct
+    resolvers: Strawberry's and graphql-core's own machinery, the reference the
+    differential tests compare the app with."""
+    built = Schema(
+        query=Query,
+        mutation=Mutation,
+        types=[User, Post, Tag, Comment, Product, Order, Account, Transfer],
+        # Factories: extensions are created per request; the parse and validation
+        # LRU caches behind them live at module level and are shared.
+        extensions=[
+            QueryLimits,
+            lambda: ParserCache(maxsize=512),
+            lambda: ValidationCache(maxsize=512),
+            Transaction,
+            ObserveOperation,
+        ],
+        config=StrawberryConfig(auto_camel_case=True),
+        execution_context_class=PlannedExecutor if planned else None,
+    )
+    if planned:
+        fields.install(built)
+    node.install(built)
+    return built
+
+
+schema = build_schema()

@@ -41,38 +41,16 @@ from graphql import (
     parse,
     visit,
 )
-from strawberry.extensions import ParserCache, ValidationCache
-from strawberry.schema.config import StrawberryConfig
 
-from gql_app.commerce.types import Order, Product
-from gql_app.content.types import Comment, Post, Tag
-from gql_app.engine.extensions import ObserveOperation, Transaction
-from gql_app.engine.limits import QueryLimits
 from gql_app.engine.planned_executor import PlannedExecutor
-from gql_app.money.types import Account, Transfer
-from gql_app.relay import node
-from gql_app.schema import Mutation, Query
+from gql_app.schema import build_schema
 from gql_app.schema import schema as app_schema
 from gql_app.settings import Settings
-from gql_app.users.types import User
 from gql_app.web.app import create_app
 from tests.documents import W1_FEED, W2_PEOPLE, W3_NODE
 from tests.factories import World
 
-reference = strawberry.Schema(
-    query=Query,
-    mutation=Mutation,
-    types=[User, Post, Tag, Comment, Product, Order, Account, Transfer],
-    extensions=[
-        QueryLimits,
-        lambda: ParserCache(maxsize=512),
-        lambda: ValidationCache(maxsize=512),
-        Transaction,
-        ObserveOperation,
-    ],
-    config=StrawberryConfig(auto_camel_case=True),
-)
-node.install(reference)
+reference = build_schema(planned=False)
 
 NODE_TYPES = ["User", "Post", "Tag", "Comment", "Product", "Order", "Account", "Transfer"]
 
