@@ -452,7 +452,9 @@ async def test_set_order_status_follows_the_state_machine_in_one_statement(stack
         )
         payload = body["data"]["setOrderStatus"]
         assert payload["userErrors"] == []
-        assert stack_sql.count == 4  # auth, SAVEPOINT, the UPDATE, RELEASE SAVEPOINT
+        changed = payload["affectedCount"] > 0
+        # auth, SAVEPOINT, the UPDATE, RELEASE SAVEPOINT, and pg_notify when rows changed
+        assert stack_sql.count == 4 + changed
         assert len(write_statements(stack_sql.statements)) == 1
         return payload["affectedCount"]  # type: ignore[no-any-return]
 
@@ -517,7 +519,7 @@ async def test_set_order_status_cancelled_restocks_in_the_same_statement(stack, 
     )
 
     assert body["data"]["setOrderStatus"] == {"affectedCount": 2, "userErrors": []}
-    assert stack_sql.count == 4
+    assert stack_sql.count == 5  # auth, SAVEPOINT, the UPDATE, RELEASE SAVEPOINT, pg_notify
     (write,) = write_statements(stack_sql.statements)
     assert write.lstrip().upper().startswith("WITH")
     assert await order_state(stack, one, two, shipped) == [
@@ -578,7 +580,7 @@ async def test_adjust_prices_by_ids_rounds_to_cents_in_one_statement(stack, stac
     )
 
     assert body["data"]["adjustPrices"] == {"affectedCount": 2, "userErrors": []}
-    assert stack_sql.count == 4  # auth, SAVEPOINT, the UPDATE, RELEASE SAVEPOINT
+    assert stack_sql.count == 5  # auth, SAVEPOINT, the UPDATE, RELEASE SAVEPOINT, pg_notify
     (write,) = write_statements(stack_sql.statements)
     assert write.lstrip().upper().startswith("UPDATE")
     assert await product_state(stack, first, second, untouched) == [
@@ -604,7 +606,7 @@ async def test_adjust_prices_by_sku_prefix_treats_wildcards_literally(stack, sta
     )
 
     assert body["data"]["adjustPrices"] == {"affectedCount": 2, "userErrors": []}
-    assert stack_sql.count == 4
+    assert stack_sql.count == 5  # with the pg_notify before COMMIT
     assert len(write_statements(stack_sql.statements)) == 1
     assert await product_state(stack, matched, also_matched, lookalike) == [
         (Decimal("7.45"), 1),

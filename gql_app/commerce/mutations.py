@@ -14,7 +14,6 @@ import strawberry
 from sqlalchemy import (
     BigInteger,
     ColumnElement,
-    CursorResult,
     Integer,
     Numeric,
     Update,
@@ -34,6 +33,7 @@ from gql_app.commerce.types import Order as OrderType
 from gql_app.commerce.types import OrderStatus as OrderStatusType
 from gql_app.data.context import Info
 from gql_app.data.db import RequestDB, id_array
+from gql_app.data.events import Topic
 from gql_app.data.pages import starts_with
 from gql_app.engine.mutations import (
     BulkUpdatePayload,
@@ -108,10 +108,6 @@ class AdjustPricesInput:
         default=None, description="Exactly one of productIds or skuPrefix."
     )
     sku_prefix: str | None = None
-
-
-def _rowcount(result: Any) -> int:
-    return cast(CursorResult[Any], result).rowcount
 
 
 def _ids(field: str, values: list[strawberry.ID], type_name: str) -> list[int]:
@@ -241,7 +237,9 @@ async def place_order(info: Info, input: PlaceOrderInput) -> PlaceOrderPayload:
     lines = _order_lines(input)
     products = await _lock_products(ctx.db, lines)
     await _reserve_stock(ctx.db, lines, products)
+    ctx.events.add(Topic.PRODUCT, [product_id for product_id, _ in lines])
     order = await _insert_order(ctx.db, viewer.id, lines, products)
+    ctx.events.add(Topic.ORDER, [order.id])
     return PlaceOrderPayload(order=order)  # type: ignore[arg-type]
 
 
@@ -285,15 +283,19 @@ async def cancel_order(info: Info, input: CancelOrderInput) -> CancelOrderPayloa
     await db.execute(  # products in id order, as placeOrder locks them
         select(Product.id).where(Product.id.in_(items)).order_by(Product.id).with_for_update()
     )
-    await db.execute(
-        _restock(OrderItem.order_id == order_id).execution_options(synchronize_session=False)
+    restocked = await db.execute(
+        _restock(OrderItem.order_id == order_id)
+        .returning(Product.id)
+        .execution_options(synchronize_session=False)
     )
+    ctx.events.add(Topic.PRODUCT, sorted(restocked.scalars()))
     order = await db.scalar(
         update(Order)
         .where(Order.id == order_id)
         .values(status=OrderStatus.CANCELLED)
         .returning(Order)
     )
+    ctx.events.add(Topic.ORDER, [order_id])
     return CancelOrderPayload(order=order)
 
 
@@ -315,13 +317,18 @@ async def set_order_status(info: Info, input: SetOrderStatusInput) -> BulkUpdate
         .returning(Order.id)
         .cte("changed")
     )
-    count = select(func.count()).select_from(changed)
+    ids = [select(func.array_agg(changed.c.id)).scalar_subquery()]
     if target is OrderStatus.CANCELLED:
         # Cancelling puts the items back in stock, in the same statement.
         restock = _restock(OrderItem.order_id.in_(select(changed.c.id)))
-        count = count.add_cte(restock.returning(Product.id).cte("restock"))
-    affected = await info.context.db.scalar(count)
-    return BulkUpdatePayload(affected_count=int(affected or 0))
+        restocked = restock.returning(Product.id).cte("restock")
+        ids.append(select(func.array_agg(restocked.c.id)).scalar_subquery())
+    changed_ids, *restocked_ids = (await info.context.db.execute(select(*ids))).one()
+    events = info.context.events
+    events.add(Topic.ORDER, sorted(changed_ids or ()))
+    for product_ids in restocked_ids:
+        events.add(Topic.PRODUCT, sorted(product_ids or ()))
+    return BulkUpdatePayload(affected_count=len(changed_ids or ()))
 
 
 # ---------------------------------------------------------------- adjustPrices
@@ -365,13 +372,16 @@ async def adjust_prices(info: Info, input: AdjustPricesInput) -> BulkUpdatePaylo
             update(Product)
             .where(matched)
             .values(price=func.round(Product.price * (100 + percent_param) / 100, 2))
+            .returning(Product.id)
             .execution_options(synchronize_session=False)
         )
     except DBAPIError as exc:
         if getattr(exc.orig, "sqlstate", None) != NUMERIC_OUT_OF_RANGE:
             raise
         raise fail("percent", "The new price of a matched product would be too large.") from None
-    return BulkUpdatePayload(affected_count=_rowcount(result))
+    changed = sorted(result.scalars())
+    info.context.events.add(Topic.PRODUCT, changed)
+    return BulkUpdatePayload(affected_count=len(changed))
 
 
 # ---------------------------------------------------------------- the fields

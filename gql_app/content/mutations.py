@@ -11,6 +11,7 @@ from gql_app.content.models import Tag as TagModel
 from gql_app.content.models import post_tags
 from gql_app.content.types import Comment, Post
 from gql_app.data.context import Context, Info
+from gql_app.data.events import Topic
 from gql_app.data.loaders import values_array
 from gql_app.engine.mutations import Payload, atomic_mutation, fail, signed_in, text
 from gql_app.errors import UserErrorCode
@@ -197,6 +198,7 @@ async def add_comment(info: Info, input: AddCommentInput) -> AddCommentPayload:
     comment = CommentModel(post_id=post.id, author_id=viewer.id, body=body)
     ctx.db.session.add(comment)
     await ctx.db.flush()
+    ctx.events.add(Topic.COMMENT, [comment.id])
     await ctx.db.refresh(comment)
     return AddCommentPayload(comment=comment)  # type: ignore[arg-type]
 

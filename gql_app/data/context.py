@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.requests import Request
 
 from gql_app.data.db import RequestDB
+from gql_app.data.events import Events
 from gql_app.data.loaders import LoaderRegistry
 from gql_app.errors import Forbidden, Unauthenticated
 from gql_app.settings import Settings
@@ -35,9 +36,12 @@ class Context:
     """Where query operations run on the driver (``driver_reads``); None: on a session."""
     _db: RequestDB | None = None
     loaders: LoaderRegistry = field(init=False)
+    events: Events = field(init=False)
+    """What this request's mutation fields changed, sent at commit (``data.events``)."""
 
     def __post_init__(self) -> None:
         self.loaders = LoaderRegistry(self)
+        self.events = Events()
 
     @property
     def db(self) -> RequestDB:

@@ -1,6 +1,8 @@
 """The transaction boundary, drawn once: ``operation`` for the whole operation (a
 query in one REPEATABLE READ, READ ONLY snapshot, a mutation in one read-write
-transaction) and ``atomic`` for each mutation field (a savepoint).
+transaction) and ``atomic`` for each mutation field (a savepoint). The request's
+events (``data.events``) follow the same boundary: a field that rolls back drops
+its own, and a mutation sends the rest with its commit.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from gql_app.data.context import Context
 from gql_app.data.db import GuardedDB, began
 from gql_app.data.driver_reads import begin_read
+from gql_app.data.events import NOTIFY
 from gql_app.errors import ErrorCode, UserError, UserFailure, database_fault
 
 log = logging.getLogger(__name__)
@@ -79,6 +82,7 @@ async def operation(ctx: Context, read_only: bool) -> AsyncIterator[Operation]:
                 await session.rollback()
                 return
             try:  # before the response exists: a failed commit reports no write as done
+                await notify(ctx, session)
                 await session.commit()
             except Exception:  # the database refused: nothing of this operation persists
                 log.exception("commit failed", extra={"request_id": ctx.request_id})
@@ -91,6 +95,16 @@ async def operation(ctx: Context, read_only: bool) -> AsyncIterator[Operation]:
                             extensions={"code": ErrorCode.INTERNAL_SERVER_ERROR.value},
                         )
                     ]
+
+
+async def notify(ctx: Context, session: AsyncSession) -> None:
+    """The operation's events, in one statement just before COMMIT: NOTIFY is
+    transactional, so they are delivered if and only if the commit succeeds, in
+    commit order. Runs under ``settled``, which holds the request's guard."""
+    if ctx.events:
+        payloads = ctx.events.payloads()
+        ctx.events.discard()
+        await session.execute(NOTIFY, {"payloads": payloads})
 
 
 @contextlib.asynccontextmanager
@@ -182,14 +196,19 @@ async def atomic(
     payload's ``userErrors``. A deadlock or serialization failure rolls back and
     runs the body again (a bounded number of times). Anything else rolls back
     and propagates. Either way the request's loaders are cleared, so the
-    payload is read fresh, after the write.
+    payload is read fresh, after the write. The events the field added are kept
+    only when its savepoint was released; each failed attempt's are dropped.
     """
+    mark = ctx.events.mark()
     try:
         for attempt in range(1, ATTEMPTS + 1):
             try:
                 async with ctx.db.session.begin_nested():
-                    return await body()
+                    result = await body()
+                mark = ctx.events.mark()
+                return result
             except DBAPIError as exc:
+                ctx.events.discard(mark)
                 if attempt == ATTEMPTS or not _retryable(exc):
                     raise
                 log.warning("retrying a mutation field after %s", type(exc.orig).__name__)
@@ -197,4 +216,5 @@ async def atomic(
     except UserFailure as failure:
         return failed(failure.errors)
     finally:
+        ctx.events.discard(mark)
         ctx.loaders.clear_all()

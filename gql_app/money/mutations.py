@@ -12,6 +12,7 @@ from sqlalchemy.exc import IntegrityError
 
 from gql_app.data.context import Context, Info
 from gql_app.data.db import id_array
+from gql_app.data.events import Topic
 from gql_app.engine.mutations import (
     Payload,
     admin,
@@ -199,6 +200,7 @@ async def transfer_funds(info: Info, input: TransferFundsInput) -> TransferFunds
         return await replay(ctx, await race_winner(ctx, key, exc), from_id, to_id, value)
     await set_balance(ctx, from_id, AccountModel.balance - value)
     await set_balance(ctx, to_id, AccountModel.balance + value)
+    ctx.events.add(Topic.TRANSFER, [transfer.id])
     return await transfer_payload(ctx, transfer, from_id, to_id)
 
 
@@ -216,6 +218,7 @@ async def deposit_funds(info: Info, input: DepositFundsInput) -> DepositFundsPay
         raise fail("accountId", "No such account.", UserErrorCode.NOT_FOUND)
     if account.balance + value > MAX_BALANCE:
         raise fail("amount", f"The balance cannot exceed {MAX_BALANCE}.")
+    # No event: a deposit writes no transfer row, so no transferPosted subscriber sees it.
     await set_balance(ctx, account_id, AccountModel.balance + value)
     (account,) = await fresh_accounts(ctx, account_id)
     return DepositFundsPayload(account=account)  # type: ignore[arg-type]
