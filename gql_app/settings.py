@@ -21,6 +21,10 @@ class Settings(BaseSettings):
     database_url: str | None = Field(default=None, validation_alias="DATABASE_URL")
     """PostgreSQL URL. Unset: an embedded server is started in ``data_dir``."""
     read_replica_url: str | None = None
+    listen_url: str | None = None
+    """Where the per-process LISTEN connection goes (``data.listener``); unset: the
+    DATABASE_URL. It must reach PostgreSQL directly (or a session-mode pooler): a
+    LISTEN is session state, which PgBouncer's transaction mode does not keep."""
     data_dir: Path = Path(".gql_app")
 
     pool_size: int = 10
