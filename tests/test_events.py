@@ -605,3 +605,42 @@ async def test_an_unreachable_database_is_retried_until_closed_and_nothing_is_le
     assert tasks[0].done()
     assert await asyncio.wait_for(feed.get(), WITHIN) is None
     assert [item async for item in feed] == []
+
+
+async def test_a_malformed_payload_is_ignored(stack, consumer):
+    async with stack.engine.begin() as conn:
+        await conn.execute(text(f"SELECT pg_notify('{CHANNEL}', 'order:1;DROP')"))
+    comment = await add_comment(stack)
+    assert await received(stack, consumer) == [(Topic.COMMENT, [comment])]
+
+
+async def test_a_consumer_that_falls_behind_loses_its_backlog_and_is_told():
+    consumer = Consumer(EventListener("postgresql://unused"), max_batches=2)
+    for n in range(3):
+        consumer.put([(Topic.ORDER, [n])])
+    with pytest.raises(Interrupted):
+        await consumer.get()
+    consumer.put([(Topic.ORDER, [9])])
+    assert await consumer.get() == [(Topic.ORDER, [9])]
+
+
+async def test_keepalive_pings_share_the_connection_with_notifications(stack):
+    async with EventListener(stack.url, keepalive=0.02) as pinging:
+        await asyncio.wait_for(pinging.wait_connected(), WITHIN)
+        feed = pinging.consume()
+        pid = pinging.server_pid
+
+        async def pinged() -> None:  # polled, bounded: the ping shows in pg_stat_activity
+            while True:
+                async with stack.engine.connect() as conn:
+                    query = await conn.scalar(
+                        text("SELECT query FROM pg_stat_activity WHERE pid = :pid"), {"pid": pid}
+                    )
+                if query == "SELECT 1":
+                    return
+                await asyncio.sleep(0.01)
+
+        await asyncio.wait_for(pinged(), WITHIN)
+        comment = await add_comment(stack)
+        assert await received(stack, feed) == [(Topic.COMMENT, [comment])]
+        assert pinging.server_pid == pid
