@@ -205,7 +205,7 @@ async def atomic(
             try:
                 async with ctx.db.session.begin_nested():
                     result = await body()
-                mark = ctx.events.mark()
+                mark = ctx.events.mark()  # released: the ``finally`` keeps its events
                 return result
             except DBAPIError as exc:
                 ctx.events.discard(mark)
