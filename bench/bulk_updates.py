@@ -24,11 +24,11 @@ from alembic.config import Config
 from sqlalchemy.engine import make_url
 
 from alembic import command
-from gql_app.web.app import create_app
 from gql_app.data.db import async_url
+from gql_app.settings import Settings
 from gql_app.tools.embedded import database_url
 from gql_app.tools.seed import seed
-from gql_app.settings import Settings
+from gql_app.web.app import create_app
 
 DEACTIVATE = """mutation($cutoff: DateTime!) {
   deactivateInactiveUsers(input: {lastLoginBefore: $cutoff}) {

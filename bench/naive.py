@@ -37,9 +37,9 @@ from gql_app.content.models import Post as PostRow
 from gql_app.content.models import Tag as TagRow
 from gql_app.content.models import post_tags
 from gql_app.data.db import create_engine, create_sessionmaker
-from gql_app.relay.ids import decode_id, encode_id
 from gql_app.data.pages import Ordering, SortKey
 from gql_app.relay.cursors import encode_cursor
+from gql_app.relay.ids import decode_id, encode_id
 from gql_app.settings import Settings
 from gql_app.users.models import Profile as ProfileRow
 from gql_app.users.models import User as UserRow

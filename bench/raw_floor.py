@@ -30,8 +30,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from bench.workloads import W1_FEED, W2_PEOPLE, W3_NODE
+from gql_app.data.db import asyncpg_dsn
 from gql_app.relay.ids import decode_id, encode_id
-from gql_app.tools.seed import asyncpg_dsn
 from gql_app.settings import Settings
 
 POOL_SIZE = 15  # connections, for every contender (bench.run sets gql_app's and naive's)

@@ -68,10 +68,10 @@ from bench.load import LoadResult, Request, drive, wrk_path
 from bench.raw_floor import POOL_SIZE
 from bench.workloads import READ_WORKLOADS, W3_NODE, W4_ADD_COMMENT
 from gql_app.data.db import async_url
-from gql_app.tools.embedded import database_url
 from gql_app.relay.ids import encode_id
-from gql_app.tools.seed import seed
 from gql_app.settings import Settings
+from gql_app.tools.embedded import database_url
+from gql_app.tools.seed import seed
 from gql_app.users.passwords import new_token, token_digest
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -16,13 +16,12 @@ from sqlalchemy import insert
 from typer.testing import CliRunner
 
 from gql_app.content.models import Post
-from gql_app.data.db import create_engine, create_sessionmaker
+from gql_app.data.db import asyncpg_dsn, create_engine, create_sessionmaker
 from gql_app.settings import Settings
 from gql_app.tools.cli import app
 from gql_app.tools.seed import (
     DEMO_SCALE,
     SEEDED_TABLES,
-    asyncpg_dsn,
     database_is_empty,
     seed,
     seed_demo,

@@ -61,6 +61,11 @@ def async_url(url: str) -> str:
     return url
 
 
+def asyncpg_dsn(url: str) -> str:
+    """A libpq or SQLAlchemy URL as the DSN ``asyncpg.connect`` takes."""
+    return async_url(url).replace("postgresql+asyncpg://", "postgresql://", 1)
+
+
 def create_engine(settings: Settings, url: str | None = None) -> AsyncEngine:
     target = url or settings.database_url
     if not target:

@@ -20,6 +20,7 @@ from typing import Any
 
 import asyncpg
 
+from gql_app.data.db import asyncpg_dsn
 from gql_app.data.events import CHANNEL, MalformedPayload, Topic, decode
 from gql_app.settings import Settings
 
@@ -92,11 +93,6 @@ class Consumer:
         self.put(CLOSED)
 
 
-def libpq_url(url: str) -> str:
-    """SQLAlchemy's ``postgresql+asyncpg://`` spelling back to the libpq one asyncpg takes."""
-    return url.replace("postgresql+asyncpg://", "postgresql://", 1)
-
-
 class EventListener:
     """LISTENs on ``data.events.CHANNEL`` and feeds every ``consume()``-r."""
 
@@ -110,7 +106,7 @@ class EventListener:
         keepalive: float = 30.0,
         max_batches: int = 10_000,
     ) -> None:
-        self.url = libpq_url(url)
+        self.url = asyncpg_dsn(url)
         self.connect_timeout = connect_timeout
         self.min_backoff = min_backoff
         self.max_backoff = max_backoff

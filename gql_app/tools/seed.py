@@ -18,7 +18,7 @@ import asyncpg
 from argon2 import PasswordHasher
 from tqdm import tqdm
 
-from gql_app.data.db import async_url
+from gql_app.data.db import asyncpg_dsn
 from gql_app.users.passwords import hash_password
 
 EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
@@ -326,11 +326,6 @@ def _plan(scale: int, seed: int, password_hash: str) -> list[_Table]:
         _Table(name, COLUMNS[name], rows, expected)
         for name, (rows, expected) in rows_and_counts.items()
     ]
-
-
-def asyncpg_dsn(url: str) -> str:
-    """A libpq/SQLAlchemy URL as a DSN that ``asyncpg.connect`` accepts."""
-    return async_url(url).replace("postgresql+asyncpg://", "postgresql://", 1)
 
 
 async def connect(url: str) -> asyncpg.Connection:
