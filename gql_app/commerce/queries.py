@@ -29,7 +29,8 @@ from gql_app.commerce.types import (
     ProductSales,
     SalesDay,
 )
-from gql_app.data.context import Context, Info
+from gql_app.data.context import Info
+from gql_app.engine.fields import viewer_required
 from gql_app.errors import BadUserInput, Forbidden
 from gql_app.relay.connection import Connection, connection
 from gql_app.relay.node import by_id_or_key, loaded_node
@@ -135,10 +136,6 @@ class SalesReport:
         return [ProductSales(product_id=r[0], units_sold=int(r[1]), revenue=r[2]) for r in rows]
 
 
-def signed_in(ctx: Context, root: object) -> None:
-    ctx.require_viewer()
-
-
 @strawberry.type
 class CommerceQuery:
     @strawberry.field(description="Exactly one of id or sku.")
@@ -152,7 +149,7 @@ class CommerceQuery:
         OrderPage,
         ORDER_ORDER,
         filter=OrderFilter,
-        guard=signed_in,
+        guard=viewer_required,
         description="The viewer's orders; admins see everyone's. Anonymous: UNAUTHENTICATED error.",
     )
 

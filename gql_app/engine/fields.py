@@ -14,12 +14,31 @@ from gql_app.data.loaders import MISSING
 DIRECT = "gql_app.direct_resolver"
 
 
+Guard = Callable[[Any, Any], object]
+"""``guard(ctx, parent)``: raises (an AppError) when the viewer may not see the field."""
+
+
+def private_to(owner: str) -> Guard:
+    """The field is private to the user whose id is the parent's ``owner`` attribute
+    (and to admins); FORBIDDEN for everyone else."""
+
+    def guard(ctx: Any, parent: Any) -> None:
+        ctx.require_private(getattr(parent, owner))
+
+    return guard
+
+
+def viewer_required(ctx: Any, parent: Any) -> None:
+    """The field needs a signed-in viewer; UNAUTHENTICATED otherwise."""
+    ctx.require_viewer()
+
+
 def loaded(
     loader: type[Any],
     key: str,
     graphql_type: Any,
     *,
-    guard: Callable[[Any, Any], object] | None = None,
+    guard: Guard | None = None,
     **field_options: Any,
 ) -> Any:
     """A field whose value is ``loader.load(source.<key>)``: the value itself when the

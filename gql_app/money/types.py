@@ -3,12 +3,11 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
 
 import strawberry
 
-from gql_app.data.context import Context, Info
-from gql_app.engine.fields import loaded
+from gql_app.data.context import Info
+from gql_app.engine.fields import loaded, private_to
 from gql_app.money import models
 from gql_app.money.loaders import AccountByIdLoader, TransferPageByAccountIdLoader
 from gql_app.relay.connection import Connection, OrderDirection, Sorting, connection
@@ -22,11 +21,6 @@ class TransferOrderField(enum.Enum):  # not exposed: transfers come newest first
 
 
 TRANSFER_ORDER = Sorting(TransferOrderField, models.Transfer, OrderDirection.DESC)
-
-
-def owner_only(ctx: Context, account: Any) -> None:
-    """An account's private fields: its owner and admins; FORBIDDEN for others."""
-    ctx.require_private(account.owner_id)
 
 
 @strawberry.type(
@@ -50,7 +44,7 @@ class Account(Node):
         TransferPageByAccountIdLoader,
         TRANSFER_ORDER,
         order_by=False,
-        guard=owner_only,
+        guard=private_to("owner_id"),
         description="Transfers into or out of this account, newest first.",
     )
 

@@ -20,10 +20,10 @@ from graphql import (
     SelectionSetNode,
 )
 
-from gql_app.data.context import Context, Info
+from gql_app.data.context import Info
 from gql_app.data.loaders import MISSING, PageLoader, PageRequest, RootPage
 from gql_app.data.pages import Ordering, Page, PageArgs, SortKey
-from gql_app.engine.fields import computed
+from gql_app.engine.fields import Guard, computed
 from gql_app.errors import BadUserInput
 from gql_app.relay.cursors import decode_cursor, encode_cursor
 from gql_app.settings import Settings
@@ -169,9 +169,6 @@ class Connection(Generic[T]):
 
 
 # ---------------------------------------------------------------- the field factory
-
-Guard = Callable[[Context, Any], object]
-"""Checks the viewer may see the field on this parent (raises AppError if not)."""
 
 
 def connection(

@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import enum
 from datetime import datetime
-from typing import Any
 
 import strawberry
 
@@ -14,8 +13,7 @@ from gql_app.content.loaders import (
     PublishedPostCountByAuthorIdLoader,
 )
 from gql_app.content.types import COMMENT_ORDER, POST_ORDER, Comment, Post, PostFilter
-from gql_app.data.context import Context
-from gql_app.engine.fields import computed, loaded
+from gql_app.engine.fields import computed, loaded, private_to
 from gql_app.money.loaders import AccountsByOwnerIdLoader
 from gql_app.money.types import Account
 from gql_app.relay.connection import Connection, OrderDirection, Sorting, connection
@@ -23,10 +21,8 @@ from gql_app.relay.node import Node, global_id
 from gql_app.users import models
 from gql_app.users.loaders import ProfileByUserIdLoader, UserCriteria
 
-
-def private(ctx: Context, user: Any) -> None:
-    """The user's private fields: the user themself and admins; FORBIDDEN for others."""
-    ctx.require_private(user.id)
+private = private_to("id")
+"""The user's private fields: the user themself and admins; FORBIDDEN for others."""
 
 
 @strawberry.type
