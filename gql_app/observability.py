@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
@@ -197,6 +197,8 @@ class Metrics:
             registry=self.registry,
         )
 
+        self.live = LiveMetrics(self.registry)
+
     def watch_pool(self, name: str, engine: AsyncEngine) -> None:
         self.pools.engines[name] = engine
 
@@ -238,6 +240,53 @@ class Metrics:
         """GET /metrics in the Prometheus text format (OpenMetrics when asked for)."""
         encoder, content_type = choose_encoder(request.headers.get("accept", ""))
         return Response(encoder(self.exposition_registry()), headers={"Content-Type": content_type})
+
+
+class LiveMetrics:
+    """The WebSocket endpoint's and the live fan-out's metrics (``web.websocket``, ``web.live``)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.connections = Gauge(
+            "gql_ws_connections",
+            "Open WebSocket connections.",
+            registry=registry,
+            multiprocess_mode="livesum",
+        )
+        self.subscriptions = Gauge(
+            "gql_subscriptions",
+            "Active subscriptions.",
+            registry=registry,
+            multiprocess_mode="livesum",
+        )
+        self.events = Counter(
+            "gql_live_events",
+            "Events heard on the LISTEN connection, by topic.",
+            ["topic"],
+            registry=registry,
+        )
+        self.deliveries = Counter(
+            "gql_live_deliveries", "Subscription results queued to sockets.", registry=registry
+        )
+        self.drops = Counter(
+            "gql_live_drops",
+            "Subscriptions ended by the server, by reason (slow_consumer, interrupted, "
+            "session_ended, database).",
+            ["reason"],
+            registry=registry,
+        )
+        self.latency = Histogram(
+            "gql_live_delivery_seconds",
+            "From an event batch's arrival on the LISTEN connection to its results "
+            "queued on every socket.",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+            registry=registry,
+        )
+        self.batch_statements = Histogram(
+            "gql_live_batch_sql_statements",
+            "SQL statements per event batch (all of its subscribers together).",
+            buckets=(0, 1, 2, 3, 4, 5, 6, 8, 10, 15, 20, 30, 50, 100),
+            registry=registry,
+        )
 
 
 # ---------------------------------------------------------------- the middleware

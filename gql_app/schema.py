@@ -1,4 +1,4 @@
-"""The schema: Query and Mutation merged from every domain."""
+"""The schema: Query, Mutation and Subscription merged from every domain."""
 
 from __future__ import annotations
 
@@ -10,9 +10,11 @@ from strawberry.schema.config import StrawberryConfig
 
 from gql_app.commerce import queries as commerce_queries
 from gql_app.commerce.mutations import CommerceMutation
+from gql_app.commerce.subscriptions import CommerceSubscription
 from gql_app.commerce.types import Order, Product
 from gql_app.content import queries as content_queries
 from gql_app.content.mutations import ContentMutation
+from gql_app.content.subscriptions import ContentSubscription
 from gql_app.content.types import Comment, Post, Tag
 from gql_app.engine import fields
 from gql_app.engine.extensions import ObserveOperation, Transaction
@@ -20,6 +22,7 @@ from gql_app.engine.limits import QueryLimits
 from gql_app.engine.planned_executor import PlannedExecutor
 from gql_app.money import queries as money_queries
 from gql_app.money.mutations import MoneyMutation
+from gql_app.money.subscriptions import MoneySubscription
 from gql_app.money.types import Account, Transfer
 from gql_app.relay import node
 from gql_app.relay.node import NodeQuery
@@ -45,6 +48,15 @@ class Mutation(UserMutation, ContentMutation, CommerceMutation, MoneyMutation):
     pass
 
 
+@strawberry.type(
+    description="Live events (graphql-transport-ws over WebSocket at /graphql). An event "
+    "is delivered after the transaction that caused it commits, never for one that "
+    "rolled back, once per subscription, in commit order."
+)
+class Subscription(ContentSubscription, CommerceSubscription, MoneySubscription):
+    pass
+
+
 class Schema(strawberry.Schema):
     def process_errors(self, errors: Any, execution_context: Any = None) -> None:
         """Strawberry logs every error with its traceback here; ``errors.format_error``
@@ -58,6 +70,7 @@ def build_schema(*, planned: bool = True) -> Schema:
     built = Schema(
         query=Query,
         mutation=Mutation,
+        subscription=Subscription,
         types=[User, Post, Tag, Comment, Product, Order, Account, Transfer],
         # Factories: extensions are created per request; the parse and validation
         # LRU caches behind them live at module level and are shared.

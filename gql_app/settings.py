@@ -75,6 +75,20 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     slow_query_ms: int = 200
 
+    # Live data (WebSocket at /graphql, ``web.websocket`` and ``web.live``)
+    ws_max_connections: int = 20_000
+    """Open WebSocket connections per process; more are closed with 1013 (try again later)."""
+    ws_max_subscriptions: int = 50_000
+    """Active subscriptions per process; more are refused with SERVICE_UNAVAILABLE."""
+    ws_max_subscriptions_per_connection: int = 100
+    """Active subscriptions per connection; more are refused with TOO_MANY_SUBSCRIPTIONS."""
+    ws_send_buffer_bytes: int = 1_048_576
+    """Results queued for one socket; a client that lets more pile up is disconnected."""
+    ws_init_timeout_s: float = 10.0
+    """Time to send ``connection_init`` after the socket opens (4408 otherwise)."""
+    ws_keepalive_s: float = 15.0
+    """Protocol ``ping`` messages to every connection this often (0: never)."""
+
 
 @lru_cache
 def get_settings() -> Settings:

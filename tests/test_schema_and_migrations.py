@@ -29,8 +29,16 @@ def test_committed_schema_matches_the_served_schema():
 
 @pytest.mark.skipif(not CONTRACT_CHECK.exists(), reason="../shared is not beside the checkout")
 def test_the_contract_is_served_unbroken():
+    """The whole contract: contract.graphql and its live part (the Subscription root)."""
+    live = CONTRACT_CHECK.parent.parent / "contract-live.graphql"
     out = subprocess.run(
-        [sys.executable, str(CONTRACT_CHECK), str(ROOT / "schema" / "schema.graphql")],
+        [
+            sys.executable,
+            str(CONTRACT_CHECK),
+            str(ROOT / "schema" / "schema.graphql"),
+            "--also",
+            str(live),
+        ],
         capture_output=True,
         text=True,
         check=False,

@@ -35,8 +35,10 @@ from gql_app.errors import BadUserInput, Forbidden
 from gql_app.relay.connection import Connection, connection
 from gql_app.relay.node import by_id_or_key, loaded_node
 
-loaded_node("Product", ProductByIdLoader)
-loaded_node("Order", OrderByIdLoader, lambda ctx, order: ctx.can_see_private(order.customer_id))
+fetch_product = loaded_node("Product", ProductByIdLoader)
+fetch_order = loaded_node(
+    "Order", OrderByIdLoader, lambda ctx, order: ctx.can_see_private(order.customer_id)
+)
 
 
 @strawberry.type

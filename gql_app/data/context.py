@@ -43,6 +43,13 @@ class Context:
         self.loaders = LoaderRegistry(self)
         self.events = Events()
 
+    def join(self, shared: Context) -> None:
+        """Work inside ``shared``'s operation: its database connection, and its loaders
+        for those that do not read the viewer (a live event batch: one context per
+        viewer, one statement per field path for them all)."""
+        self._db = shared._db
+        self.loaders = LoaderRegistry(self, shared=shared.loaders)
+
     @property
     def db(self) -> RequestDB:
         if self._db is None:

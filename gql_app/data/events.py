@@ -25,6 +25,8 @@ class Topic(StrEnum):
     ORDER = "order"  # an order was placed, cancelled or changed status
     TRANSFER = "transfer"  # a transfer was posted
     PRODUCT = "product"  # a product's price or stock changed
+    TOKEN = "token"  # a bearer token was revoked (ids of auth_tokens rows)
+    USER = "user"  # a user was deactivated (their tokens stop working)
 
 
 NOTIFY = text(

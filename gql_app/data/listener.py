@@ -79,6 +79,19 @@ class Consumer:
             raise item
         return item
 
+    async def get_all(self) -> Batch | None:
+        """``get()``, joined with the batches that are already waiting behind it (up
+        to a break or the end): a consumer that fell behind catches up in one step."""
+        batch = await self.get()
+        if batch is None:
+            return None
+        joined: Batch | None = None
+        while self._items and isinstance(self._items[0], list):
+            if joined is None:
+                joined = list(batch)
+            joined.extend(self._items.popleft())  # type: ignore[arg-type]
+        return batch if joined is None else joined
+
     def __aiter__(self) -> AsyncIterator[Batch]:
         return self
 

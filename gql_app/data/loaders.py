@@ -74,6 +74,10 @@ class Declared:
 class Loader(Declared, DataLoader[K, V]):
     """Base of every loader: bound to one request's context."""
 
+    reads_viewer: ClassVar[bool] = False
+    """Whether the statement depends on the viewer (visibility conditions). Loaders
+    that do not are shared by every viewer of a live event batch (``LoaderRegistry``)."""
+
     def __init__(self, ctx: Context) -> None:
         super().__init__()
         self.ctx = ctx
@@ -227,15 +231,24 @@ class BatchScheduler:
 
 
 class LoaderRegistry:
-    """The request's loaders, one instance per class, created on first use."""
+    """The request's loaders, one instance per class, created on first use.
 
-    def __init__(self, ctx: Context) -> None:
+    With ``shared``, loaders that do not read the viewer come from ``shared``: the
+    live event batch gives each viewer a context of its own whose by-id, count
+    and list loaders are the batch's, so their statements do not multiply with
+    the viewers (``web.live``).
+    """
+
+    def __init__(self, ctx: Context, shared: LoaderRegistry | None = None) -> None:
         self._ctx = ctx
         self._loaders: dict[type[Loader[Any, Any]], Loader[Any, Any]] = {}
         self.scheduler = BatchScheduler(ctx)
+        self.shared = shared
 
     def get(self, cls: type[L], info: Any = None) -> L:
         """The request's ``cls`` loader; pass the resolver's ``info`` when about to load."""
+        if self.shared is not None and not cls.reads_viewer:
+            return self.shared.get(cls, info)
         loader = self._loaders.get(cls)
         if loader is None:
             loader = self._loaders[cls] = cls(self._ctx)
@@ -458,6 +471,8 @@ class PageLoader(Loader[tuple[int, PageRequest], Page[M]], Generic[M]):
     id), or ``model=`` and ``children(parent_id_column)`` for other joins.
     """
 
+    reads_viewer = True  # filters carry visibility rules
+
     def children(self, parent: ColumnElement[Any]) -> tuple[Any, list[ColumnElement[bool]]]:
         """The FROM and the join conditions of a parent's children."""
         return self.model, [type(self).column == parent]
@@ -503,6 +518,8 @@ class RootPage(Declared, Generic[M]):
     """A root connection's page reader (e.g. ``PostPage`` for ``Query.posts``): one
     statement, the total included when asked. Subclasses declare ``model=``.
     """
+
+    reads_viewer: ClassVar[bool] = True  # criteria carry visibility rules
 
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx

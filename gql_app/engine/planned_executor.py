@@ -3,7 +3,8 @@ context class): a document's selection is compiled once into a plan of resolvers
 and completions, then walked without a task or coroutine per field, so every
 loader sees all of its keys before its batch is sent.
 
-The GraphQL semantics stay graphql-core's; mutations, subscriptions,
+Subscription operations run here too, once per event (the root value is the
+event's object, ``web.live``). The GraphQL semantics stay graphql-core's; mutations,
 ``@defer``/``@stream``, introspection roots and field middleware take its own path.
 """
 
@@ -93,6 +94,7 @@ class StrawberryCall:
         if (
             not isinstance(field, StrawberryField)
             or field.base_resolver is None
+            or field.is_subscription  # its resolver subscribes; an event resolves to itself
             or field.extensions
             or strawberry_schema is None
             or getattr(resolve, "shares_info", False)  # a direct resolver: faster still
@@ -285,7 +287,7 @@ class PlannedExecutor(StrawberryGraphQLCoreExecutionContext):
 
     def execute_operation(self, serially: bool | None = None) -> Any:
         if (
-            self.operation.operation is not OperationType.QUERY
+            self.operation.operation is OperationType.MUTATION
             or serially
             or self.abort_signal is not None
             or not self.error_propagation

@@ -8,7 +8,7 @@ from gql_app.money import models
 from gql_app.money.loaders import AccountByIdLoader, TransferByIdLoader
 from gql_app.relay.node import loaded_node, node_type
 
-loaded_node(
+fetch_account = loaded_node(
     "Account", AccountByIdLoader, lambda ctx, account: ctx.can_see_private(account.owner_id)
 )
 

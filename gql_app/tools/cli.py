@@ -159,6 +159,10 @@ def serve(
         workers=workers,
         reload=reload,
         log_level=settings.log_level.lower(),
+        # WebSocket frames are small JSON: compression would cost each connection a
+        # zlib context (~300 KiB) and each frame a compression, for little gain.
+        ws_per_message_deflate=False,
+        ws_max_size=settings.max_body_bytes,
     )
 
 

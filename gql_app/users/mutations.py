@@ -7,6 +7,7 @@ import strawberry
 from sqlalchemy import func, select, update
 
 from gql_app.data.context import Context, Info
+from gql_app.data.events import Topic
 from gql_app.engine.mutations import (
     BulkUpdatePayload,
     Payload,
@@ -209,8 +210,11 @@ async def deactivate_inactive_users(
             func.coalesce(UserModel.last_login_at, UserModel.created_at) < input.last_login_before,
         )
         .values(is_active=False, updated_at=func.now())
+        .returning(UserModel.id)
     )
-    return BulkUpdatePayload(affected_count=result.rowcount)  # type: ignore[attr-defined]
+    deactivated = list(result.scalars())
+    info.context.events.add(Topic.USER, deactivated)  # their live connections end
+    return BulkUpdatePayload(affected_count=len(deactivated))
 
 
 @strawberry.type

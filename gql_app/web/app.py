@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import gc
 from collections.abc import AsyncIterator
+from functools import partial
 
 import strawberry
 from sqlalchemy import text
@@ -15,10 +16,11 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
 from starlette.types import Receive, Scope, Send
 
 from gql_app.data.db import create_engine, create_sessionmaker
+from gql_app.data.listener import EventListener
 from gql_app.observability import (
     Metrics,
     RequestObservability,
@@ -27,8 +29,10 @@ from gql_app.observability import (
 )
 from gql_app.schema import schema as app_schema
 from gql_app.settings import Settings, get_settings
+from gql_app.web.live import Hub
 from gql_app.web.query_lane import QueryLane
-from gql_app.web.view import BodySizeLimit, GraphQLView, PersistedQueries
+from gql_app.web.view import BodySizeLimit, GraphQLView, PersistedQueries, app_context
+from gql_app.web.websocket import GraphQLWebSocket
 
 
 class App(Starlette):
@@ -71,12 +75,13 @@ def create_app(settings: Settings | None = None, schema: strawberry.Schema = app
         routes=[
             # Every method reaches the view, which answers 405 with the right Allow.
             Route("/graphql", graphql),
+            WebSocketRoute("/graphql", GraphQLWebSocket(lambda scope: scope["app"].state.hub)),
             Route("/health", health),
             Route("/ready", ready),
             Route("/metrics", metrics.endpoint),
         ],
         middleware=middleware(settings, metrics),
-        lifespan=lambda app: lifespan(app, settings, metrics),
+        lifespan=lambda app: lifespan(app, settings, metrics, schema),
     )
     if settings.query_lane:
         app.lane = QueryLane(app.full_path, settings, schema._schema, metrics, persisted_queries)
@@ -103,8 +108,11 @@ def middleware(settings: Settings, metrics: Metrics) -> list[Middleware]:
 
 
 @contextlib.asynccontextmanager
-async def lifespan(app: Starlette, settings: Settings, metrics: Metrics) -> AsyncIterator[None]:
-    """The engines (primary, and a read replica when configured) and sessionmakers."""
+async def lifespan(
+    app: Starlette, settings: Settings, metrics: Metrics, schema: strawberry.Schema
+) -> AsyncIterator[None]:
+    """The engines (primary, and a read replica when configured), the sessionmakers,
+    and the live fan-out with its LISTEN connection."""
     configure_logging(settings)
     engine = create_engine(settings)
     replica = (
@@ -122,10 +130,19 @@ async def lifespan(app: Starlette, settings: Settings, metrics: Metrics) -> Asyn
     state.read_sessionmaker = create_sessionmaker(replica or engine)
     # Query operations on the driver connection (data/driver_reads.py); None: on a session.
     state.read_engine = (replica or engine) if settings.driver_reads else None
+    state.hub = Hub(
+        settings,
+        schema,
+        EventListener.from_settings(settings),
+        metrics.live,
+        partial(app_context, state),
+    )
+    await state.hub.start()
     tune_garbage_collector()
     try:
         yield
     finally:
+        await state.hub.close()
         await engine.dispose()
         if replica is not None:
             await replica.dispose()

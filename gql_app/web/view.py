@@ -40,16 +40,23 @@ def bearer_token(authorization: str | None) -> str | None:
 
 def request_context(request: Request, authorization: str | None, request_id: str) -> Context:
     """The GraphQL context of one HTTP request (the view's and the query lane's)."""
-    state = request.app.state
-    return Context(
+    return app_context(
+        request.app.state,
         request=request,
+        bearer_token=bearer_token(authorization),
+        authenticate=authenticate,
+        request_id=request_id,
+    )
+
+
+def app_context(state: Any, **fields: Any) -> Context:
+    """A Context on the app's resources (``app.state``); ``fields`` add the rest."""
+    return Context(
         settings=state.settings,
         sessionmaker=state.sessionmaker,
         read_sessionmaker=state.read_sessionmaker,
         read_engine=state.read_engine,
-        bearer_token=bearer_token(authorization),
-        authenticate=authenticate,
-        request_id=request_id,
+        **{"request": None, **fields},
     )
 
 
