@@ -16,7 +16,7 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.routing import Route, WebSocketRoute
+from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from gql_app.data.db import create_engine, create_sessionmaker
@@ -36,25 +36,31 @@ from gql_app.web.websocket import GraphQLWebSocket
 
 
 class App(Starlette):
-    """Starlette, with ``POST /graphql`` offered to the query lane first.
+    """Starlette, with ``POST /graphql`` offered to the query lane first and
+    WebSockets at ``/graphql`` served by ``web.websocket``.
 
     The lane answers the queries it can and hands everything else to the
     middleware stack and routes below (``gql_app.web.query_lane``).
     """
 
     lane: QueryLane | None = None
+    websocket = GraphQLWebSocket(lambda scope: scope["app"].state.hub)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if (
-            self.lane is not None
-            and scope["type"] == "http"
-            and scope["method"] == "POST"
-            and scope["path"] in ("/graphql", scope.get("root_path", "") + "/graphql")
+        kind = scope["type"]
+        if kind != "lifespan" and scope["path"] in (
+            "/graphql",
+            scope.get("root_path", "") + "/graphql",
         ):
-            scope["app"] = self
-            await self.lane(scope, receive, send)
-        else:
-            await super().__call__(scope, receive, send)
+            if kind == "websocket":  # no middleware: the connection holds the server's send
+                scope["app"] = self
+                await self.websocket(scope, receive, send)
+                return
+            if self.lane is not None and scope["method"] == "POST":
+                scope["app"] = self
+                await self.lane(scope, receive, send)
+                return
+        await super().__call__(scope, receive, send)
 
     async def full_path(self, scope: Scope, receive: Receive, send: Send) -> None:
         await super().__call__(scope, receive, send)
@@ -75,7 +81,6 @@ def create_app(settings: Settings | None = None, schema: strawberry.Schema = app
         routes=[
             # Every method reaches the view, which answers 405 with the right Allow.
             Route("/graphql", graphql),
-            WebSocketRoute("/graphql", GraphQLWebSocket(lambda scope: scope["app"].state.hub)),
             Route("/health", health),
             Route("/ready", ready),
             Route("/metrics", metrics.endpoint),

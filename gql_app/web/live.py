@@ -416,7 +416,7 @@ class Hub:
         finally:
             current_observation.reset(token)
             self.metrics.batch_statements.observe(observation.sql_statements)
-        self._send(deliveries, arrived)
+        await self._send(deliveries, arrived)
 
     def _events_of(self, batch: Batch) -> list[tuple[Routes, int]]:
         """The batch's events that some group listens to; session ends acted on."""
@@ -431,14 +431,17 @@ class Hub:
                 events.extend((routes, pk) for pk in ids)
         return events
 
-    def _send(self, deliveries: list[tuple[Group, str]], arrived: float) -> None:
-        sent = 0
+    async def _send(self, deliveries: list[tuple[Group, str]], arrived: float) -> None:
+        """Queue each payload to its group's sockets, in event order. The writers run
+        between payloads, so a send buffer holds what its socket could not take,
+        not a whole bulk update's results."""
         for group, payload in deliveries:
-            for subscription in list(group.members):
+            members = list(group.members)
+            for subscription in members:
                 subscription.peer.deliver(subscription.prefix + payload + "}")
-            sent += len(group.members)
+            self.metrics.deliveries.inc(len(members))
             self.metrics.latency.observe(time.perf_counter() - arrived)
-        self.metrics.deliveries.inc(sent)
+            await asyncio.sleep(0)
 
     def _end_sessions(self, topic: Topic, ids: set[int]) -> None:
         for peer in list(self.peers):

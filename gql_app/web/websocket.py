@@ -82,6 +82,7 @@ class LiveConnection:
         self._closing: tuple[int, str] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._expiry: asyncio.TimerHandle | None = None
+        self._init_timer: asyncio.TimerHandle | None = None
 
     # ------------------------------------------------------------ the socket
 
@@ -100,7 +101,7 @@ class LiveConnection:
         self.hub.peers[self] = None
         self.hub.metrics.connections.inc()
         writer = asyncio.create_task(self._write())
-        timer = asyncio.get_running_loop().call_later(
+        self._init_timer = asyncio.get_running_loop().call_later(
             self.settings.ws_init_timeout_s,
             self.close,
             Close.INIT_TIMEOUT,
@@ -109,7 +110,7 @@ class LiveConnection:
         try:
             await self._read()
         finally:
-            timer.cancel()
+            self._init_timer.cancel()
             self._forget()
             writer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -244,6 +245,8 @@ class LiveConnection:
         if self.initialised:
             raise Refused(Close.TOO_MANY_INITIALISATIONS, "Too many initialisation requests")
         self.initialised = True
+        if self._init_timer is not None:
+            self._init_timer.cancel()
         if payload is not None and not isinstance(payload, dict):
             raise Refused(Close.BAD_REQUEST, "The connection_init payload must be an object")
         self.token = bearer_token(authorization(payload or {}, self.scope))
