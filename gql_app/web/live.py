@@ -96,6 +96,9 @@ class Subscription:
     group: Group
     prefix: str
     """``{"id":...,"type":"next","payload":`` for this subscription."""
+    since: int
+    """The first event batch it gets: those under way when it subscribed hold
+    events committed before it did."""
 
 
 @dataclass(eq=False)
@@ -238,6 +241,8 @@ class Hub:
         self._groups: dict[Hashable, Group] = {}
         self._routes: dict[Topic, Routes] = {}
         self._tasks: list[asyncio.Task[None]] = []
+        self.batches = 0
+        """Event batches taken so far (the one under way included)."""
 
     # ------------------------------------------------------------ lifecycle
 
@@ -287,9 +292,8 @@ class Hub:
             if group is opened:
                 self._groups[key] = group
                 self._routes_of(group.watch.feed).add(group)
-        subscription = Subscription(
-            peer, id, group, '{"id":' + orjson.dumps(id).decode() + ',"type":"next","payload":'
-        )
+        prefix = '{"id":' + orjson.dumps(id).decode() + ',"type":"next","payload":'
+        subscription = Subscription(peer, id, group, prefix, self.batches + 1)
         group.members[subscription] = None
         self.count += 1
         self.metrics.subscriptions.inc()
@@ -402,6 +406,8 @@ class Hub:
 
     async def deliver(self, batch: Batch) -> None:
         arrived = time.perf_counter()
+        self.batches += 1
+        number = self.batches
         events = self._events_of(batch)
         if not events:
             return
@@ -416,7 +422,7 @@ class Hub:
         finally:
             current_observation.reset(token)
             self.metrics.batch_statements.observe(observation.sql_statements)
-        await self._send(deliveries, arrived)
+        await self._send(deliveries, number, arrived)
 
     def _events_of(self, batch: Batch) -> list[tuple[Routes, int]]:
         """The batch's events that some group listens to; session ends acted on."""
@@ -431,12 +437,12 @@ class Hub:
                 events.extend((routes, pk) for pk in ids)
         return events
 
-    async def _send(self, deliveries: list[tuple[Group, str]], arrived: float) -> None:
+    async def _send(self, deliveries: list[tuple[Group, str]], number: int, arrived: float) -> None:
         """Queue each payload to its group's sockets, in event order. The writers run
         between payloads, so a send buffer holds what its socket could not take,
         not a whole bulk update's results."""
         for group, payload in deliveries:
-            members = list(group.members)
+            members = [s for s in group.members if s.since <= number]
             for subscription in members:
                 subscription.peer.deliver(subscription.prefix + payload + "}")
             self.metrics.deliveries.inc(len(members))
