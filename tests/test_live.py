@@ -804,3 +804,12 @@ async def test_a_client_that_stops_reading_is_disconnected(
         await until(lambda: live.hub.count == 1)  # the stuck client's 20 are gone
         assert drops._value.get() == dropped + 20
         await until(lambda: len(live.hub.peers) == 1)  # and its connection
+
+
+async def test_graphiql_sends_subscriptions_over_this_websocket(live: Live) -> None:
+    """The IDE's fetcher sends subscriptions to ws://<the page's URL> with graphql-ws,
+    the client ``tests/test_live_e2e.py`` drives against this endpoint."""
+    page = await live.gql.http.get("/graphql", headers={"Accept": "text/html"})
+    assert page.status_code == 200
+    assert "const subscriptionUrl = httpUrlToWebSockeUrl(fetchURL);" in page.text
+    assert "subscriptionUrl," in page.text.partition("GraphiQL.createFetcher(")[2][:200]
