@@ -101,10 +101,7 @@ class LiveConnection:
         self.hub.metrics.connections.inc()
         writer = asyncio.create_task(self._write())
         timer = asyncio.get_running_loop().call_later(
-            self.settings.ws_init_timeout_s,
-            self.close,
-            Close.INIT_TIMEOUT,
-            "Connection initialisation timeout",
+            self.settings.ws_init_timeout_s, self._init_timeout
         )
         try:
             await self._read()
@@ -155,6 +152,11 @@ class LiveConnection:
             self._closing = (code, reason)
             self._forget()
             self._wake.set()
+
+    def _init_timeout(self) -> None:
+        """The time to send ``connection_init`` is up: close, unless it came."""
+        if not self.initialised:
+            self.close(Close.INIT_TIMEOUT, "Connection initialisation timeout")
 
     def _queue(self, frame: str) -> None:
         if self._closing is not None:
