@@ -288,6 +288,8 @@ class Hub:
             opened = await self._open(key, viewer, query, variables, name)
             if not isinstance(opened, Group):
                 return opened
+            if not self.available:  # the stream broke meanwhile: it would miss events
+                return UNAVAILABLE
             group = self._groups.get(key) or opened  # another subscriber may have won
             if group is opened:
                 self._groups[key] = group
