@@ -131,6 +131,8 @@ class EventListener:
         self._connected = asyncio.Event()
         self._attempted = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self.connections = 0
+        """LISTEN connections made so far: a change means the stream broke in between."""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> EventListener:
@@ -233,6 +235,7 @@ class EventListener:
         """Returns once ``connection`` is lost: closed by the server, or silent for
         ``keepalive`` seconds and then unanswered for as long."""
         self._connection = connection
+        self.connections += 1
         self._connected.set()
         try:
             while not lost.is_set():

@@ -285,11 +285,12 @@ class Hub:
         key = (query, name, orjson.dumps(variables, option=orjson.OPT_SORT_KEYS), visibility)
         group = self._groups.get(key)
         if group is None:
+            stream = self.listener.connections
             opened = await self._open(key, viewer, query, variables, name)
             if not isinstance(opened, Group):
                 return opened
-            if not self.available:  # the stream broke meanwhile: it would miss events
-                return UNAVAILABLE
+            if not self.available or self.listener.connections != stream:
+                return UNAVAILABLE  # the stream broke meanwhile: it would miss events
             group = self._groups.get(key) or opened  # another subscriber may have won
             if group is opened:
                 self._groups[key] = group
