@@ -198,6 +198,12 @@ class Documents:
         return Prepared(document, found[0], fragments)
 
 
+def visibility(viewer: Any) -> Hashable:
+    """What the visibility rules read of a viewer (``Context.visibility``): anonymous,
+    one user, or admin."""
+    return None if viewer is None else ("admin" if viewer.is_admin else viewer.id)
+
+
 @dataclass(frozen=True, slots=True)
 class FetchInfo:
     """What a Node fetcher reads of a resolver's info, for the fan-out's own fetches."""
@@ -273,6 +279,30 @@ class Hub:
         """Join ``peer``'s subscription ``id`` to its group (made on first use), or
         the errors that refuse it. A document whose operation is not a
         subscription comes back ``Prepared``, for the caller to run once."""
+        viewer = peer.viewer
+        variables_key = orjson.dumps(variables, option=orjson.OPT_SORT_KEYS)
+        key = (query, name, variables_key, visibility(viewer))
+        group = self._groups.get(key)
+        if group is None:
+            prepared = self.documents.get(query, name)
+            if isinstance(prepared, list):
+                return self.format(prepared)
+            if prepared.operation.operation is not OperationType.SUBSCRIPTION:
+                return prepared  # a query or mutation: the listener and caps do not matter
+            opened = self._refusal() or await self._open(key, viewer, prepared, variables, name)
+            if not isinstance(opened, Group):
+                return opened
+            group = opened
+        elif refused := self._refusal():
+            return refused
+        prefix = '{"id":' + orjson.dumps(id).decode() + ',"type":"next","payload":'
+        subscription = Subscription(peer, id, group, prefix, self.batches + 1)
+        group.members[subscription] = None
+        self.count += 1
+        self.metrics.subscriptions.inc()
+        return subscription
+
+    def _refusal(self) -> Errors | None:
         if not self.available:
             return UNAVAILABLE
         if self.count >= self.settings.ws_max_subscriptions:
@@ -280,27 +310,7 @@ class Hub:
                 "This server holds its maximum of live subscriptions; try again later.",
                 ErrorCode.SERVICE_UNAVAILABLE,
             )
-        viewer = peer.viewer
-        visibility = None if viewer is None else ("admin" if viewer.is_admin else viewer.id)
-        key = (query, name, orjson.dumps(variables, option=orjson.OPT_SORT_KEYS), visibility)
-        group = self._groups.get(key)
-        if group is None:
-            stream = self.listener.connections
-            opened = await self._open(key, viewer, query, variables, name)
-            if not isinstance(opened, Group):
-                return opened
-            if not self.available or self.listener.connections != stream:
-                return UNAVAILABLE  # the stream broke meanwhile: it would miss events
-            group = self._groups.get(key) or opened  # another subscriber may have won
-            if group is opened:
-                self._groups[key] = group
-                self._routes_of(group.watch.feed).add(group)
-        prefix = '{"id":' + orjson.dumps(id).decode() + ',"type":"next","payload":'
-        subscription = Subscription(peer, id, group, prefix, self.batches + 1)
-        group.members[subscription] = None
-        self.count += 1
-        self.metrics.subscriptions.inc()
-        return subscription
+        return None
 
     def unsubscribe(self, subscription: Subscription) -> None:
         group = subscription.group
@@ -325,16 +335,12 @@ class Hub:
         self,
         key: Hashable,
         viewer: Any,
-        query: str,
+        prepared: Prepared,
         variables: dict[str, Any] | None,
         name: str | None,
-    ) -> Group | Errors | Prepared:
-        """Prepare the document, check the limits, run the subscription resolver."""
-        prepared = self.documents.get(query, name)
-        if isinstance(prepared, list):
-            return self.format(prepared)
-        if prepared.operation.operation is not OperationType.SUBSCRIPTION:
-            return prepared
+    ) -> Group | Errors:
+        """Check the limits, run the subscription resolver, register the group."""
+        connections = self.listener.connections
         shape = operation_shape(
             self.settings, self.schema, prepared.operation, prepared.fragments, variables or {}
         )
@@ -346,11 +352,17 @@ class Hub:
             if op.fault is not None:
                 return self.format(op.unavailable().errors or [])
             stream = await self._source_stream(ctx, prepared, variables, name)
-        if isinstance(stream, tuple):
+        if not isinstance(stream, tuple):
+            return stream
+        if not self.available or self.listener.connections != connections:
+            return UNAVAILABLE  # the stream broke meanwhile: the group would miss events
+        group = self._groups.get(key)  # another subscriber may have made it meanwhile
+        if group is None:
             executor, watch = stream
             executor.context_value = None  # each event brings its own
-            return Group(key, executor, watch, viewer)
-        return stream
+            group = self._groups[key] = Group(key, executor, watch, viewer)
+            self._routes_of(watch.feed).add(group)
+        return group
 
     async def _source_stream(
         self, ctx: Context, prepared: Prepared, variables: dict[str, Any] | None, name: str | None
@@ -493,12 +505,10 @@ class EventBatch:
         self.contexts: dict[Any, Context] = {}
 
     def context(self, viewer: Any) -> Context:
-        visibility = None if viewer is None else ("admin" if viewer.is_admin else viewer.id)
-        if viewer is ROUTER:
-            visibility = ROUTER
-        ctx = self.contexts.get(visibility)
+        key = ROUTER if viewer is ROUTER else visibility(viewer)
+        ctx = self.contexts.get(key)
         if ctx is None:
-            ctx = self.contexts[visibility] = self.hub.new_context(viewer=viewer)
+            ctx = self.contexts[key] = self.hub.new_context(viewer=viewer)
             ctx.join(self.shared)
         return ctx
 
