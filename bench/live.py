@@ -124,35 +124,39 @@ class LiveFixtures:
     writer_tokens: list[str]
     admin_token: str
     product_gids: list[str]  # the price writer's rotation: products in id order
+    viewer_tokens: list[str]  # other users, for signed-in subscribers
 
 
-async def live_fixtures(db: Scratch) -> LiveFixtures:
+async def grant(conn: Any, user_ids: list[int]) -> list[str]:
+    """A bearer token (a day long) for each user."""
+    tokens = [new_token() for _ in user_ids]
+    await conn.executemany(
+        "INSERT INTO auth_tokens (user_id, token_hash, expires_at) "
+        "VALUES ($1, $2, now() + interval '1 day')",
+        [(uid, token_digest(t)) for uid, t in zip(user_ids, tokens, strict=True)],
+    )
+    return tokens
+
+
+async def live_fixtures(db: Scratch, viewers: int) -> LiveFixtures:
     conn = db.conn
     post = await conn.fetchval(
         "SELECT id FROM posts WHERE published_at IS NOT NULL ORDER BY id LIMIT 1"
     )
     users = await conn.fetch(
-        "SELECT id FROM users WHERE is_active AND NOT is_admin ORDER BY id LIMIT $1", WRITERS
+        "SELECT id FROM users WHERE is_active AND NOT is_admin ORDER BY id LIMIT $1",
+        WRITERS + viewers,
     )
-    tokens = []
-    for user in users:
-        token = new_token()
-        await conn.execute(
-            "INSERT INTO auth_tokens (user_id, token_hash, expires_at) "
-            "VALUES ($1, $2, now() + interval '1 day')",
-            user["id"],
-            token_digest(token),
-        )
-        tokens.append(token)
-    admin = new_token()
-    await conn.execute(
-        "INSERT INTO auth_tokens (user_id, token_hash, expires_at) "
-        "SELECT id, $1, now() + interval '1 day' FROM users WHERE is_admin ORDER BY id LIMIT 1",
-        token_digest(admin),
-    )
+    ids = [r["id"] for r in users]
+    admin = await conn.fetchval("SELECT id FROM users WHERE is_admin ORDER BY id LIMIT 1")
     products = await conn.fetch("SELECT id FROM products ORDER BY id")
-    gids = [encode_id("Product", r["id"]) for r in products]
-    return LiveFixtures(encode_id("Post", post), tokens, admin, gids)
+    return LiveFixtures(
+        encode_id("Post", post),
+        await grant(conn, ids[:WRITERS]),
+        (await grant(conn, [admin]))[0],
+        [encode_id("Product", r["id"]) for r in products],
+        await grant(conn, ids[WRITERS:]),
+    )
 
 
 # ---------------------------------------------------------------- metrics
@@ -364,13 +368,16 @@ def kill_group(pid: int) -> None:
         os.killpg(pid, signal.SIGKILL)
 
 
-def client_configs(
-    fx: LiveFixtures, server: Server, comments: int, products: int, processes: int
-) -> list[dict[str, Any]]:
-    """Connections interleaved over the processes, both kinds in each."""
-    connections: list[list[Any]] = [["comment", None]] * comments + [["product", None]] * products
+def client_configs(fx: LiveFixtures, server: Server, spec: PhaseSpec) -> list[dict[str, Any]]:
+    """Connections interleaved over the processes, both kinds in each; the first
+    ``spec.viewers`` of each kind signed in, each as another user."""
+    connections: list[tuple[str, str | None]] = []
+    for kind, n in (("comment", spec.comments), ("product", spec.products)):
+        tokens = fx.viewer_tokens[: min(spec.viewers, n)]
+        connections += [(kind, t) for t in tokens] + [(kind, None)] * (n - len(tokens))
     ranks = {gid: rank for rank, gid in enumerate(fx.product_gids)}
     url = f"ws://127.0.0.1:{server.port}/graphql"
+    processes = spec.clients
     return [
         {
             "url": url,
@@ -396,6 +403,7 @@ class PhaseSpec:
     clients: int  # subscriber processes
     price_rate: float  # adjustPrices per second
     price_products: int  # products per adjustPrices
+    viewers: int = 0  # subscribers of each kind signed in, each as another user
 
 
 @dataclass
@@ -623,7 +631,7 @@ async def subscribe_all(
     tmp: Path,
 ) -> None:
     spec = result.spec
-    await clients.start(client_configs(fx, server, spec.comments, spec.products, spec.clients), tmp)
+    await clients.start(client_configs(fx, server, spec), tmp)
     began = time.monotonic()
     await wait_for_subscriptions(http, server, result.subscriptions)
     print(f"  {result.subscriptions} subscribed in {time.monotonic() - began:.1f}s", flush=True)
@@ -772,6 +780,10 @@ def table(report: Report) -> list[str]:
             "subscribers (commentAdded + productChanged)",
             lambda r: f"{r.spec.comments:,} + {r.spec.products:,}",
         ),
+        (
+            "of which signed in (one user each)",
+            lambda r: f"{r.spec.viewers:,} + {r.spec.viewers:,}",
+        ),
         ("connections opened / failed", lambda r: f"{r.opened:,} / {r.failed}"),
         (
             "writes: comments at rate/s; adjustPrices x products",
@@ -906,6 +918,10 @@ def phases(args: argparse.Namespace) -> list[PhaseSpec]:
     one = PhaseSpec("1 subscriber", 1, 1, args.rate, min(args.duration, 10), 1, **price)
     n = args.subscribers
     out = [one, PhaseSpec("main", n, n, args.rate, args.duration, args.clients, **price)]
+    if args.viewers:
+        v = args.viewers
+        seconds = min(args.duration, 10)
+        out.append(PhaseSpec("signed in", v, v, args.rate, seconds, 1, viewers=v, **price))
     if args.stretch:
         half = args.stretch // 2
         clients = max(args.clients, math.ceil(args.stretch / 2500))
@@ -929,7 +945,7 @@ async def run(args: argparse.Namespace, report: Report) -> None:
         async with scratch_database(server_url, args.scale) as db:
             report.db = db
             report.pg_version = await db.conn.fetchval("SHOW server_version")
-            fx = await live_fixtures(db)
+            fx = await live_fixtures(db, args.viewers)
             for spec in phases(args):
                 report.phases.append(await run_phase(db, fx, spec, Path(tmp)))
 
@@ -943,6 +959,9 @@ def main() -> None:
     parser.add_argument("--price-rate", type=float, default=1, help="adjustPrices per second")
     parser.add_argument("--price-products", type=int, default=5, help="products per adjustPrices")
     parser.add_argument("--clients", type=int, default=2, help="subscriber processes")
+    parser.add_argument(
+        "--viewers", type=int, default=100, help="signed-in subscribers of each kind (0: skip)"
+    )
     parser.add_argument("--stretch", type=int, default=0, help="subscribers in all (0: skip)")
     parser.add_argument("--stretch-rate", type=float, default=2, help="comments/s (stretch)")
     parser.add_argument("--output", type=Path, default=RESULTS, help="where to write")
