@@ -908,6 +908,16 @@ def render(report: Report) -> str:
     )
 
 
+KEPT = "## What the numbers show"
+
+
+def kept_analysis(output: Path) -> str:
+    """The hand-written analysis of the previous results, from ``KEPT`` on."""
+    previous = output.read_text() if output.is_file() else ""
+    start = previous.find(KEPT)
+    return "\n" + previous[start:] if start >= 0 else ""
+
+
 # ---------------------------------------------------------------- main
 
 
@@ -985,7 +995,7 @@ def main() -> None:
             kill_group(proc.pid)
         _stop_all()
     report.seconds = time.perf_counter() - began
-    args.output.write_text(render(report))
+    args.output.write_text(render(report) + kept_analysis(args.output))
     print(f"wrote {args.output} ({report.seconds:.0f} s)")
 
 
