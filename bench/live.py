@@ -10,9 +10,11 @@ on one gql_app process while writers add comments and adjust prices.
    prices, the 500 products in id order (the price writer's rotation).
 2. Phases, each on a fresh server, ``gql-app serve --workers 1`` exactly as a user
    starts it (``GQL_LOG_LEVEL=WARNING``, nothing else set): *1 subscriber* (one
-   of each kind), *main* (``--subscribers`` of each kind) and, with ``--stretch``,
-   *stretch* (that many subscribers in all, half of each kind, at ``--stretch-rate``).
-   Per phase:
+   of each kind), *main* (``--subscribers`` of each kind), *signed in*
+   (``--viewers`` of each kind, each signed in as another user: one group per
+   subscriber, so one execution per subscriber and event) and, with
+   ``--stretch``, *stretch* (that many subscribers in all, half of each kind,
+   comments at ``--stretch-rate``, one product per price adjustment). Per phase:
 
    - warm-up: one subscription of each kind over the ``websockets`` client, one
      comment and one price adjustment, both results checked, then closed;
@@ -23,8 +25,8 @@ on one gql_app process while writers add comments and adjust prices.
    - subscribers: ``--clients`` processes of ``bench/live_client.py`` (its
      docstring: sans-I/O websockets, one subscription per connection,
      connection_init → connection_ack → subscribe), connections interleaved;
-     ``commentAdded(postId:)`` on the post, anonymous (one group), and
-     ``productChanged`` without ``ids`` (every product event, one group);
+     ``commentAdded(postId:)`` on the post and ``productChanged`` without ``ids``
+     (every product event), anonymous unless the phase signs them in;
    - SQL statements per event batch, counted: ``COUNT_COMMENTS`` comments then
      ``COUNT_ADJUSTS`` adjustments, one at a time with pauses so each is its own
      batch, from the server's ``gql_live_batch_sql_statements`` histogram

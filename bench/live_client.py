@@ -133,7 +133,7 @@ class Subscriber(asyncio.Protocol):
             return
         self.send(orjson.dumps({"type": "connection_init", "payload": self.init}))
 
-    def on_message(self, raw: bytes) -> None:
+    def on_message(self, raw: bytes | bytearray | memoryview) -> None:
         message = orjson.loads(raw)
         kind = message.get("type")
         if kind == "next":
