@@ -895,7 +895,9 @@ def render(report: Report) -> str:
             "",
             "Send→receive is the subscriber's receive time minus the writer's `time.time()` "
             "just before sending the mutation: an upper bound of commit-to-delivery that "
-            "includes the mutation's own round trip (the next rows), measured on one clock.",
+            "includes the mutation's own round trip (the next rows), measured on one clock. "
+            "Server CPU counts everything the server did during load and drain, the "
+            "mutations included: per delivery it means something only with many subscribers.",
             "",
             *(["## Notes", "", *notes, ""] if notes else []),
             "## Machine",
