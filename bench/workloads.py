@@ -29,3 +29,14 @@ W4_ADD_COMMENT = (
 )
 
 READ_WORKLOADS = {"W1 feed": W1_FEED, "W2 people": W2_PEOPLE, "W3 node": W3_NODE}
+
+# W6 (bench/live.py): the subscriptions and the writes that feed them.
+W6_COMMENT_ADDED = (
+    "subscription CommentAdded($postId: ID!) { commentAdded(postId: $postId) "
+    "{ id body createdAt author { username } } }"
+)
+W6_PRODUCT_CHANGED = "subscription ProductChanged { productChanged { id name price stock } }"
+W6_ADJUST_PRICES = (
+    "mutation AdjustPrices($input: AdjustPricesInput!) { adjustPrices(input: $input) "
+    "{ affectedCount userErrors { code message } } }"
+)
