@@ -602,7 +602,7 @@ async def load(
 async def collect(clients: Clients, writer: Writer, result: PhaseResult, tmp: Path) -> None:
     sent_path = tmp / "product-sent.json"
     sent_path.write_bytes(orjson.dumps({str(k): v for k, v in writer.product_sent.items()}))
-    result.latency = {"comment": Counter(), "product": Counter()}
+    result.latency = {"comment": Counter(), "commit": Counter(), "product": Counter()}
     for key in ("received", "duplicates", "out_of_order"):
         setattr(result, key, Counter())
     for report in await clients.ask(f"report {sent_path}"):
@@ -804,6 +804,10 @@ def table(report: Report) -> list[str]:
         ("deliveries/s (load + drain)", lambda r: f"{deliveries_per_s(r):,.0f}"),
         ("drain after the last write, s", lambda r: fmt(r.drain_seconds, 2)),
         ("commentAdded send→receive p50 / p99 / max, ms", lambda r: latency(r, "comment")),
+        (
+            "commentAdded createdAt→receive p50 / p99 / max, ms",
+            lambda r: latency(r, "commit"),
+        ),
         ("productChanged send→receive p50 / p99 / max, ms", lambda r: latency(r, "product")),
         (
             "addComment round trip p50 / p99, ms",

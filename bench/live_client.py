@@ -31,6 +31,7 @@ import contextlib
 import sys
 import time
 from collections import Counter
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -59,6 +60,7 @@ class Tally:
         self.duplicates: Counter[str] = Counter()
         self.out_of_order: Counter[str] = Counter()
         self.comment_latency: Counter[int] = Counter()  # 0.1 ms buckets
+        self.commit_latency: Counter[int] = Counter()  # from the comment's createdAt
         self.worst: dict[int, float] = {}  # second of the run -> worst comment latency, s
         self.product_times: dict[int, list[float]] = {}  # rank -> receive times
         self.errors: list[Any] = []
@@ -156,6 +158,10 @@ class Subscriber(asyncio.Protocol):
             seq_text, sent_text = payload["data"]["commentAdded"]["body"].split()
             seq, sent = int(seq_text), float(sent_text)
             tally.comment_latency[int((now - sent) * 1000 * BUCKET_PER_MS)] += 1
+            # createdAt is the writing transaction's start (now()): committed a few
+            # ms later, so this is a tight upper bound of commit-to-delivery
+            created = datetime.fromisoformat(payload["data"]["commentAdded"]["createdAt"])
+            tally.commit_latency[int((now - created.timestamp()) * 1000 * BUCKET_PER_MS)] += 1
             second = int(sent)
             if now - sent > tally.worst.get(second, 0.0):
                 tally.worst[second] = now - sent
@@ -243,6 +249,7 @@ class Client:
             "out_of_order": dict(tally.out_of_order),
             "latency": {
                 "comment": dict(tally.comment_latency),
+                "commit": dict(tally.commit_latency),
                 "product": dict(product_latency),
             },
             "worst": tally.worst,
