@@ -162,6 +162,25 @@ def sql(engine: AsyncEngine) -> Iterator[StatementCounter]:
     event.remove(engine.sync_engine, "before_cursor_execute", listener)
 
 
+@dataclass
+class CheckoutCounter:
+    count: int = 0
+
+
+@pytest.fixture
+def checkouts(engine: AsyncEngine) -> Iterator[CheckoutCounter]:
+    """Connections the app takes from its pool while the test runs: none taken, no
+    round trip to the database at all (not even BEGIN, which ``sql`` does not see)."""
+    counter = CheckoutCounter()
+
+    def listener(*args: Any) -> None:
+        counter.count += 1
+
+    event.listen(engine.sync_engine.pool, "checkout", listener)
+    yield counter
+    event.remove(engine.sync_engine.pool, "checkout", listener)
+
+
 class GraphQLClient:
     def __init__(self, http: httpx.AsyncClient) -> None:
         self.http = http

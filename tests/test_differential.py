@@ -787,7 +787,7 @@ def corpus(world: World) -> list[Case]:
         Case("node: a draft, anonymous", NODE, {"id": alice_draft}),
         Case("node: unknown id", NODE, {"id": gid("Post", 999_999)}),
         Case("node: malformed id", NODE, {"id": "garbage"}, errors=("BAD_USER_INPUT",)),
-        Case("node: unknown type", NODE, {"id": "Rm9vOjE"}, errors=("BAD_USER_INPUT",)),
+        Case("node: unknown type", NODE, {"id": "Rm9vOjE"}),
         Case("nodes: every type", NODES, {"ids": list(every_type.values())}, "admin"),
         Case(
             "nodes: every type, anonymous",

@@ -1,5 +1,9 @@
 """Relay Object Identification: node, nodes, global IDs, and the lookups by natural key.
 
+A global ID that does not decode is BAD_USER_INPUT; one that decodes but names
+nothing (no such type, no possible primary key, no such row) or something the viewer
+may not see is null, for node(id) and in its position in nodes(ids).
+
 Read-only against the shared ``world``.
 """
 
@@ -9,7 +13,7 @@ import base64
 
 import pytest
 
-from tests.conftest import TaskWatch, close_leaked_sessions
+from tests.conftest import GraphQLClient, TaskWatch, close_leaked_sessions
 from tests.factories import World
 
 NODE = """
@@ -158,60 +162,135 @@ async def test_nodes_keeps_the_order_of_ids_and_nulls_missing_or_invisible(gql, 
     ]
 
 
-async def test_nodes_takes_one_hundred_ids(gql, world):
+async def test_nodes_takes_one_hundred_ids(gql, world, checkouts):
     # Given exactly 100 ids
     ids = [world.gid("Post", pk) for pk in sorted(world.posts[u][0] for u in world.posts)]
     ids = (ids * 4)[:100]
     # When they are fetched
     body = await gql(NODES, {"ids": ids})
-    # Then all 100 come back, in order
+    # Then all 100 come back, in order, read on one connection
     assert [node["id"] for node in body["data"]["nodes"]] == ids
+    assert checkouts.count == 1
 
 
-async def test_nodes_refuses_more_than_one_hundred_ids(gql, world):
+NODES_LITERAL = "{ nodes(ids: [%s]) { id } }"
+
+
+@pytest.mark.parametrize("path", ["lane", "full path"])
+@pytest.mark.parametrize("given", ["variable", "literal"])
+async def test_more_than_one_hundred_ids_are_refused_before_any_round_trip(
+    gql, full_path_client, world, sql, checkouts, path, given
+):
+    # Given 101 ids, in a variable or written in the document
     ids = [world.gid("Product", world.products[i % 12]) for i in range(101)]
-    body = await gql(NODES, {"ids": ids}, expect_errors=True)
-    assert body["data"] is None
-    assert codes(body) == ["BAD_USER_INPUT"]
+    client = gql if path == "lane" else GraphQLClient(full_path_client)
+    # When they are sent to nodes(ids:)
+    if given == "variable":
+        body = await client(NODES, {"ids": ids}, expect_errors=True)
+    else:
+        listed = ", ".join(f'"{gid}"' for gid in ids)
+        body = await client(NODES_LITERAL % listed, expect_errors=True)
+    # Then the request is refused with the other limits, before execution: no data,
+    # no statement, and no connection taken from the pool (so not even BEGIN)
+    assert body == {
+        "errors": [
+            {
+                "message": "`ids` takes at most 100 IDs; got 101.",
+                "extensions": {"code": "BAD_USER_INPUT"},
+            }
+        ]
+    }
+    assert sql.count == 0
+    assert checkouts.count == 0
 
 
-MALFORMED = {
+# ---------------------------------------------------------------- IDs that name nothing
+
+UNDECODABLE = {
+    # IDs that are not the server's encoding of "<Type>:<digits>": BAD_USER_INPUT
     "not-base64": "!!not base64!!",
     "empty": "",
     "no-type": raw_id(":1"),
     "no-pk": raw_id("User"),
     "non-numeric-pk": raw_id("User:abc"),
-    "unknown-type": raw_id("Foo:1"),
     "negative-pk": raw_id("User:-1"),
-    "zero-pk": raw_id("User:0"),
-    "huge-pk": raw_id("User:99999999999999999999"),
-    "pk-beyond-bigint": raw_id("User:9223372036854775808"),
     "float-pk": raw_id("Post:1.5"),
+    "leading-zero": raw_id("User:01"),
+    "padded": raw_id("User:1") + "==",
+    "too-long": raw_id("User:" + "9" * 60),
+}
+
+NAMES_NOTHING = {
+    # Well-formed IDs no object has: null, and no SQL to find that out
+    "unknown-type": raw_id("Foo:1"),
+    "zero-pk": raw_id("User:0"),
+    "pk-beyond-bigint": raw_id("User:9223372036854775808"),
+    "huge-pk": raw_id("User:99999999999999999999"),
 }
 
 
-@pytest.mark.parametrize("kind", list(MALFORMED))
-async def test_node_with_a_malformed_id_is_bad_user_input(gql, world, kind):
-    # When node(id) gets an ID the server could never have issued
-    body = await gql(NODE, {"id": MALFORMED[kind]}, expect_errors=True)
+@pytest.mark.parametrize("kind", list(UNDECODABLE))
+async def test_node_with_an_undecodable_id_is_bad_user_input(gql, world, kind):
+    # When node(id) gets an ID that does not decode
+    body = await gql(NODE, {"id": UNDECODABLE[kind]}, expect_errors=True)
     # Then it is BAD_USER_INPUT (node is nullable, so data.node is null)
     assert body["data"] == {"node": None}
     assert codes(body) == ["BAD_USER_INPUT"]
+    assert body["errors"][0]["message"].startswith("Invalid ID: ")
 
 
-@pytest.mark.parametrize("kind", ["not-base64", "non-numeric-pk", "unknown-type", "zero-pk"])
-async def test_nodes_with_a_malformed_id_is_bad_user_input(gql, world, kind):
-    body = await gql(NODES, {"ids": [MALFORMED[kind]]}, expect_errors=True)
+@pytest.mark.parametrize("kind", list(NAMES_NOTHING))
+async def test_node_of_a_well_formed_id_that_names_nothing_is_null(gql, world, sql, kind):
+    # When node(id) gets a well-formed ID of a type the server does not have, or whose
+    # number no primary key can be
+    body = await gql(NODE, {"id": NAMES_NOTHING[kind]})
+    # Then it is null, as for a missing row, found out without a statement
+    assert body == {"data": {"node": None}}
+    assert sql.count == 0
+
+
+async def test_nodes_gives_null_for_each_id_that_names_nothing(gql, world, sql):
+    # Given found ids around well-formed ones that name nothing (no such type, no such
+    # primary key, no such row) and one the viewer may not see (bob's draft)
+    bob, post = world.gid("User", world.bob), world.gid("Post", world.posts[world.alice][0])
+    ids = [bob, *NAMES_NOTHING.values(), world.gid("Post", 9_999_999)]
+    ids += [world.gid("Post", world.drafts[world.bob][0]), post]
+    # When they are fetched anonymously
+    body = await gql(NODES, {"ids": ids})
+    # Then each of those is null in its position, and the rest are found; the users
+    # and the posts are read by one statement each
+    assert body == {
+        "data": {
+            "nodes": [
+                {"__typename": "User", "id": bob, "username": "bob"},
+                *[None] * (len(NAMES_NOTHING) + 2),
+                {"__typename": "Post", "id": post, "title": "alice post 0"},
+            ]
+        }
+    }
+    assert sql.count == 2
+
+
+@pytest.mark.parametrize("kind", ["not-base64", "non-numeric-pk", "negative-pk", "leading-zero"])
+async def test_nodes_with_an_undecodable_id_is_bad_user_input(gql, world, sql, kind):
+    # Given a found id next to one that does not decode
+    ids = [world.gid("User", world.bob), UNDECODABLE[kind]]
+    # When they are fetched
+    body = await gql(NODES, {"ids": ids}, expect_errors=True)
+    # Then the whole list is refused (nodes is non-null), before any object is read
     assert body["data"] is None
     assert codes(body) == ["BAD_USER_INPUT"]
+    assert body["errors"][0]["message"] == f"Invalid ID: {UNDECODABLE[kind]!r}."
+    assert body["errors"][0]["path"] == ["nodes"]
+    assert sql.count == 0
 
 
-async def test_nodes_with_an_unknown_type_among_valid_ids_leaves_no_work_behind(
+async def test_nodes_with_an_undecodable_id_among_valid_ids_leaves_no_work_behind(
     gql, world, sql, engine
 ):
-    # Given valid ids followed by one of an unknown type, next to a field with loads queued
+    # Given valid ids followed by an undecodable one, next to a field with loads queued
     ids = [world.gid("User", world.bob), world.gid("Post", world.posts[world.bob][0])]
-    ids.append(raw_id("Foo:1"))
+    ids.append(raw_id("User:abc"))
     tasks = TaskWatch()
     try:
         # When the request is answered

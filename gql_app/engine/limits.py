@@ -1,6 +1,7 @@
-"""Static limits (depth, aliases, directives, cost, page sizes), checked after
-validation and before any SQL runs. Refusals are GraphQL errors with a code:
-QUERY_TOO_COMPLEX for the limits, BAD_USER_INPUT for page sizes.
+"""Static limits (depth, aliases, directives, cost, page sizes, ``nodes(ids:)``),
+checked after validation and before the operation begins (no BEGIN, no SQL).
+Refusals are GraphQL errors with a code: QUERY_TOO_COMPLEX for the limits,
+BAD_USER_INPUT for page sizes and id counts.
 """
 
 from __future__ import annotations
@@ -66,8 +67,8 @@ class Analysis:
     - cost: the nodes the query could return, GitHub-style: a connection field
       adds ``parent multiplier * page size`` (``first``, ``last`` or the default),
       ``nodes(ids:)`` its id count;
-    - page sizes out of ``0..max_page_size``, refused before a sibling field
-      could touch the database.
+    - page sizes out of ``0..max_page_size`` and more than ``max_ids`` ids in
+      ``nodes(ids:)``, refused before a sibling field could touch the database.
     """
 
     def __init__(
@@ -130,8 +131,7 @@ class Analysis:
                     multiplier = self.page_size(argument, self.value(arguments[argument]))
             own_cost = multiplier
         elif name == "nodes" and "ids" in arguments:
-            ids = self.value(arguments["ids"])
-            multiplier = own_cost = len(ids) if isinstance(ids, list) else 1
+            multiplier = own_cost = self.id_count(self.value(arguments["ids"]))
         if name in INTROSPECTION_ROOTS and not self.settings.introspection:
             raise QueryTooComplex("Introspection is disabled.", ErrorCode.FORBIDDEN)
         child = self.selection_set(node.selection_set, field_type)
@@ -165,6 +165,15 @@ class Analysis:
                 f"`{argument}` must be between 0 and {cap}; got {value}.", ErrorCode.BAD_USER_INPUT
             )
         return value
+
+    def id_count(self, ids: Any) -> int:
+        count = len(ids) if isinstance(ids, list) else 1  # one ID is coerced to a list
+        cap = self.settings.max_ids
+        if count > cap:
+            raise QueryTooComplex(
+                f"`ids` takes at most {cap} IDs; got {count}.", ErrorCode.BAD_USER_INPUT
+            )
+        return count
 
 
 def operation_shape(

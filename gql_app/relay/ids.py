@@ -15,8 +15,10 @@ def encode_id(type_name: str, pk: int) -> str:
     return base64.urlsafe_b64encode(f"{type_name}:{pk}".encode()).decode().rstrip("=")
 
 
-def decode_id(global_id: str) -> tuple[str, int]:
-    """(type name, primary key) of a global ID; BAD_USER_INPUT when malformed."""
+def parse_id(global_id: str) -> tuple[str, int]:
+    """(type name, number) of a decodable global ID: the one spelling ``encode_id``
+    gives "<letters>:<digits>"; BAD_USER_INPUT otherwise. Whether the type exists
+    and the number could be a primary key is not asked: see ``decode_id``."""
     try:
         if len(global_id) > 64:
             raise ValueError
@@ -27,11 +29,29 @@ def decode_id(global_id: str) -> tuple[str, int]:
         if not pk_text.isascii() or not pk_text.isdigit():
             raise ValueError
         pk = int(pk_text)
-        if not 0 < pk <= MAX_PK or encode_id(type_name, pk) != global_id:
+        if encode_id(type_name, pk) != global_id:
             raise ValueError  # one spelling per object: no "User:01", no stray characters
     except (ValueError, UnicodeDecodeError, binascii.Error):
-        raise BadUserInput(f"Invalid ID: {global_id[:64]!r}.") from None
+        raise invalid_id(global_id) from None
     return type_name, pk
+
+
+def decode_id(global_id: str) -> tuple[str, int]:
+    """(type name, primary key) of a global ID; BAD_USER_INPUT when malformed or when
+    its number could not be a primary key."""
+    type_name, pk = parse_id(global_id)
+    if not is_pk(pk):
+        raise invalid_id(global_id)
+    return type_name, pk
+
+
+def is_pk(number: int) -> bool:
+    """Whether ``number`` could be a primary key (a positive bigint)."""
+    return 0 < number <= MAX_PK
+
+
+def invalid_id(global_id: str) -> BadUserInput:
+    return BadUserInput(f"Invalid ID: {global_id[:64]!r}.")
 
 
 def decode_id_of(global_id: str, type_name: str, argument: str = "id") -> int:

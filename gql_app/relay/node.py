@@ -13,7 +13,7 @@ from gql_app.data.context import Context, Info
 from gql_app.data.loaders import Loader
 from gql_app.engine.fields import computed
 from gql_app.errors import BadUserInput
-from gql_app.relay.ids import decode_id, decode_id_of, encode_id
+from gql_app.relay.ids import decode_id_of, encode_id, is_pk, parse_id
 
 
 @strawberry.interface(
@@ -109,10 +109,16 @@ def install(schema: Any) -> None:
 
 
 async def resolve_node(info: Info, gid: str) -> Any:
-    type_name, pk = decode_id(gid)
+    """The object a global ID names, if the viewer may see it; None when it names
+    nothing (an unknown type, a number no primary key has, no such row) or something
+    hidden. Only an undecodable ID is BAD_USER_INPUT."""
+    return await fetch_node(info, *parse_id(gid))
+
+
+async def fetch_node(info: Info, type_name: str, pk: int) -> Any:
     fetch = _resolvers.get(type_name)
-    if fetch is None:
-        raise BadUserInput(f"Invalid ID: {gid[:64]!r}.")
+    if fetch is None or not is_pk(pk):
+        return None  # no object could have this ID: no SQL to ask
     found = await fetch(info, pk)
     return None if found is None else Typed(type_name, found)
 
@@ -130,10 +136,8 @@ class NodeQuery:
         "null where not found or not visible."
     )
     async def nodes(self, info: Info, ids: list[strawberry.ID]) -> list[Node | None]:
-        limit = info.context.settings.max_ids
-        if len(ids) > limit:
-            raise BadUserInput(f"`ids` takes at most {limit} IDs; got {len(ids)}.")
-        for gid in ids:  # refuse malformed IDs and unknown types before any SQL runs
-            if decode_id(gid)[0] not in _resolvers:
-                raise BadUserInput(f"Invalid ID: {gid[:64]!r}.")
-        return list(await asyncio.gather(*(resolve_node(info, gid) for gid in ids)))
+        """The limit on ``ids`` is checked with the other limits, before the operation
+        begins (``gql_app.engine.limits``); an undecodable ID refuses the whole list
+        before any object is fetched."""
+        wanted = [parse_id(gid) for gid in ids]
+        return list(await asyncio.gather(*(fetch_node(info, *each) for each in wanted)))
