@@ -845,6 +845,24 @@ def corpus(world: World) -> list[Case]:
             errors=("BAD_USER_INPUT",),
         ),
         Case(
+            "errors: a cursor of another user's posts",
+            USER_POSTS,
+            {"username": "bob", "first": 2, "after": end_of("user posts: first", "user", "posts")},
+            errors=("BAD_USER_INPUT",),
+        ),
+        Case(
+            "errors: a cursor of another tag's posts",
+            TAG_POSTS,
+            {"name": "beta", "first": 2, "after": end_of("tag posts: first", "tag", "posts")},
+            errors=("BAD_USER_INPUT",),
+        ),
+        Case(
+            "errors: a cursor of another filter",
+            POSTS,
+            {"first": 2, "filter": {"search": "post"}, "after": end_of("posts: first", "posts")},
+            errors=("BAD_USER_INPUT",),
+        ),
+        Case(
             "errors: a cursor of another ordering",
             POSTS,
             {

@@ -12,7 +12,10 @@ from typing import Any
 import orjson
 import pytest
 
-from gql_app.relay.cursors import _signature
+from gql_app.content.types import POST_ORDER, PostFilter, PostOrderField
+from gql_app.data.pages import Ordering
+from gql_app.relay.connection import OrderDirection
+from gql_app.relay.cursors import _signature, binding
 from gql_app.settings import Settings
 from tests.conftest import TaskWatch, close_leaked_sessions
 from tests.factories import World
@@ -127,11 +130,26 @@ def encode(raw: bytes) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def signed(payload: list[Any], settings: Settings) -> str:
-    """A cursor of any payload, signed with the server's secret key as its own are:
-    it passes the signature check, so the server's checks of the values are reached."""
+QUERY_POSTS = ("Query.posts", PostFilter().criteria())  # Query.posts with no filter
+NEWEST_FIRST = POST_ORDER.default  # CREATED_AT DESC
+BY_TITLE_DESC = POST_ORDER.ordering(
+    POST_ORDER.input(field=PostOrderField.TITLE, direction=OrderDirection.DESC)
+)
+
+
+def signed(
+    payload: Any,
+    settings: Settings,
+    ordering: Ordering = NEWEST_FIRST,
+    scope: Any = QUERY_POSTS,
+    parent: Any = None,
+) -> str:
+    """A cursor of any payload, signed with the server's secret key as its own are, and
+    bound as Query.posts binds them (unless told otherwise): it passes the signature
+    check there, so the server's checks of the values are reached."""
     raw = orjson.dumps(payload)
-    return f"{encode(raw)}.{_signature(settings.secret_key.encode(), raw)}"
+    bound = binding(scope, parent, ordering)
+    return f"{encode(raw)}.{_signature(settings.secret_key.encode(), bound, raw)}"
 
 
 def error_codes(body: dict) -> list[str]:
@@ -347,8 +365,8 @@ async def test_malformed_or_foreign_cursor_is_bad_user_input(gql, world, kind):
 @pytest.mark.parametrize(
     "payload",
     [
-        ["Query.posts", "CREATED_AT:DESC", "0001-01-01T00:00:00+14:00", 5],
-        ["Query.posts", "CREATED_AT:DESC", "9999-12-31T23:59:59-14:00", 5],
+        ["0001-01-01T00:00:00+14:00", 5],
+        ["9999-12-31T23:59:59-14:00", 5],
     ],
     ids=["year-1", "year-9999"],
 )
@@ -358,7 +376,7 @@ async def test_forged_cursor_with_an_out_of_range_timestamp_is_bad_user_input(
     # Given a cursor of the right shape, signed with the server's key, whose timestamp
     # is out of range once converted to UTC (a cursor of the same shape with a
     # timestamp in range is accepted: the signature is not what refuses it)
-    in_range = [*payload[:2], "2026-01-01T00:00:00+00:00", payload[3]]
+    in_range = ["2026-01-01T00:00:00+00:00", payload[1]]
     assert "errors" not in await gql(POSTS_AFTER, {"after": signed(in_range, settings)})
     cursor = signed(payload, settings)
     sql.reset()
@@ -377,9 +395,9 @@ async def test_forged_title_cursor_with_a_nul_character_is_bad_user_input(
 ):
     # Given a TITLE cursor, signed with the server's key, whose value holds a NUL
     # character (PostgreSQL text cannot); the same cursor without it is accepted
-    clean = signed(["Query.posts", "TITLE:DESC", "ab", 5], settings)
+    clean = signed(["ab", 5], settings, BY_TITLE_DESC)
     assert "errors" not in await gql(POSTS_BY_TITLE_AFTER, {"after": clean})
-    cursor = signed(["Query.posts", "TITLE:DESC", "a\u0000b", 5], settings)
+    cursor = signed(["a\u0000b", 5], settings, BY_TITLE_DESC)
     sql.reset()
     # When it is used with the TITLE ordering it claims
     body = await gql(POSTS_BY_TITLE_AFTER, {"after": cursor}, expect_errors=True)
@@ -393,20 +411,21 @@ async def test_forged_title_cursor_with_a_nul_character_is_bad_user_input(
 
 
 SIGNED_BUT_INVALID = {
-    # Query.posts in its default ordering (CREATED_AT:DESC, created_at NOT NULL), signed
-    # with the server's key: each value is refused by its own check in relay/cursors.py
-    # (a string id, a number for a timestamp and a short list would be refused without
-    # theirs too: the TypeError or ValueError they then cause is caught the same way)
-    "id-not-an-integer": ["Query.posts", "CREATED_AT:DESC", "2026-01-01T00:00:00+00:00", "5"],
-    "id-a-boolean": ["Query.posts", "CREATED_AT:DESC", "2026-01-01T00:00:00+00:00", True],
-    "id-zero": ["Query.posts", "CREATED_AT:DESC", "2026-01-01T00:00:00+00:00", 0],
-    "id-beyond-bigint": ["Query.posts", "CREATED_AT:DESC", "2026-01-01T00:00:00+00:00", 2**63],
-    "naive-timestamp": ["Query.posts", "CREATED_AT:DESC", "2026-01-01T00:00:00", 5],
-    "timestamp-not-a-string": ["Query.posts", "CREATED_AT:DESC", 1767225600, 5],
-    "null-for-a-non-null-column": ["Query.posts", "CREATED_AT:DESC", None, 5],
-    "another-connection": ["User.posts", "CREATED_AT:DESC", "2026-01-01T00:00:00+00:00", 5],
-    "another-ordering": ["Query.posts", "TITLE:DESC", "2026-01-01T00:00:00+00:00", 5],
-    "three-items": ["Query.posts", "CREATED_AT:DESC", "2026-01-01T00:00:00+00:00"],
+    # Values for Query.posts in its default ordering (CREATED_AT:DESC, created_at NOT
+    # NULL), signed with the server's key and bound as Query.posts binds: each value is
+    # refused by its own check in relay/cursors.py (a string id, a number for a
+    # timestamp and a short list would be refused without theirs too: the TypeError or
+    # ValueError they then cause is caught the same way)
+    "id-not-an-integer": ["2026-01-01T00:00:00+00:00", "5"],
+    "id-a-boolean": ["2026-01-01T00:00:00+00:00", True],
+    "id-zero": ["2026-01-01T00:00:00+00:00", 0],
+    "id-beyond-bigint": ["2026-01-01T00:00:00+00:00", 2**63],
+    "naive-timestamp": ["2026-01-01T00:00:00", 5],
+    "timestamp-not-a-string": [1767225600, 5],
+    "null-for-a-non-null-column": [None, 5],
+    "three-items": ["2026-01-01T00:00:00+00:00", 5, 6],
+    "one-item": ["2026-01-01T00:00:00+00:00"],
+    "an-object": {"value": "2026-01-01T00:00:00+00:00", "id": 5},
 }
 
 
@@ -560,3 +579,213 @@ async def test_an_edited_cursor_is_refused_by_its_signature(gql, world):
     # Then it is refused, while the untouched cursor still works
     assert error_codes(refused) == ["BAD_USER_INPUT"]
     assert "errors" not in await gql(POSTS_PAGE, {"first": 1, "after": cursor})
+
+
+# ---------------------------------------------------------------- cursors bound to their connection
+
+USER_POSTS_PAGE = """
+query UserPostsPage($username: String!, $after: String, $filter: PostFilter, $orderBy: PostOrder) {
+  user(username: $username) {
+    posts(first: 2, after: $after, filter: $filter, orderBy: $orderBy) {
+      edges { cursor node { id } }
+    }
+  }
+}
+"""
+
+TAG_POSTS_PAGE = """
+query TagPostsPage($name: String!, $after: String) {
+  tag(name: $name) { posts(first: 2, after: $after) { edges { cursor node { id } } } }
+}
+"""
+
+FILTERED_POSTS = """
+query FilteredPosts($after: String, $filter: PostFilter, $orderBy: PostOrder) {
+  posts(first: 2, after: $after, filter: $filter, orderBy: $orderBy) {
+    edges { cursor node { id } }
+  }
+}
+"""
+
+PRODUCTS_FROM = """
+query ProductsFrom($after: String, $filter: ProductFilter) {
+  products(first: 2, after: $after, filter: $filter) { edges { cursor node { sku } } }
+}
+"""
+
+
+def second_cursor(connection: dict) -> str:
+    return connection["edges"][1]["cursor"]
+
+
+def node_ids(connection: dict) -> list[str]:
+    return [edge["node"]["id"] for edge in connection["edges"]]
+
+
+async def test_a_cursor_of_another_users_posts_is_refused(gql, world, sql):
+    # Given a cursor from bob's posts
+    bobs = (await gql(USER_POSTS_PAGE, {"username": "bob"}))["data"]["user"]["posts"]
+    # When it is used on member05's posts (same connection, filter and ordering)
+    sql.reset()
+    body = await gql(
+        USER_POSTS_PAGE, {"username": "member05", "after": second_cursor(bobs)}, expect_errors=True
+    )
+    # Then it is BAD_USER_INPUT on that field (non-null, so the user is null), found out
+    # before the posts are read: the only statement is the user's
+    assert body["data"] == {"user": None}
+    assert error_codes(body) == ["BAD_USER_INPUT"]
+    assert body["errors"][0]["path"] == ["user", "posts"]
+    assert body["errors"][0]["message"].startswith("Invalid cursor ")
+    assert sql.count == 1
+    # while on bob's posts it continues his page
+    again = await gql(USER_POSTS_PAGE, {"username": "bob", "after": second_cursor(bobs)})
+    expected = gids(world, sorted(world.posts[world.bob], reverse=True)[2:4])
+    assert node_ids(again["data"]["user"]["posts"]) == expected
+
+
+async def test_a_cursor_of_another_tags_posts_is_refused(gql, world):
+    alpha = (await gql(TAG_POSTS_PAGE, {"name": "alpha"}))["data"]["tag"]["posts"]
+    body = await gql(
+        TAG_POSTS_PAGE, {"name": "beta", "after": second_cursor(alpha)}, expect_errors=True
+    )
+    assert body["data"] == {"tag": None}
+    assert error_codes(body) == ["BAD_USER_INPUT"]
+    assert body["errors"][0]["path"] == ["tag", "posts"]
+
+
+@pytest.mark.parametrize(
+    ("taken_with", "used_with"),
+    [
+        ({"search": "post 1"}, None),
+        (None, {"search": "post 1"}),
+        ({"search": "post 1"}, {"search": "post 2"}),
+        ({"search": "post 1"}, {"search": "post 1", "published": True}),
+        (
+            {"publishedAfter": "2020-01-01T00:00:00+00:00"},
+            {"publishedAfter": "2020-01-02T00:00:00Z"},
+        ),
+    ],
+    ids=[
+        "filtered-to-none",
+        "none-to-filtered",
+        "another-search",
+        "one-more-field",
+        "another-date",
+    ],
+)
+async def test_a_cursor_of_another_filter_is_refused(gql, world, sql, taken_with, used_with):
+    # Given a cursor from Query.posts with one filter (or none)
+    page = (await gql(FILTERED_POSTS, {"filter": taken_with}))["data"]["posts"]
+    # When it is used with another filter (or none)
+    sql.reset()
+    body = await gql(
+        FILTERED_POSTS, {"filter": used_with, "after": second_cursor(page)}, expect_errors=True
+    )
+    # Then it is BAD_USER_INPUT, before any statement
+    assert body["data"] is None
+    assert error_codes(body) == ["BAD_USER_INPUT"]
+    assert body["errors"][0]["path"] == ["posts"]
+    assert sql.count == 0
+
+
+async def test_a_cursor_of_another_filter_is_refused_on_a_nested_connection(gql, world):
+    bobs = (await gql(USER_POSTS_PAGE, {"username": "bob"}))["data"]["user"]["posts"]
+    body = await gql(
+        USER_POSTS_PAGE,
+        {"username": "bob", "after": second_cursor(bobs), "filter": {"tag": "alpha"}},
+        expect_errors=True,
+    )
+    assert body["data"] == {"user": None}
+    assert error_codes(body) == ["BAD_USER_INPUT"]
+
+
+@pytest.mark.parametrize(
+    ("taken_with", "used_with"),
+    [
+        (None, {}),
+        ({"search": "post"}, {"search": "post", "published": None}),
+        (
+            {"publishedAfter": "2020-01-01T00:00:00Z"},
+            {"publishedAfter": "2020-01-01T02:00:00+02:00"},
+        ),
+    ],
+    ids=["no-filter-and-empty-filter", "an-explicit-null", "the-same-instant"],
+)
+async def test_a_cursor_is_accepted_by_an_equal_filter_spelled_otherwise(
+    gql, world, taken_with, used_with
+):
+    # Given a cursor from Query.posts with a filter
+    page = (await gql(FILTERED_POSTS, {"filter": taken_with}))["data"]["posts"]
+    # When it is used with a filter that means the same
+    body = await gql(FILTERED_POSTS, {"filter": used_with, "after": second_cursor(page)})
+    # Then it is accepted and continues the same sequence
+    expected = await gql(FILTERED_POSTS, {"filter": taken_with, "after": second_cursor(page)})
+    assert body == expected
+    assert len(body["data"]["posts"]["edges"]) == 2
+
+
+async def test_a_decimal_filter_binds_by_value(gql, world):
+    # Given a cursor from products from 7.50
+    page = (await gql(PRODUCTS_FROM, {"filter": {"minPrice": "7.50"}}))["data"]["products"]
+    after = second_cursor(page)
+    # When it is used from 7.5 (the same number) and from 7.51 (another)
+    same = await gql(PRODUCTS_FROM, {"filter": {"minPrice": "7.5"}, "after": after})
+    other = await gql(
+        PRODUCTS_FROM, {"filter": {"minPrice": "7.51"}, "after": after}, expect_errors=True
+    )
+    # Then the same number continues the page, another is refused
+    assert [edge["node"]["sku"] for edge in same["data"]["products"]["edges"]] == [
+        "SKU-004",
+        "SKU-005",
+    ]
+    assert error_codes(other) == ["BAD_USER_INPUT"]
+
+
+async def test_the_default_ordering_and_the_same_ordering_spelled_out_share_cursors(gql, world):
+    page = (await gql(FILTERED_POSTS, {}))["data"]["posts"]
+    spelled = {"field": "CREATED_AT", "direction": "DESC"}
+    body = await gql(FILTERED_POSTS, {"after": second_cursor(page), "orderBy": spelled})
+    assert node_ids(body["data"]["posts"]) == gids(world, published_newest_first(world)[2:4])
+
+
+@pytest.mark.parametrize(
+    "bound_as",
+    ["another-connection", "another-parent", "another-filter", "another-ordering", "root"],
+)
+async def test_only_a_cursor_bound_as_query_posts_binds_passes_its_signature(
+    gql, world, settings, sql, bound_as
+):
+    # Given the same sort values, signed with the server's key, bound as another
+    # connection, parent, filter or ordering would bind them (or as Query.posts does)
+    values = ["2026-01-01T00:00:00+00:00", 5]
+    cursor = {
+        "another-connection": lambda: signed(
+            values, settings, scope=("User.posts", QUERY_POSTS[1])
+        ),
+        "another-parent": lambda: signed(values, settings, parent=world.bob),
+        "another-filter": lambda: signed(
+            values, settings, scope=("Query.posts", PostFilter(published=True).criteria())
+        ),
+        "another-ordering": lambda: signed(values, settings, BY_TITLE_DESC),
+        "root": lambda: signed(values, settings),
+    }[bound_as]()
+    # When it is used on Query.posts with no filter, in its default ordering
+    body = await gql(POSTS_AFTER, {"after": cursor}, expect_errors=True)
+    # Then only the cursor bound as Query.posts binds its own is accepted
+    if bound_as == "root":
+        assert "errors" not in body
+    else:
+        assert body["data"] is None
+        assert error_codes(body) == ["BAD_USER_INPUT"]
+        assert sql.count == 0
+
+
+async def test_binding_adds_nothing_to_a_cursors_length(gql, world):
+    # A nested, filtered page's cursor carries its sort values and signature only
+    bobs = await gql(USER_POSTS_PAGE, {"username": "bob", "filter": {"search": "bob post"}})
+    cursor = second_cursor(bobs["data"]["user"]["posts"])
+    payload, _, signature = cursor.partition(".")
+    values = orjson.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    assert values == [values[0], world.posts[world.bob][-2]] and values[0].endswith("+00:00")
+    assert len(signature) == 16
+    assert len(cursor) <= 64

@@ -103,7 +103,8 @@ class PageArgs:
     """A validated page window: ordering, size, direction and the keyset bounds.
 
     ``scope`` is opaque here: the caller's name for the connection the window
-    belongs to (cursors are bound to it).
+    belongs to, the same for every parent (cursors are bound to it and to the
+    parent, ``Page.parent``).
     """
 
     scope: Hashable
@@ -124,22 +125,26 @@ class PageArgs:
 
 @dataclass
 class Page(Generic[M]):
-    """One page of rows: what a connection shows."""
+    """One page of rows: what a connection shows. ``parent``: the key of the parent
+    whose page it is (None for a root connection); cursors are bound to it too."""
 
     items: list[M]
     has_next: bool
     has_previous: bool
     total: int | None
     args: PageArgs
+    parent: Hashable = None
 
     @classmethod
-    def build(cls, rows: list[M], args: PageArgs, total: int | None) -> Page[M]:
+    def build(
+        cls, rows: list[M], args: PageArgs, total: int | None, parent: Hashable = None
+    ) -> Page[M]:
         more = len(rows) > args.limit
         items = rows[: args.limit]
         if args.backward:
             items.reverse()
-            return cls(items, args.before is not None, more, total, args)
-        return cls(items, more, args.after is not None, total, args)
+            return cls(items, args.before is not None, more, total, args, parent)
+        return cls(items, more, args.after is not None, total, args, parent)
 
 
 Children = Callable[[ColumnElement[Any]], tuple[FromClause | type[Any], list[ColumnElement[bool]]]]
@@ -189,7 +194,7 @@ def group_pages(
         if with_count:
             totals[row.gql_parent] = row.gql_total
     return {
-        pid: Page.build(items, args, totals.get(pid, 0) if with_count else None)
+        pid: Page.build(items, args, totals.get(pid, 0) if with_count else None, pid)
         for pid, items in grouped.items()
     }
 

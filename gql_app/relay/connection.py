@@ -25,7 +25,7 @@ from gql_app.data.loaders import MISSING, PageLoader, PageRequest, RootPage
 from gql_app.data.pages import Ordering, Page, PageArgs, SortKey
 from gql_app.engine.fields import Guard, computed
 from gql_app.errors import BadUserInput
-from gql_app.relay.cursors import decode_cursor, encode_cursor
+from gql_app.relay.cursors import binding, decode_cursor, encode_cursor
 from gql_app.settings import Settings
 
 T = TypeVar("T")
@@ -87,30 +87,36 @@ class Sorting:
 
 def page_args(
     settings: Settings,
-    scope: str,
+    scope: Hashable,
+    parent: Hashable,
     ordering: Ordering,
     first: int | None,
     after: str | None,
     last: int | None,
     before: str | None,
 ) -> PageArgs:
-    """first/after/last/before checked, and the cursors decoded against ``scope`` and
-    ``ordering``; BAD_USER_INPUT otherwise."""
+    """first/after/last/before checked, and the cursors decoded against what they must
+    be bound to (``scope``, ``parent`` and ``ordering``); BAD_USER_INPUT otherwise."""
     cap = settings.max_page_size
     if first is not None and last is not None:
         raise BadUserInput("Pass either `first` or `last`, not both.")
     for name, value in (("first", first), ("last", last)):
         if value is not None and not 0 <= value <= cap:
             raise BadUserInput(f"`{name}` must be between 0 and {cap}; got {value}.")
-    key = settings.secret_key.encode()
     limit = last if last is not None else first if first is not None else settings.default_page_size
+    after_row = before_row = None
+    if after is not None or before is not None:
+        key = settings.secret_key.encode()
+        bound = binding(scope, parent, ordering)
+        after_row = decode_cursor(after, bound, ordering, key) if after is not None else None
+        before_row = decode_cursor(before, bound, ordering, key) if before is not None else None
     return PageArgs(
         scope=scope,
         ordering=ordering,
         limit=limit,
         backward=last is not None,
-        after=decode_cursor(after, scope, ordering, key) if after is not None else None,
-        before=decode_cursor(before, scope, ordering, key) if before is not None else None,
+        after=after_row,
+        before=before_row,
     )
 
 
@@ -119,9 +125,22 @@ def page_args(
 # read it.
 
 
-def cursor_for(args: PageArgs, row: Any, info: Info) -> str:
-    key = info.context.settings.secret_key.encode()
-    return encode_cursor(args.scope, args.ordering, args.ordering.values(row), key)  # type: ignore[arg-type]
+class PageCursors:
+    """The cursors of one page: bound to its connection and filter (``args.scope``),
+    its parent and its ordering. The binding is made once per page, when first asked."""
+
+    __slots__ = ("_bound", "_key", "_page")
+
+    def __init__(self, page: Page[Any], info: Info) -> None:
+        self._page = page
+        self._key = info.context.settings.secret_key.encode()
+        self._bound: bytes | None = None
+
+    def of(self, row: Any) -> str:
+        args = self._page.args
+        if self._bound is None:
+            self._bound = binding(args.scope, self._page.parent, args.ordering)
+        return encode_cursor(self._bound, args.ordering.values(row), self._key)
 
 
 @strawberry.type
@@ -135,17 +154,23 @@ class PageInfo:
 @strawberry.type
 class Edge(Generic[T]):
     node: T
-    args: strawberry.Private[PageArgs]
-    cursor: str = computed(lambda edge, info: cursor_for(edge.args, edge.node, info), str)
+    cursors: strawberry.Private[PageCursors]
+    cursor: str = computed(lambda edge, info: edge.cursors.of(edge.node), str)
+
+
+def _edges(page: Page[Any], info: Info) -> list[Edge[Any]]:
+    cursors = PageCursors(page, info)
+    return [Edge(node=item, cursors=cursors) for item in page.items]
 
 
 def _page_info(page: Page[Any], info: Info) -> PageInfo:
     items = page.items
+    cursors = PageCursors(page, info)
     return PageInfo(
         has_next_page=page.has_next,
         has_previous_page=page.has_previous,
-        start_cursor=cursor_for(page.args, items[0], info) if items else None,
-        end_cursor=cursor_for(page.args, items[-1], info) if items else None,
+        start_cursor=cursors.of(items[0]) if items else None,
+        end_cursor=cursors.of(items[-1]) if items else None,
     )
 
 
@@ -159,10 +184,7 @@ def _total_count(page: Page[Any], info: Info) -> int:
 class Connection(Generic[T]):
     """A Relay connection; ``Connection[Post]`` is exposed as ``PostConnection``."""
 
-    edges: list[Edge[T]] = computed(
-        lambda page, info: [Edge(node=item, args=page.args) for item in page.items],
-        list[Edge[T]],  # type: ignore[valid-type]
-    )
+    edges: list[Edge[T]] = computed(_edges, list[Edge[T]])  # type: ignore[valid-type]
     nodes: list[T] = computed(lambda page, info: page.items, list[T])  # type: ignore[valid-type]
     page_info: PageInfo = computed(_page_info, PageInfo)
     total_count: int = computed(_total_count, int)
@@ -191,46 +213,69 @@ def connection(
     runs first.
     """
     empty = filter().criteria() if filter is not None else criteria
-    scopes: dict[Any, str] = {}
+    arguments = Arguments(sorting, empty, guard)
     total_count = TotalCountLookahead()
-
-    def arguments(root: Any, info: Any, kwargs: dict[str, Any]) -> tuple[PageArgs, Hashable]:
-        ctx = info.context
-        if guard is not None:
-            guard(ctx, root)
-        raw = info._raw_info
-        scope = scopes.get(raw.parent_type)  # cursors are bound to <ParentType>.<field>
-        if scope is None:
-            scope = scopes[raw.parent_type] = f"{raw.parent_type.name}.{raw.field_name}"
-        args = page_args(
-            ctx.settings,
-            scope,
-            sorting.ordering(kwargs.get("order_by")),
-            kwargs.get("first"),
-            kwargs.get("after"),
-            kwargs.get("last"),
-            kwargs.get("before"),
-        )
-        given = kwargs.get("filter")
-        return args, given.criteria() if given is not None else empty
 
     if issubclass(source, PageLoader):
 
         def resolve(root: Any, info: Any, **kwargs: Any) -> Any:
-            args, where = arguments(root, info, kwargs)
+            parent = getattr(root, key)
+            args, where = arguments.read(root, info, kwargs, parent)
             request = PageRequest(args, where, total_count.wanted(info))
             pages = info.context.loaders.get(source, info)
-            known = pages.peek(page_key := (getattr(root, key), request))
+            known = pages.peek(page_key := (parent, request))
             return pages.load(page_key) if known is MISSING else known
 
     else:
 
         async def resolve(root: Any, info: Any, **kwargs: Any) -> Any:  # type: ignore[misc]
-            args, where = arguments(root, info, kwargs)
+            args, where = arguments.read(root, info, kwargs, None)
             return await source(info.context).read(args, where, total_count.wanted(info))
 
     _declare(resolve, filter, sorting.input if order_by else None)
     return strawberry.field(resolver=resolve, **field_options)
+
+
+class Arguments:
+    """A connection field's arguments, read for one parent: the page window (its
+    cursors checked against what they are bound to) and the filter's criteria."""
+
+    __slots__ = ("empty", "guard", "names", "sorting")
+
+    def __init__(self, sorting: Sorting, empty: Hashable, guard: Guard | None) -> None:
+        self.sorting = sorting
+        self.empty = empty
+        self.guard = guard
+        self.names: dict[Any, str] = {}
+
+    def read(
+        self, root: Any, info: Any, kwargs: dict[str, Any], parent: Hashable
+    ) -> tuple[PageArgs, Hashable]:
+        """(page window, criteria); ``parent``: the parent's key, None at the root."""
+        ctx = info.context
+        if self.guard is not None:
+            self.guard(ctx, root)
+        given = kwargs.get("filter")
+        where = given.criteria() if given is not None else self.empty
+        args = page_args(
+            ctx.settings,
+            (self.name(info), where),  # cursors are bound to the connection, the filter,
+            parent,  # the parent
+            self.sorting.ordering(kwargs.get("order_by")),  # and the ordering
+            kwargs.get("first"),
+            kwargs.get("after"),
+            kwargs.get("last"),
+            kwargs.get("before"),
+        )
+        return args, where
+
+    def name(self, info: Any) -> str:
+        """``<ParentType>.<field>``, made once per parent type."""
+        raw = info._raw_info
+        name = self.names.get(raw.parent_type)
+        if name is None:
+            name = self.names[raw.parent_type] = f"{raw.parent_type.name}.{raw.field_name}"
+        return name
 
 
 def _declare(resolve: Callable[..., Any], filter: type | None, order: type | None) -> None:
