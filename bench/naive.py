@@ -32,13 +32,14 @@ from strawberry.asgi import GraphQL
 from strawberry.extensions import SchemaExtension
 from strawberry.types import Info
 
+from gql_app.content.loaders import PostCriteria
 from gql_app.content.models import Comment as CommentRow
 from gql_app.content.models import Post as PostRow
 from gql_app.content.models import Tag as TagRow
 from gql_app.content.models import post_tags
 from gql_app.data.db import create_engine, create_sessionmaker
 from gql_app.data.pages import Ordering, SortKey
-from gql_app.relay.cursors import encode_cursor
+from gql_app.relay.cursors import binding, encode_cursor
 from gql_app.relay.ids import decode_id, encode_id
 from gql_app.settings import Settings
 from gql_app.users.models import Profile as ProfileRow
@@ -244,7 +245,7 @@ class PostEdge:
 @strawberry.type
 class PostConnection:
     rows: strawberry.Private[list[Any]]
-    scope: strawberry.Private[str]
+    bound: strawberry.Private[bytes]
     ordering: strawberry.Private[Ordering]
     where: strawberry.Private[list[Any]]
 
@@ -252,7 +253,7 @@ class PostConnection:
     async def load(
         cls,
         info: Info,
-        scope: str,
+        bound: bytes,
         ordering: Ordering,
         where: list[ColumnElement[bool]],
         first: int | None,
@@ -263,7 +264,7 @@ class PostConnection:
             .order_by(*ordering.order_by())
             .limit(DEFAULT_PAGE if first is None else first)
         )
-        return cls(rows=await db(info).all(stmt), scope=scope, ordering=ordering, where=where)
+        return cls(rows=await db(info).all(stmt), bound=bound, ordering=ordering, where=where)
 
     @strawberry.field
     async def total_count(self, info: Info) -> int:
@@ -274,9 +275,7 @@ class PostConnection:
     def edges(self) -> list[PostEdge]:
         return [
             PostEdge(
-                cursor=encode_cursor(
-                    self.scope, self.ordering, self.ordering.values(r), CURSOR_KEY
-                ),
+                cursor=encode_cursor(self.bound, self.ordering.values(r), CURSOR_KEY),
                 node=Post.of(r),
             )
             for r in self.rows
@@ -315,7 +314,11 @@ class Query:
         where: list[ColumnElement[bool]] = [PUBLISHED]
         if filter is not None and filter.published is False:
             where.append(PostRow.published_at.is_(None))  # drafts: none for anonymous
-        return await PostConnection.load(info, "Query.posts", ordering, where, first)
+        # cursors are bound as gql_app binds them: the connection, its filter's
+        # criteria, the parent (none at the root) and the ordering
+        criteria = PostCriteria(published=filter.published if filter is not None else None)
+        bound = binding(("Query.posts", criteria), None, ordering)
+        return await PostConnection.load(info, bound, ordering, where, first)
 
     @strawberry.field
     async def users(

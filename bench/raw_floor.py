@@ -30,12 +30,22 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from bench.workloads import W1_FEED, W2_PEOPLE, W3_NODE
+from gql_app.content.loaders import PostCriteria
+from gql_app.content.types import POST_ORDER, PostOrderField
 from gql_app.data.db import asyncpg_dsn
+from gql_app.relay.cursors import binding
 from gql_app.relay.ids import decode_id, encode_id
 from gql_app.settings import Settings
 
 POOL_SIZE = 15  # connections, for every contender (bench.run sets gql_app's and naive's)
 CURSOR_KEY = Settings().secret_key.encode()  # the same key as the gql_app contender
+# What W1's cursors are bound to (Query.posts, filter {published: true}, no parent,
+# PUBLISHED_AT DESC), as gql_app.relay.cursors.binding makes it
+W1_BOUND = binding(
+    ("Query.posts", PostCriteria(published=True)),
+    None,
+    POST_ORDER.ordering(POST_ORDER.input(field=PostOrderField.PUBLISHED_AT)),
+)
 
 USER_COLUMNS = (
     "users.id, users.username, users.email, users.password_hash, users.is_active, "
@@ -122,10 +132,11 @@ def tag_lists(rows: list[asyncpg.Record]) -> dict[int, list[dict[str, str]]]:
     return tags
 
 
-def cursor(scope: str, token: str, value: Any, ident: int) -> str:
-    """gql_app.relay.cursors.encode_cursor, inlined (payload and HMAC signature)."""
-    payload = orjson.dumps([scope, token, value.isoformat() if value is not None else None, ident])
-    signature = hmac.new(CURSOR_KEY, payload, hashlib.sha256).digest()[:12]
+def cursor(value: Any, ident: int) -> str:
+    """gql_app.relay.cursors.encode_cursor, inlined (payload and HMAC signature), for
+    W1's connection: signed over its binding (``W1_BOUND``) and the payload."""
+    payload = orjson.dumps([value.isoformat() if value is not None else None, ident])
+    signature = hmac.new(CURSOR_KEY, W1_BOUND + payload, hashlib.sha256).digest()[:12]
     return f"{b64(payload)}.{b64(signature)}"
 
 
@@ -158,9 +169,7 @@ async def feed(conn: asyncpg.Connection, variables: dict[str, Any]) -> Any:
         profile = profiles.get(author["id"])
         edges.append(
             {
-                "cursor": cursor(
-                    "Query.posts", "PUBLISHED_AT:DESC", post["published_at"], post["id"]
-                ),
+                "cursor": cursor(post["published_at"], post["id"]),
                 "node": {
                     "id": encode_id("Post", post["id"]),
                     "title": post["title"],
