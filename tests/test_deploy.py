@@ -297,6 +297,14 @@ def test_dockerfile_is_multi_stage_non_root_and_never_migrates():
     cmd = re.findall(r"^CMD (.+)$", runtime, re.MULTILINE)
     assert cmd == ['["gql-app", "serve", "--host", "0.0.0.0", "--port", "8000", "--workers", "2"]']
     assert "migrate" not in cmd[0]
+    # The runtime holds the virtual environment only, with the wheel installed in it
+    # (its migrations inside): no source tree, no editable install.
+    assert re.findall(r"^COPY --from=builder (.+)$", runtime, re.MULTILINE) == [
+        "/opt/venv /opt/venv"
+    ]
+    builder = text.split("AS runtime", 1)[0]
+    assert "pip wheel --no-deps" in builder and "install --no-deps --no-index" in builder
+    assert not re.search(r"pip install.* (-e|--editable) ", text) and "alembic" not in text
     # What the image copies from the build context is what .dockerignore lets through.
     allowed = {
         line[1:].rstrip("/")
