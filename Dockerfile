@@ -10,7 +10,7 @@ ARG PYTHON_IMAGE=python:3.11-slim
 FROM ${PYTHON_IMAGE} AS builder
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PATH=/opt/venv/bin:$PATH
-WORKDIR /app
+WORKDIR /src
 RUN python -m venv /opt/venv
 
 # 1. Dependencies: this layer is rebuilt only when pyproject.toml changes. The
@@ -22,13 +22,14 @@ RUN --mount=type=cache,target=/root/.cache/pip \
         > requirements.txt \
     && pip install -r requirements.txt
 
-# 2. The code, installed in place: `gql-app migrate` reads /app/alembic.ini.
-COPY README.md alembic.ini ./
-COPY alembic ./alembic
+# 2. The code: a wheel built from the sources (the migrations are package data in
+#    it), installed without its dependencies (layer 1 has them); pip compiles it.
+#    The sources stay in this stage: the runtime gets /opt/venv only.
+COPY README.md ./
 COPY gql_app ./gql_app
 RUN --mount=type=cache,target=/root/.cache/pip \
-    pip install --no-deps -e . \
-    && python -m compileall -q gql_app alembic
+    pip wheel --no-deps --wheel-dir /src/dist . \
+    && pip install --no-deps --no-index /src/dist/gql_app-*.whl
 
 # ---------------------------------------------------------------- runtime
 FROM ${PYTHON_IMAGE} AS runtime
@@ -38,9 +39,10 @@ ENV PATH=/opt/venv/bin:$PATH \
 RUN groupadd --system --gid 10001 app \
     && useradd --system --uid 10001 --gid app --no-log-init --no-create-home \
         --home-dir /nonexistent --shell /usr/sbin/nologin app
-WORKDIR /app
+# Nothing is read from the working directory (gql_app and its migrations are in
+# /opt/venv); an empty one the app cannot write to.
+WORKDIR /srv
 COPY --from=builder /opt/venv /opt/venv
-COPY --from=builder /app /app
 # Numeric, so Kubernetes runAsNonRoot can check it.
 USER 10001:10001
 EXPOSE 8000

@@ -16,25 +16,19 @@ from typing import Any
 
 import httpx
 import pytest
-from alembic.config import Config
+from alembic import command
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from alembic import command
 from gql_app.data.db import async_url
 from gql_app.settings import Settings
+from gql_app.tools.cli import alembic_config  # the migrations that ship in the package
 from gql_app.tools.embedded import start_embedded
 from gql_app.web.app import create_app
 from tests.factories import World, build_world
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def alembic_config(url: str) -> Config:
-    config = Config(str(ROOT / "alembic.ini"))
-    config.attributes["database_url"] = url
-    return config
 
 
 @pytest.fixture(scope="session")

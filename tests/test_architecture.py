@@ -12,6 +12,8 @@ import grimp
 
 PACKAGE = Path(__file__).resolve().parent.parent / "gql_app"
 MAX_FUNCTION_LINES = 60
+MIGRATIONS = PACKAGE / "migrations" / "versions"
+"""Written once by autogenerate and never edited: history, not code to read."""
 
 
 def import_cycles(package: str) -> list[list[str]]:
@@ -70,6 +72,8 @@ def test_the_cycle_finder_finds_a_cycle(tmp_path, monkeypatch) -> None:
 def test_no_function_is_longer_than_a_screen() -> None:
     long = []
     for path in sorted(PACKAGE.rglob("*.py")):
+        if path.is_relative_to(MIGRATIONS):
+            continue
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 lines = (node.end_lineno or node.lineno) - node.lineno + 1

@@ -1,7 +1,9 @@
-"""Deployment: `gql-app serve --workers N`, the Dockerfile (hadolint), the compose file."""
+"""Deployment: `gql-app serve --workers N`, the wheel in a fresh virtual environment
+(migrate, seed, create-admin, serve), the Dockerfile (hadolint), the compose file."""
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import shutil
@@ -9,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+import sysconfig
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -16,8 +19,9 @@ from typing import Any
 
 import httpx
 import pytest
+from alembic.script import ScriptDirectory
 
-from tests.conftest import scratch_database
+from tests.conftest import alembic_config, scratch_database
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = ROOT / "Dockerfile"
@@ -40,6 +44,34 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def wait_for(http: httpx.Client, path: str, process: subprocess.Popen[bytes], log: Path) -> None:
+    """Until ``path`` answers 200; fails if the server exits or takes over 12 s."""
+    deadline = time.monotonic() + 12
+    while True:
+        assert process.poll() is None, log.read_text(errors="replace")
+        try:
+            if http.get(path).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        assert time.monotonic() < deadline, log.read_text(errors="replace")
+        time.sleep(0.1)
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM to the server's process group; it must be gone within 8 s."""
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+    started = time.monotonic()
+    try:
+        process.wait(timeout=8)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    assert time.monotonic() - started < 8, "SIGTERM did not stop the server in time"
 
 
 @pytest.fixture(scope="module")
@@ -77,16 +109,7 @@ def test_serve_with_two_workers(migrated_url, tmp_path):
         )
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5) as http:
-            deadline = time.monotonic() + 12
-            while True:
-                assert process.poll() is None, log.read_text(errors="replace")
-                try:
-                    if http.get("/ready").status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                assert time.monotonic() < deadline, log.read_text(errors="replace")
-                time.sleep(0.1)
+            wait_for(http, "/ready", process, log)
             for _ in range(10):
                 response = http.post(
                     "/graphql", json={"query": "{ users(first: 1) { totalCount } }"}
@@ -97,21 +120,166 @@ def test_serve_with_two_workers(migrated_url, tmp_path):
         workers = [c for c in children if "spawn_main" in " ".join(c.cmdline())]
         assert len(workers) == 2, [c.cmdline() for c in children]
     finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-        started = time.monotonic()
-        try:
-            process.wait(timeout=8)
-        finally:
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
-    assert time.monotonic() - started < 8, "SIGTERM did not stop the server in time"
+        stop(process)
     # Every worker went with it (a zombie has exited; reaping is its new parent's job).
     deadline = time.monotonic() + 5
     while left := alive_in_group(psutil, process.pid):
         assert time.monotonic() < deadline, left
         time.sleep(0.1)
+
+
+# ---------------------------------------------------------------- the wheel
+
+WHEEL_SOURCES = ("pyproject.toml", "README.md", "gql_app")
+"""What the wheel is built from: the files the Dockerfile's builder stage copies."""
+
+
+def build_wheel(workdir: Path) -> Path:
+    """``pip wheel`` on a copy of the wheel's sources (setuptools would otherwise leave
+    build/ in the checkout, and files deleted since the last build could ship from it)."""
+    source = workdir / "source"
+    source.mkdir()
+    for name in WHEEL_SOURCES:
+        if (ROOT / name).is_dir():
+            ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+            shutil.copytree(ROOT / name, source / name, ignore=ignore)
+        else:
+            shutil.copy2(ROOT / name, source / name)
+    dist = workdir / "dist"
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
+    subprocess.run([*pip, "wheel", str(source), "--no-deps", "-w", str(dist)], check=True)
+    (wheel,) = dist.glob("gql_app-*.whl")
+    return wheel
+
+
+def fresh_venv(workdir: Path, wheel: Path) -> Path:
+    """A new virtual environment with the wheel installed, not editable; its bin/.
+
+    The dependencies are not downloaded again: a .pth file puts this environment's
+    site-packages after the venv's own. Only .pth files in a site directory run, so the
+    checkout's editable install (a .pth hook here) stays out, and gql_app is the wheel's.
+    """
+    venv = workdir / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
+    install = ["--python", str(python), "install", "--no-deps", "--no-index", str(wheel)]
+    subprocess.run([*pip, *install], check=True)
+    site_packages = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    ours = dict.fromkeys(sysconfig.get_paths()[key] for key in ("purelib", "platlib"))
+    (Path(site_packages) / "gql_app_test_dependencies.pth").write_text("\n".join(ours) + "\n")
+    return venv / "bin"
+
+
+def files_in(directory: Path) -> set[Path]:
+    return {
+        path.relative_to(directory)
+        for path in directory.rglob("*")
+        if path.is_file() and "__pycache__" not in path.parts
+    }
+
+
+def gql_app(bin_dir: Path, *args: str, env: dict[str, str], cwd: Path) -> str:
+    """Runs the installed ``gql-app``; its output (stdout and stderr)."""
+    result = subprocess.run(
+        [str(bin_dir / "gql-app"), *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    return output
+
+
+USERS_AND_ADMINS = "{ users(first: 10) { totalCount nodes { username isAdmin } } }"
+ADMIN_PASSWORD = "wheel-test-password"
+LOG_IN = """
+mutation ($email: String!, $password: String!) {
+  logIn(input: {email: $email, password: $password}) { token userErrors { code } }
+}"""
+
+
+@pytest.fixture
+async def empty_url(server_url: str) -> AsyncIterator[str]:
+    async with scratch_database(server_url, "gql_wheel", migrate=False) as url:
+        yield url
+
+
+def test_the_wheel_installs_migrates_seeds_and_serves(empty_url, tmp_path):
+    # Given the wheel built from this checkout, alone in a fresh virtual environment
+    bin_dir = fresh_venv(tmp_path, build_wheel(tmp_path))
+    cwd = tmp_path / "elsewhere"  # no checkout on sys.path
+    cwd.mkdir()
+    where = subprocess.run(
+        [str(bin_dir / "python"), "-c", "import gql_app; print(gql_app.__file__)"],
+        env={"PATH": os.environ["PATH"]},
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    assert Path(where).is_relative_to(tmp_path / "venv"), where
+    shipped = Path(where).parent / "migrations"
+    assert files_in(shipped) == files_in(ROOT / "gql_app" / "migrations")  # script.py.mako too
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("GQL_", "PYTHON"))},
+        "DATABASE_URL": empty_url,
+        "GQL_SECRET_KEY": "a-long-random-secret-for-the-installed-wheel-test",
+        "GQL_DATA_DIR": str(tmp_path / "data"),  # never used: DATABASE_URL is set
+        "GQL_LOG_LEVEL": "WARNING",
+    }
+    # When its gql-app migrates an empty database (no alembic.ini anywhere), seeds it and
+    # creates an admin
+    run = functools.partial(gql_app, bin_dir, env=env, cwd=cwd)
+    migrated = run("migrate")
+    seeded = run("seed", "--scale", "1", "--no-progress")
+    created = run("create-admin", "--email", "admin@example.com", "--password", ADMIN_PASSWORD)
+    # Then each did its work
+    head = ScriptDirectory.from_config(alembic_config(empty_url)).get_current_head()
+    assert f"is at revision {head}" in migrated, migrated
+    assert re.search(r"^users +1$", seeded, re.MULTILINE), seeded
+    assert "Created admin admin <admin@example.com>" in created, created
+    # And its server answers over HTTP, the admin signs in
+    users, login = serve_and_ask(bin_dir, env, cwd)
+    assert users["data"]["users"]["totalCount"] == 2, users
+    assert {"username": "admin", "isAdmin": True} in users["data"]["users"]["nodes"], users
+    assert login["data"]["logIn"]["userErrors"] == [] and login["data"]["logIn"]["token"], login
+
+
+def serve_and_ask(bin_dir: Path, env: dict[str, str], cwd: Path) -> list[Any]:
+    """``gql-app serve`` on a free port: the answers to USERS_AND_ADMINS and LOG_IN."""
+    port = free_port()
+    log = cwd / "serve.log"
+    with log.open("wb") as sink:
+        process = subprocess.Popen(
+            [str(bin_dir / "gql-app"), "serve", "--port", str(port)],
+            env=env,
+            cwd=cwd,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    credentials = {"email": "admin@example.com", "password": ADMIN_PASSWORD}
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5) as http:
+            wait_for(http, "/health", process, log)
+            return [
+                http.post("/graphql", json=body).raise_for_status().json()
+                for body in (
+                    {"query": USERS_AND_ADMINS},
+                    {"query": LOG_IN, "variables": credentials},
+                )
+            ]
+    finally:
+        stop(process)
 
 
 # ---------------------------------------------------------------- Dockerfile
@@ -129,6 +297,14 @@ def test_dockerfile_is_multi_stage_non_root_and_never_migrates():
     cmd = re.findall(r"^CMD (.+)$", runtime, re.MULTILINE)
     assert cmd == ['["gql-app", "serve", "--host", "0.0.0.0", "--port", "8000", "--workers", "2"]']
     assert "migrate" not in cmd[0]
+    # The runtime holds the virtual environment only, with the wheel installed in it
+    # (its migrations inside): no source tree, no editable install.
+    assert re.findall(r"^COPY --from=builder (.+)$", runtime, re.MULTILINE) == [
+        "/opt/venv /opt/venv"
+    ]
+    builder = text.split("AS runtime", 1)[0]
+    assert "pip wheel --no-deps" in builder and "install --no-deps --no-index" in builder
+    assert not re.search(r"pip install.* (-e|--editable) ", text) and "alembic" not in text
     # What the image copies from the build context is what .dockerignore lets through.
     allowed = {
         line[1:].rstrip("/")

@@ -6,15 +6,20 @@ import asyncio
 import subprocess
 import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
+from alembic.config import Config
 from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from alembic import command
+import gql_app
 from gql_app.models import Base
 from gql_app.schema import schema
+from gql_app.tools.cli import MIGRATIONS
 from tests.conftest import ROOT, alembic_config, scratch_database
 
 CONTRACT_CHECK = ROOT.parent / "shared" / "tools" / "contract_check.py"
@@ -44,6 +49,16 @@ def test_the_contract_is_served_unbroken():
         check=False,
     ).stdout
     assert out.strip().splitlines()[-1] == "0 breaking differences from contract.graphql", out
+
+
+def test_the_checkouts_alembic_ini_names_the_packaged_migrations():
+    # Given the checkout's alembic.ini (for `alembic revision --autogenerate`)
+    developers = ScriptDirectory.from_config(Config(str(ROOT / "alembic.ini")))
+    # Then it names the directory `gql-app migrate` runs, which the wheel ships
+    packaged = ScriptDirectory.from_config(alembic_config("postgresql://unused/db"))
+    assert Path(developers.dir).resolve() == Path(packaged.dir).resolve() == MIGRATIONS
+    assert Path(packaged.dir).is_relative_to(Path(gql_app.__file__).parent)
+    assert developers.get_current_head() == packaged.get_current_head() is not None
 
 
 @pytest.fixture

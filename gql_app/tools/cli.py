@@ -14,12 +14,12 @@ from typing import Annotated
 import asyncpg
 import typer
 import uvicorn
+from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 from sqlalchemy import select
 from sqlalchemy.engine import make_url
 
-from alembic import command
 from gql_app.data.db import create_engine, create_sessionmaker
 from gql_app.money.models import Account
 from gql_app.settings import Settings, get_settings
@@ -34,7 +34,8 @@ app = typer.Typer(
     add_completion=False,
 )
 
-ALEMBIC_INI = Path(__file__).resolve().parents[2] / "alembic.ini"
+MIGRATIONS = Path(__file__).resolve().parents[1] / "migrations"
+"""Alembic's script directory, shipped in the package: no alembic.ini at run time."""
 
 
 # --------------------------------------------------------------------------- helpers
@@ -59,10 +60,11 @@ def shown(url: str) -> str:
 
 
 def alembic_config(url: str) -> Config:
-    if not ALEMBIC_INI.is_file():
-        raise typer.BadParameter(f"{ALEMBIC_INI} not found: run gql-app from a source checkout")
-    config = Config(str(ALEMBIC_INI))
-    config.attributes["database_url"] = url  # alembic/env.py prefers it
+    """Alembic's configuration for the package's migrations, on the database at ``url``."""
+    config = Config()
+    # Options are interpolated: a literal % in the path must be doubled.
+    config.set_main_option("script_location", str(MIGRATIONS).replace("%", "%%"))
+    config.attributes["database_url"] = url  # migrations/env.py prefers it
     return config
 
 

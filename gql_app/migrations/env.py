@@ -1,16 +1,20 @@
-"""Alembic environment: async engine, URL from gql_app's settings (or the embedded server)."""
+"""Alembic environment: async engine, URL from gql_app's settings (or the embedded server).
+
+Loaded by Alembic from its path (``gql-app migrate``, or ``alembic`` with the checkout's
+alembic.ini), never imported by the application.
+"""
 
 import asyncio
 
+from alembic import context
 from sqlalchemy import pool
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from alembic import context
 from gql_app.data.db import async_url
-from gql_app.tools.embedded import database_url
 from gql_app.models import Base
 from gql_app.settings import Settings
+from gql_app.tools.embedded import database_url
 
 config = context.config
 target_metadata = Base.metadata
