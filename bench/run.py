@@ -233,6 +233,7 @@ async def running(url: str, log_dir: Path) -> AsyncIterator[dict[str, Server]]:
     env = {
         **os.environ,
         "DATABASE_URL": url,
+        "GQL_SECRET_KEY": "bench-secret-key",  # the default is refused with DATABASE_URL
         "GQL_LOG_LEVEL": "WARNING",
         "GQL_POOL_SIZE": str(POOL_SIZE),
         "GQL_MAX_OVERFLOW": "0",

@@ -41,12 +41,15 @@ def database_url(settings: Settings) -> str:
     """The URL to use: ``DATABASE_URL`` when set, else the embedded server's.
 
     The embedded URL is exported to ``DATABASE_URL`` so child processes (uvicorn
-    workers, Alembic) reach the same server without starting another.
+    workers, Alembic) reach the same server without starting another, and to
+    ``GQL_EMBEDDED_URL`` so they know it is the development server
+    (``Settings.on_embedded_server``).
     """
     if settings.database_url:
         return settings.database_url
     server = start_embedded(settings.data_dir)
     url: str = server.get_uri()
     os.environ["DATABASE_URL"] = url
+    os.environ["GQL_EMBEDDED_URL"] = url
     log.info("embedded PostgreSQL at %s", url)
     return url
