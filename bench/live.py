@@ -680,7 +680,12 @@ def start_server(db: Scratch, log_dir: Path) -> Server:
     bin_dir = Path(sys.executable).parent
     port = free_port()
     server = Server("gql_app", [str(bin_dir / "gql-app"), "serve", "--port", str(port)], port)
-    env = {**os.environ, "DATABASE_URL": db.url, "GQL_LOG_LEVEL": "WARNING"}
+    env = {
+        **os.environ,
+        "DATABASE_URL": db.url,
+        "GQL_SECRET_KEY": "bench-secret-key",  # the default is refused with DATABASE_URL
+        "GQL_LOG_LEVEL": "WARNING",
+    }
     env.pop("GQL_READ_REPLICA_URL", None)
     server.start(env, log_dir)
     RUNNING_SERVERS.append(server)

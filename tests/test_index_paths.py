@@ -47,7 +47,7 @@ async def big_app(server_url: str) -> AsyncIterator[tuple[Any, str]]:
             await conn.execute("ANALYZE")
         finally:
             await conn.close()
-        app = create_app(Settings(DATABASE_URL=url))
+        app = create_app(Settings(DATABASE_URL=url, secret_key="test"))
         async with app.router.lifespan_context(app):
             yield app, raw
 

@@ -6,7 +6,7 @@ from decimal import Decimal
 from sqlalchemy import CheckConstraint, Enum, ForeignKey, Index, Integer, Numeric, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from gql_app.data.db import Base, CreatedAt, PrimaryKey
+from gql_app.data.db import Base, CreatedAt, PrimaryKey, trigram_index
 
 
 class OrderStatus(enum.Enum):
@@ -25,6 +25,8 @@ class Product(Base):
         Index("ix_products_price_id", "price", "id"),
         Index("ix_products_created_at_id", "created_at", "id"),
         Index("ix_products_sku_pattern", "sku", postgresql_ops={"sku": "text_pattern_ops"}),
+        trigram_index("products", "name"),  # filter.search (commerce.loaders.ProductCriteria)
+        trigram_index("products", "sku"),
     )
 
     id: Mapped[PrimaryKey]

@@ -5,7 +5,7 @@ from datetime import datetime
 from sqlalchemy import Column, DateTime, ForeignKey, Index, String, Table, Text, func, text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from gql_app.data.db import Base, CreatedAt, PrimaryKey
+from gql_app.data.db import Base, CreatedAt, PrimaryKey, trigram_index
 
 post_tags = Table(
     "post_tags",
@@ -42,6 +42,8 @@ class Post(Base):
             "author_id",
             postgresql_where=text("published_at IS NOT NULL"),
         ),
+        trigram_index("posts", "title"),  # filter.search (content.loaders.PostCriteria)
+        trigram_index("posts", "content"),
     )
 
     id: Mapped[PrimaryKey]

@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Annotated, Any, TypeVar
 from uuid import uuid4
 
-from sqlalchemy import BigInteger, DateTime, Identity, MetaData, bindparam, event, func
+from sqlalchemy import BigInteger, DateTime, Identity, Index, MetaData, bindparam, event, func
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Result
 from sqlalchemy.exc import DisconnectionError
@@ -40,6 +40,17 @@ NAMING_CONVENTION = {
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+def trigram_index(table: str, column: str) -> Index:
+    """``ix_<table>_<column>_trgm``: a GIN index of ``column``'s trigrams (pg_trgm), which
+    serves ``ILIKE '%text%'`` (``pages.contains``) and ``LIKE`` without a full scan."""
+    return Index(
+        f"ix_{table}_{column}_trgm",
+        column,
+        postgresql_using="gin",
+        postgresql_ops={column: "gin_trgm_ops"},
+    )
 
 
 PrimaryKey = Annotated[int, mapped_column(BigInteger, Identity(), primary_key=True)]

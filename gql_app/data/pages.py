@@ -250,7 +250,11 @@ def like_pattern(text: str, *, prefix: bool = False) -> str:
 
 
 def contains(column: Any, text: str) -> ColumnElement[bool]:
-    """Case-insensitive substring match, with LIKE wildcards in ``text`` taken literally."""
+    """Case-insensitive substring match, with LIKE wildcards in ``text`` taken literally.
+
+    ``column ILIKE :pattern``: a trigram index on the column (``db.trigram_index``)
+    serves it when ``text`` has three characters or more; give every column searched
+    this way one."""
     return column.ilike(like_pattern(text), escape="\\")  # type: ignore[no-any-return]
 
 

@@ -22,7 +22,7 @@ from sqlalchemy.engine import make_url
 
 from gql_app.data.db import create_engine, create_sessionmaker
 from gql_app.money.models import Account
-from gql_app.settings import Settings, get_settings
+from gql_app.settings import Settings, UnsafeSettings, get_settings
 from gql_app.tools.embedded import database_url
 from gql_app.tools.seed import connect, database_is_empty, seed, seed_demo, truncate_all
 from gql_app.users.models import Profile, User
@@ -110,6 +110,15 @@ def run_migrations(url: str, revision: str = "head") -> None:
     typer.echo(f"Database {shown(url)} is at revision {now}", err=True)
 
 
+def refuse_unsafe(settings: Settings) -> None:
+    """Exit with status 1 and the reason when no server may start with ``settings``."""
+    try:
+        settings.check_safe()
+    except UnsafeSettings as exc:
+        typer.echo(f"Refusing to start: {exc}", err=True)
+        raise typer.Exit(1) from exc
+
+
 def exit_on_sigterm() -> None:
     """Make SIGTERM a normal exit, so atexit stops the embedded server.
 
@@ -143,6 +152,7 @@ def serve(
 ) -> None:
     """Run the GraphQL server (GraphiQL at /graphql)."""
     settings = Settings()
+    refuse_unsafe(settings)  # before the embedded server or a migration is started
     url, embedded = resolve_url(settings)
     if embedded:
         exit_on_sigterm()

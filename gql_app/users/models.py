@@ -16,7 +16,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from gql_app.data.db import Base, CreatedAt, PrimaryKey
+from gql_app.data.db import Base, CreatedAt, PrimaryKey, trigram_index
 
 
 class User(Base):
@@ -31,6 +31,8 @@ class User(Base):
             text("last_login_at DESC NULLS LAST"),
             text("id DESC"),
         ),
+        trigram_index("users", "username"),  # filter.search (users.loaders.UserCriteria)
+        trigram_index("users", "email"),
     )
 
     id: Mapped[PrimaryKey]
@@ -51,6 +53,7 @@ class User(Base):
 
 class Profile(Base):
     __tablename__ = "profiles"
+    __table_args__ = (trigram_index("profiles", "display_name"),)
 
     id: Mapped[PrimaryKey]
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), unique=True)

@@ -67,8 +67,13 @@ class App(Starlette):
 
 
 def create_app(settings: Settings | None = None, schema: strawberry.Schema = app_schema) -> App:
-    """The application for ``settings`` (default: from the environment) serving ``schema``."""
+    """The application for ``settings`` (default: from the environment) serving ``schema``.
+
+    Raises ``UnsafeSettings`` for settings no server may start with (the development
+    secret key outside development), so ``uvicorn --factory`` exits on them too.
+    """
     settings = settings or get_settings()
+    settings.check_safe()
     metrics = Metrics()
     persisted_queries = PersistedQueries()
     graphql = GraphQLView(
