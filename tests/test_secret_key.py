@@ -19,6 +19,7 @@ import httpx
 import pytest
 
 from gql_app.settings import DEV_SECRET_KEY, Settings, UnsafeSettings
+from gql_app.tools.embedded import PGDATA
 from gql_app.web.app import create_app
 from tests.live_support import free_port
 
@@ -54,7 +55,7 @@ def test_serve_refuses_the_default_secret_key_with_a_database_url(tmp_path, key)
     assert result.returncode == 1, result.stderr
     assert "GQL_SECRET_KEY" in result.stderr and "Traceback" not in result.stderr
     assert "GraphiQL" not in result.stdout
-    assert not (tmp_path / "pgdata").exists()
+    assert not (tmp_path / PGDATA).exists()
 
 
 def test_uvicorn_factory_exits_on_the_default_secret_key_with_a_database_url():

@@ -23,7 +23,7 @@ from sqlalchemy.engine import make_url
 from gql_app.data.db import create_engine, create_sessionmaker
 from gql_app.money.models import Account
 from gql_app.settings import Settings, UnsafeSettings, get_settings
-from gql_app.tools.embedded import database_url
+from gql_app.tools.embedded import PGDATA, database_url
 from gql_app.tools.seed import connect, database_is_empty, seed, seed_demo, truncate_all
 from gql_app.users.models import Profile, User
 from gql_app.users.passwords import hash_password
@@ -48,7 +48,7 @@ def resolve_url(settings: Settings) -> tuple[str, bool]:
     if embedded:
         # database_url() exported DATABASE_URL; settings read earlier must see it.
         get_settings.cache_clear()
-        typer.echo(f"Using the embedded PostgreSQL in {settings.data_dir / 'pgdata'}", err=True)
+        typer.echo(f"Using the embedded PostgreSQL in {settings.data_dir / PGDATA}", err=True)
     return url, embedded
 
 

