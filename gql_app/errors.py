@@ -18,6 +18,7 @@ class ErrorCode(enum.StrEnum):
 
     BAD_REQUEST = "BAD_REQUEST"  # refused at the HTTP level (405, 413, 415, bad JSON...)
     PERSISTED_QUERY_NOT_FOUND = "PERSISTED_QUERY_NOT_FOUND"  # APQ: send the document too
+    UNTRUSTED_DOCUMENT = "UNTRUSTED_DOCUMENT"  # trusted-documents mode: not in the manifests
     BAD_USER_INPUT = "BAD_USER_INPUT"
     UNAUTHENTICATED = "UNAUTHENTICATED"
     FORBIDDEN = "FORBIDDEN"

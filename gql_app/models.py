@@ -3,6 +3,7 @@
 from gql_app.commerce.models import Order, OrderItem, OrderStatus, Product
 from gql_app.content.models import Comment, Post, Tag, post_tags
 from gql_app.data.db import Base
+from gql_app.data.trusted_documents import TrustedDocument
 from gql_app.money.models import Account, Transfer
 from gql_app.users.models import AuthToken, Profile, User
 
@@ -19,6 +20,7 @@ __all__ = [
     "Profile",
     "Tag",
     "Transfer",
+    "TrustedDocument",
     "User",
     "post_tags",
 ]

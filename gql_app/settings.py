@@ -65,6 +65,13 @@ class Settings(BaseSettings):
     graphiql: bool = True
     introspection: bool = True
 
+    trusted_documents: bool = False
+    """Production mode: run only the documents added with ``gql-app trust-documents``
+    (``web.trusted``); anything else is UNTRUSTED_DOCUMENT, and GraphiQL and APQ are off."""
+    trusted_documents_refresh_s: float = 1.0
+    """In that mode, a request for an unknown document reads the newly trusted ones
+    from the database at most this often per process."""
+
     default_page_size: int = 20
     max_page_size: int = 100
     max_ids: int = 100

@@ -1,4 +1,5 @@
-"""The ``gql-app`` command: serve, migrate, seed, export-schema, create-admin.
+"""The ``gql-app`` command: serve, migrate, seed, export-schema, create-admin,
+trust-documents.
 
 Every command uses ``DATABASE_URL`` when it is set, else the embedded
 PostgreSQL in ``GQL_DATA_DIR`` (started on first use).
@@ -17,13 +18,16 @@ import uvicorn
 from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
+from sqlalchemy import exc as sa_exc
 from sqlalchemy import select
 from sqlalchemy.engine import make_url
 
 from gql_app.data.db import create_engine, create_sessionmaker
+from gql_app.data.trusted_documents import Added, add_documents
 from gql_app.money.models import Account
 from gql_app.settings import Settings, UnsafeSettings, get_settings
 from gql_app.tools.embedded import PGDATA, database_url
+from gql_app.tools.manifests import check_manifests
 from gql_app.tools.seed import connect, database_is_empty, seed, seed_demo, truncate_all
 from gql_app.users.models import Profile, User
 from gql_app.users.passwords import hash_password
@@ -290,6 +294,57 @@ def create_admin(
         typer.echo(f"Created admin {name} <{email}>")
     else:
         typer.echo(f"Promoted {email} to admin (password unchanged)")
+
+
+async def store_documents(settings: Settings, url: str, documents: dict[str, str]) -> Added:
+    """Add ``documents`` in one transaction; none of them if one id conflicts."""
+    engine = create_engine(settings, url)
+    try:
+        async with engine.connect() as conn:
+            transaction = await conn.begin()
+            added = await add_documents(conn, documents)
+            await (transaction.rollback() if added.conflicts else transaction.commit())
+        return added
+    finally:
+        await engine.dispose()
+
+
+@app.command("trust-documents")
+def trust_documents(
+    manifests: Annotated[
+        list[Path],
+        typer.Argument(
+            help="Manifests (JSON id -> document): graphql-codegen's persisted-documents.json, "
+            "Relay's persisted queries file."
+        ),
+    ],
+) -> None:
+    """Add the manifests' documents to the trusted documents (GQL_TRUSTED_DOCUMENTS).
+
+    Every document is validated against the schema first; if one is invalid, or an
+    id is already trusted with another document, nothing is added (status 1).
+    """
+    from gql_app.schema import schema  # the whole GraphQL layer; only this command needs it
+
+    documents, problems = check_manifests(schema._schema, manifests)
+    if problems:
+        for problem in problems:
+            typer.echo(problem, err=True)
+        typer.echo("Refused: no document was added.", err=True)
+        raise typer.Exit(1)
+    settings = Settings()
+    url, _ = resolve_url(settings)
+    try:
+        added = asyncio.run(store_documents(settings, url, documents))
+    except sa_exc.ProgrammingError as exc:
+        typer.echo(f"Cannot store them ({exc.orig}); run `gql-app migrate` first.", err=True)
+        raise typer.Exit(1) from exc
+    if added.conflicts:
+        for document_id in added.conflicts:
+            typer.echo(f"{document_id}: already trusted with another document", err=True)
+        typer.echo("Refused: no document was added.", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"Added {len(added.added)} trusted documents; {len(added.present)} already present.")
 
 
 def main() -> None:

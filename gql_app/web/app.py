@@ -31,6 +31,7 @@ from gql_app.schema import schema as app_schema
 from gql_app.settings import Settings, get_settings
 from gql_app.web.live import Hub
 from gql_app.web.query_lane import QueryLane
+from gql_app.web.trusted import TrustedDocuments
 from gql_app.web.view import BodySizeLimit, GraphQLView, PersistedQueries, app_context
 from gql_app.web.websocket import GraphQLWebSocket
 
@@ -76,11 +77,17 @@ def create_app(settings: Settings | None = None, schema: strawberry.Schema = app
     settings.check_safe()
     metrics = Metrics()
     persisted_queries = PersistedQueries()
+    trusted = (
+        TrustedDocuments(settings.trusted_documents_refresh_s)
+        if settings.trusted_documents
+        else None
+    )
     graphql = GraphQLView(
         schema,
-        graphql_ide="graphiql" if settings.graphiql else None,
+        graphql_ide="graphiql" if settings.graphiql and trusted is None else None,
         allow_queries_via_get=True,
         persisted_queries=persisted_queries,
+        trusted=trusted,
     )
     app = App(
         routes=[
@@ -91,10 +98,12 @@ def create_app(settings: Settings | None = None, schema: strawberry.Schema = app
             Route("/metrics", metrics.endpoint),
         ],
         middleware=middleware(settings, metrics),
-        lifespan=lambda app: lifespan(app, settings, metrics, schema),
+        lifespan=lambda app: lifespan(app, settings, metrics, schema, trusted),
     )
     if settings.query_lane:
-        app.lane = QueryLane(app.full_path, settings, schema._schema, metrics, persisted_queries)
+        app.lane = QueryLane(
+            app.full_path, settings, schema._schema, metrics, persisted_queries, trusted
+        )
     return app
 
 
@@ -119,10 +128,14 @@ def middleware(settings: Settings, metrics: Metrics) -> list[Middleware]:
 
 @contextlib.asynccontextmanager
 async def lifespan(
-    app: Starlette, settings: Settings, metrics: Metrics, schema: strawberry.Schema
+    app: Starlette,
+    settings: Settings,
+    metrics: Metrics,
+    schema: strawberry.Schema,
+    trusted: TrustedDocuments | None = None,
 ) -> AsyncIterator[None]:
     """The engines (primary, and a read replica when configured), the sessionmakers,
-    and the live fan-out with its LISTEN connection."""
+    the live fan-out with its LISTEN connection, and the trusted documents."""
     configure_logging(settings)
     engine = create_engine(settings)
     replica = (
@@ -146,8 +159,11 @@ async def lifespan(
         EventListener.from_settings(settings),
         metrics.live,
         partial(app_context, state),
+        trusted,
     )
     await state.hub.start()
+    if trusted is not None:
+        await trusted.start(engine)  # from the primary: it has every document trusted
     tune_garbage_collector()
     try:
         yield

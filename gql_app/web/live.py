@@ -52,6 +52,7 @@ from gql_app.errors import ErrorCode, format_error
 from gql_app.observability import LiveMetrics, RequestObservation, current_observation
 from gql_app.settings import Settings
 from gql_app.users.auth import authenticate
+from gql_app.web.trusted import TrustedDocuments, Untrusted, document_id_of
 from gql_app.web.view import graphql_response
 
 log = logging.getLogger(__name__)
@@ -233,8 +234,11 @@ class Hub:
         listener: EventListener,
         metrics: LiveMetrics,
         new_context: Callable[..., Context],
+        trusted: TrustedDocuments | None = None,
     ) -> None:
         self.settings = settings
+        self.trusted = trusted
+        """Trusted-documents mode (``web.trusted``): only those documents are run."""
         self.app_schema = schema
         self.schema = schema._schema
         self.listener = listener
@@ -272,6 +276,20 @@ class Hub:
         return self.listener.connected
 
     # ------------------------------------------------------------ subscribing
+
+    async def document(self, payload: dict[str, Any]) -> str | Errors:
+        """The document of a subscribe message: its ``query``; in trusted-documents
+        mode the trusted document it names (``documentId``, ``extensions.persistedQuery``)
+        or sends, else the UNTRUSTED_DOCUMENT refusal."""
+        query = payload.get("query")
+        if self.trusted is None:
+            return str(query)  # a string: the socket checked
+        try:
+            return await self.trusted.resolve(
+                query, payload.get("extensions"), document_id_of(payload)
+            )
+        except Untrusted as error:
+            return coded(str(error), ErrorCode.UNTRUSTED_DOCUMENT)
 
     async def subscribe(
         self, peer: Peer, id: str, query: str, variables: dict[str, Any] | None, name: str | None

@@ -43,6 +43,7 @@ from gql_app.observability import (
     request_id_from,
 )
 from gql_app.settings import Settings
+from gql_app.web.trusted import TrustedDocuments, document_id_of
 from gql_app.web.view import (
     PersistedQueries,
     graphql_response,
@@ -147,8 +148,10 @@ class QueryLane:
         schema: Any,
         metrics: Metrics,
         persisted_queries: PersistedQueries,
+        trusted: TrustedDocuments | None = None,
     ) -> None:
         self.app = app
+        self.trusted = trusted
         self.settings = settings
         self.schema = schema
         self.metrics = metrics
@@ -234,7 +237,9 @@ class QueryLane:
             or (extensions is not None and type(extensions) is not dict)
         ):
             return None
-        if extensions is not None and "persistedQuery" in extensions:
+        if self.trusted is not None:  # a miss: the full path refreshes, or refuses
+            query = self.trusted.lookup(query, extensions, document_id_of(data))
+        elif extensions is not None and "persistedQuery" in extensions:
             try:
                 query = self.persisted_queries.document(extensions, query)
             except Exception:  # unknown hash, malformed: the full path answers

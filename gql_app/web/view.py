@@ -23,6 +23,7 @@ from gql_app.data.context import Context
 from gql_app.errors import ErrorCode, error_body, format_error
 from gql_app.observability import record_errors, request_id_for
 from gql_app.users.auth import authenticate
+from gql_app.web.trusted import TrustedDocuments, Untrusted, document_id_of
 
 GRAPHQL_RESPONSE = "application/graphql-response+json"
 JSON = "application/json"
@@ -161,10 +162,16 @@ class GraphQLView(GraphQL[Context, None]):
     """
 
     def __init__(
-        self, *args: Any, persisted_queries: PersistedQueries | None = None, **kwargs: Any
+        self,
+        *args: Any,
+        persisted_queries: PersistedQueries | None = None,
+        trusted: TrustedDocuments | None = None,
+        **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
         self.persisted_queries = persisted_queries or PersistedQueries()
+        self.trusted = trusted
+        """Trusted-documents mode (``web.trusted``): set, it replaces APQ."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -178,6 +185,11 @@ class GraphQLView(GraphQL[Context, None]):
         except PersistedQueryNotFound:
             body = error_body("PersistedQueryNotFound", ErrorCode.PERSISTED_QUERY_NOT_FOUND)
             response = self.json_response(request, body, 200)
+        except Untrusted as error:  # a request error: 400 unless the legacy media type
+            body = error_body(str(error), ErrorCode.UNTRUSTED_DOCUMENT)
+            record_errors([ErrorCode.UNTRUSTED_DOCUMENT])
+            legacy = response_media_type(request.headers.get("accept")) != GRAPHQL_RESPONSE
+            response = self.json_response(request, body, 200 if legacy else 400)
         await response(scope, receive, send)
 
     def error_response(self, request: Request, error: HTTPException) -> Response:
@@ -239,6 +251,7 @@ class GraphQLView(GraphQL[Context, None]):
             raise
 
     async def parse_http_body(self, request: Any) -> GraphQLRequestData | list[GraphQLRequestData]:
+        body: Any = request.query_params
         if request.method == "POST":
             try:
                 body = orjson.loads(await request.get_body())
@@ -246,11 +259,20 @@ class GraphQLView(GraphQL[Context, None]):
                 raise HTTPException(400, "The request body is not valid JSON.") from None
             if not isinstance(body, dict):
                 raise HTTPException(400, "The request body must be a JSON object.")
-            if not isinstance(body.get("query"), str) and not body.get("extensions"):
+            if (
+                not isinstance(body.get("query"), str)
+                and not body.get("extensions")
+                and self.trusted is None
+            ):
                 raise HTTPException(400, "The request has no `query` string.")
         data = await super().parse_http_body(request)
         if isinstance(data, GraphQLRequestData):
-            self.persisted_queries.resolve(data)
+            if self.trusted is not None:  # before the document is parsed, and instead of APQ
+                data.query = await self.trusted.resolve(
+                    data.query, data.extensions, document_id_of(body)
+                )
+            else:
+                self.persisted_queries.resolve(data)
         return data
 
     async def process_result(

@@ -286,7 +286,7 @@ class LiveConnection:
         query, variables = payload.get("query"), payload.get("variables")
         name = payload.get("operationName")
         if (
-            not isinstance(query, str)
+            (not isinstance(query, str) and self.hub.trusted is None)  # else: an id may name it
             or not isinstance(variables, dict | None)
             or not isinstance(name, str | None)
         ):
@@ -307,16 +307,21 @@ class LiveConnection:
             )
             return
         self.subscriptions[id] = PENDING
-        task = asyncio.create_task(self._start(id, query, variables, name))
+        task = asyncio.create_task(self._start(id, payload, variables, name))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
     async def _start(
-        self, id: str, query: str, variables: dict[str, Any] | None, name: str | None
+        self, id: str, payload: dict[str, Any], variables: dict[str, Any] | None, name: str | None
     ) -> None:
         try:
-            outcome = await self.hub.subscribe(self, id, query, variables, name)
-            if isinstance(outcome, Prepared):
+            query = await self.hub.document(payload)
+            outcome: Subscription | Errors | Prepared
+            if isinstance(query, str):
+                outcome = await self.hub.subscribe(self, id, query, variables, name)
+            else:
+                outcome = query  # refused
+            if isinstance(outcome, Prepared) and isinstance(query, str):
                 response = await self.hub.execute(self, query, variables, name)
                 if self.subscriptions.pop(id, None) is PENDING:
                     self._answer(id, response)
