@@ -10,7 +10,7 @@ import os
 import re
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -30,6 +30,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gql_app.errors import ErrorCode
 from gql_app.settings import Settings
+from gql_app.tracing import Tracer, end_operation, end_statement, start_operation, start_statement
 
 request_log = logging.getLogger("gql_app.request")
 sql_log = logging.getLogger("gql_app.sql")
@@ -55,6 +56,8 @@ class RequestObservation:
     operation_type: str | None = None
     error_codes: list[str] = field(default_factory=list)
     status: int = 0
+    span: Any = None
+    """The operation's trace span, when tracing is on (``gql_app.tracing``)."""
 
     @property
     def outcome(self) -> str:
@@ -84,10 +87,13 @@ def record_errors(codes: list[str]) -> None:
 # ---------------------------------------------------------------- SQL statements
 
 
-def instrument_engine(engine: AsyncEngine, slow_query_ms: float) -> None:
-    """Count each statement for the current request; log those slower than ``slow_query_ms``.
+def instrument_engine(
+    engine: AsyncEngine, slow_query_ms: float, tracer: Tracer | None = None
+) -> None:
+    """Count each statement for the current request; log those slower than ``slow_query_ms``;
+    with a ``tracer``, a span per statement of a traced operation.
 
-    The slow-query line carries the statement text, never its parameters.
+    The slow-query line and the span carry the statement text, never its parameters.
     """
 
     def before(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
@@ -116,6 +122,37 @@ def instrument_engine(engine: AsyncEngine, slow_query_ms: float) -> None:
 
     event.listen(engine.sync_engine, "before_cursor_execute", before)
     event.listen(engine.sync_engine, "after_cursor_execute", after)
+    if tracer is not None:
+        trace_engine(engine, tracer)
+
+
+def trace_engine(engine: AsyncEngine, tracer: Tracer) -> Callable[[], None]:
+    """Span listeners, registered only when tracing is on: none on the path otherwise.
+    Returns what removes them."""
+
+    def before(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        start_statement(tracer, _current.get(), conn, statement)
+
+    def after(conn: Any, *args: Any) -> None:
+        end_statement(conn)
+
+    def failed(context: Any) -> None:
+        if context.connection is not None:
+            end_statement(context.connection, failed=True)
+
+    listeners: dict[str, Callable[..., None]] = {
+        "before_cursor_execute": before,
+        "after_cursor_execute": after,
+        "handle_error": failed,
+    }
+    for name, listener in listeners.items():
+        event.listen(engine.sync_engine, name, listener)
+
+    def remove() -> None:
+        for name, listener in listeners.items():
+            event.remove(engine.sync_engine, name, listener)
+
+    return remove
 
 
 # ---------------------------------------------------------------- metrics
@@ -298,10 +335,17 @@ class RequestObservability:
     It never buffers: it only adds ``X-Request-ID`` to the response start message.
     """
 
-    def __init__(self, app: ASGIApp, metrics: Metrics, graphql_path: str = "/graphql") -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        metrics: Metrics,
+        graphql_path: str = "/graphql",
+        tracer: Tracer | None = None,
+    ) -> None:
         self.app = app
         self.metrics = metrics
         self.graphql_path = graphql_path
+        self.tracer = tracer
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -318,6 +362,12 @@ class RequestObservability:
                 MutableHeaders(scope=message)["x-request-id"] = observation.request_id
             await send(message)
 
+        graphql = scope["path"] in {
+            self.graphql_path,
+            scope.get("root_path", "") + self.graphql_path,
+        }
+        if graphql and self.tracer is not None:
+            start_operation(self.tracer, observation)
         token = _current.set(observation)
         try:
             await self.app(scope, receive, send_with_id)
@@ -329,7 +379,7 @@ class RequestObservability:
             raise
         finally:
             _current.reset(token)
-            if scope["path"] in {self.graphql_path, scope.get("root_path", "") + self.graphql_path}:
+            if graphql:
                 self.finish(observation)
 
     def finish(self, observation: RequestObservation) -> None:
@@ -345,6 +395,8 @@ def finish_request(metrics: Metrics, observation: RequestObservation) -> None:
             ErrorCode.INTERNAL_SERVER_ERROR if observation.status >= 500 else ErrorCode.BAD_REQUEST
         )
     metrics.observe(observation, duration)
+    if observation.span is not None:
+        end_operation(observation)
     if not request_log.isEnabledFor(logging.INFO) and observation.status < 500:
         return
     request_log.log(

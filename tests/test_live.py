@@ -22,12 +22,16 @@ import httpx
 import orjson
 import pytest
 import uvicorn
-from sqlalchemy import insert, select, text, update
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from sqlalchemy import event, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from gql_app.commerce.models import Order, OrderStatus, Product
+from gql_app.observability import current_observation, trace_engine
 from gql_app.relay.ids import decode_id
 from gql_app.settings import Settings
 from gql_app.users.models import AuthToken
@@ -816,3 +820,41 @@ async def test_graphiql_sends_subscriptions_over_this_websocket(live: Live) -> N
     assert page.status_code == 200
     assert "const subscriptionUrl = httpUrlToWebSockeUrl(fetchURL);" in page.text
     assert "subscriptionUrl," in page.text.partition("GraphiQL.createFetcher(")[2][:200]
+
+
+# ---------------------------------------------------------------- traces
+
+
+async def test_an_event_batch_is_one_span_with_its_statements(live: Live) -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    counted: list[str] = []
+
+    def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if current_observation.get() is not None and current_observation.get().request_id == "live":  # type: ignore[union-attr]
+            counted.append(statement)
+
+    async with Client.opened(live) as client:
+        await client.subscribed(live, "c", COMMENT_ADDED, postId=live.post())
+        live.hub.tracer = provider.get_tracer("test")
+        untrace = trace_engine(live.engine, live.hub.tracer)
+        event.listen(live.engine.sync_engine, "before_cursor_execute", count)
+        try:
+            await live.comment()
+            await client.next("c")
+        finally:
+            live.hub.tracer = None
+            untrace()
+            event.remove(live.engine.sync_engine, "before_cursor_execute", count)
+
+    (batch,) = [s for s in exporter.get_finished_spans() if s.parent is None]
+    assert batch.name == "live batch"
+    assert batch.context is not None
+    sql = [s for s in exporter.get_finished_spans() if s.parent is not None]
+    assert all(s.parent is not None and s.parent.span_id == batch.context.span_id for s in sql)
+    assert len(sql) == len(counted) > 0
+    names = {s.name for s in sql}
+    assert "SQL event objects" in names
+    assert names <= {"SQL event objects", "SQL Comment.author", "SQL Comment.post"}
+    provider.shutdown()

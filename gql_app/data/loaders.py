@@ -39,6 +39,7 @@ from gql_app.data.pages import (
     pages_statement,
     root_page_of,
 )
+from gql_app.tracing import sql_origin
 
 if TYPE_CHECKING:
     from gql_app.data.context import Context
@@ -82,6 +83,7 @@ class Loader(Declared, DataLoader[K, V]):
         super().__init__()
         self.ctx = ctx
         self.depth = 1 << 30  # shallowest GraphQL path depth among the queued loads
+        self.origin: Any = None  # the ``info`` of the first queued load: names its statements
         # Primed values, kept plain: most primed rows are never asked for, and
         # aiodataloader would give each one a resolved future up front.
         self.primed: dict[Any, V] = {}
@@ -215,15 +217,17 @@ class BatchScheduler:
                 self._pending.remove(loader)
                 queue, loader._queue = loader._queue, []
                 loader.depth = 1 << 30
+                origin, loader.origin = loader.origin, None
                 if queue:
                     db.enter()
-                    batch = asyncio.ensure_future(self._run(loader, queue))
+                    batch = asyncio.ensure_future(self._run(loader, queue, origin))
                     self._batches.add(batch)
                     batch.add_done_callback(self._batches.discard)
         finally:
             self._task = None
 
-    async def _run(self, loader: Loader[Any, Any], queue: list[QueuedLoad]) -> None:
+    async def _run(self, loader: Loader[Any, Any], queue: list[QueuedLoad], origin: Any) -> None:
+        sql_origin.set(origin)  # this task's own context: traces name its statements by it
         try:
             await dispatch_queue_batch(loader, queue)  # resolves the loads' futures
         finally:
@@ -258,7 +262,9 @@ class LoaderRegistry:
             while path is not None:
                 depth += 1
                 path = path.prev
-            if not loader._queue or depth < loader.depth:
+            if not loader._queue:
+                loader.depth, loader.origin = depth, info
+            elif depth < loader.depth:
                 loader.depth = depth
         return loader  # type: ignore[return-value]
 

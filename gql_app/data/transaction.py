@@ -21,6 +21,7 @@ from gql_app.data.db import GuardedDB, began
 from gql_app.data.driver_reads import begin_read
 from gql_app.data.events import NOTIFY
 from gql_app.errors import ErrorCode, UserError, UserFailure, database_fault
+from gql_app.tracing import sql_origin
 
 log = logging.getLogger(__name__)
 P = TypeVar("P")
@@ -65,7 +66,7 @@ async def operation(ctx: Context, read_only: bool) -> AsyncIterator[Operation]:
         try:
             db = ctx.open_db(session, fresh=not read_only)
             if ctx.authenticate is not None:
-                await ctx.authenticate(ctx)
+                await authenticate(ctx)
         except BaseException:
             await session.close()
             raise
@@ -97,6 +98,16 @@ async def operation(ctx: Context, read_only: bool) -> AsyncIterator[Operation]:
                     ]
 
 
+async def authenticate(ctx: Context) -> None:
+    """The viewer's lookup (its statements are "SQL viewer" in traces)."""
+    assert ctx.authenticate is not None
+    token = sql_origin.set("viewer")
+    try:
+        await ctx.authenticate(ctx)
+    finally:
+        sql_origin.reset(token)
+
+
 async def notify(ctx: Context, session: AsyncSession) -> None:
     """The operation's events, in one statement just before COMMIT: NOTIFY is
     transactional, so they are delivered if and only if the commit succeeds, in
@@ -104,7 +115,11 @@ async def notify(ctx: Context, session: AsyncSession) -> None:
     if ctx.events:
         payloads = ctx.events.payloads()
         ctx.events.discard()
-        await session.execute(NOTIFY, {"payloads": payloads})
+        token = sql_origin.set("notify")
+        try:
+            await session.execute(NOTIFY, {"payloads": payloads})
+        finally:
+            sql_origin.reset(token)
 
 
 @contextlib.asynccontextmanager
@@ -123,7 +138,7 @@ async def read_operation(ctx: Context, engine: AsyncEngine, op: Operation) -> As
         ctx.open_read_db(db)
         try:
             if ctx.authenticate is not None:
-                await ctx.authenticate(ctx)
+                await authenticate(ctx)
         except Exception as exc:
             if database_fault(exc) is None:
                 raise

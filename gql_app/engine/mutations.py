@@ -15,6 +15,7 @@ import strawberry
 from gql_app.data.context import Context, Info
 from gql_app.data.transaction import atomic
 from gql_app.errors import UserError, UserErrorCode, UserFailure
+from gql_app.tracing import sql_origin
 
 P = TypeVar("P")
 T = TypeVar("T")
@@ -33,9 +34,13 @@ def atomic_mutation(
     input_type = get_type_hints(body)["input"]
 
     async def resolve(info: Info, input: Any) -> Any:
-        return await atomic(
-            info.context, lambda: body(info, input), lambda errors: payload(user_errors=errors)
-        )
+        token = sql_origin.set(info)  # names the field's statements in traces
+        try:
+            return await atomic(
+                info.context, lambda: body(info, input), lambda errors: payload(user_errors=errors)
+            )
+        finally:
+            sql_origin.reset(token)
 
     resolve.__annotations__ = {"info": Info, "input": input_type, "return": payload}
     return strawberry.mutation(resolver=resolve, **options)

@@ -27,6 +27,7 @@ from gql_app.engine.fields import Guard, computed
 from gql_app.errors import BadUserInput
 from gql_app.relay.cursors import binding, decode_cursor, encode_cursor
 from gql_app.settings import Settings
+from gql_app.tracing import sql_origin
 
 T = TypeVar("T")
 
@@ -230,7 +231,11 @@ def connection(
 
         async def resolve(root: Any, info: Any, **kwargs: Any) -> Any:  # type: ignore[misc]
             args, where = arguments.read(root, info, kwargs, None)
-            return await source(info.context).read(args, where, total_count.wanted(info))
+            token = sql_origin.set(info)  # names its statement in traces
+            try:
+                return await source(info.context).read(args, where, total_count.wanted(info))
+            finally:
+                sql_origin.reset(token)
 
     _declare(resolve, filter, sorting.input if order_by else None)
     return strawberry.field(resolver=resolve, **field_options)

@@ -7,6 +7,7 @@ import contextlib
 import gc
 from collections.abc import AsyncIterator
 from functools import partial
+from typing import TYPE_CHECKING
 
 import strawberry
 from sqlalchemy import text
@@ -29,11 +30,15 @@ from gql_app.observability import (
 )
 from gql_app.schema import schema as app_schema
 from gql_app.settings import Settings, get_settings
+from gql_app.tracing import Tracer, provider_from_environment, tracer_of
 from gql_app.web.live import Hub
 from gql_app.web.query_lane import QueryLane
 from gql_app.web.trusted import TrustedDocuments
 from gql_app.web.view import BodySizeLimit, GraphQLView, PersistedQueries, app_context
 from gql_app.web.websocket import GraphQLWebSocket
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import TracerProvider
 
 
 class App(Starlette):
@@ -67,8 +72,15 @@ class App(Starlette):
         await super().__call__(scope, receive, send)
 
 
-def create_app(settings: Settings | None = None, schema: strawberry.Schema = app_schema) -> App:
+def create_app(
+    settings: Settings | None = None,
+    schema: strawberry.Schema = app_schema,
+    tracer_provider: TracerProvider | None = None,
+) -> App:
     """The application for ``settings`` (default: from the environment) serving ``schema``.
+
+    Traces go to ``tracer_provider``, else to an OTLP exporter when the standard
+    ``OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT`` names one (``gql_app.tracing``), else nowhere.
 
     Raises ``UnsafeSettings`` for settings no server may start with (the development
     secret key outside development), so ``uvicorn --factory`` exits on them too.
@@ -76,6 +88,9 @@ def create_app(settings: Settings | None = None, schema: strawberry.Schema = app
     settings = settings or get_settings()
     settings.check_safe()
     metrics = Metrics()
+    provider = tracer_provider or provider_from_environment()
+    tracer = tracer_of(provider)
+    owned = provider if tracer_provider is None else None  # shut down (flushed) with the app
     persisted_queries = PersistedQueries()
     trusted = (
         TrustedDocuments(settings.trusted_documents_refresh_s)
@@ -97,20 +112,20 @@ def create_app(settings: Settings | None = None, schema: strawberry.Schema = app
             Route("/ready", ready),
             Route("/metrics", metrics.endpoint),
         ],
-        middleware=middleware(settings, metrics),
-        lifespan=lambda app: lifespan(app, settings, metrics, schema, trusted),
+        middleware=middleware(settings, metrics, tracer),
+        lifespan=lambda app: lifespan(app, settings, metrics, schema, trusted, tracer, owned),
     )
     if settings.query_lane:
         app.lane = QueryLane(
-            app.full_path, settings, schema._schema, metrics, persisted_queries, trusted
+            app.full_path, settings, schema._schema, metrics, persisted_queries, trusted, tracer
         )
     return app
 
 
-def middleware(settings: Settings, metrics: Metrics) -> list[Middleware]:
+def middleware(settings: Settings, metrics: Metrics, tracer: Tracer | None) -> list[Middleware]:
     """Outermost first: observability (every request is logged), the body limit, CORS."""
     stack = [
-        Middleware(RequestObservability, metrics=metrics),
+        Middleware(RequestObservability, metrics=metrics, tracer=tracer),
         Middleware(BodySizeLimit, max_bytes=settings.max_body_bytes),
     ]
     if settings.cors_origins:
@@ -133,6 +148,8 @@ async def lifespan(
     metrics: Metrics,
     schema: strawberry.Schema,
     trusted: TrustedDocuments | None = None,
+    tracer: Tracer | None = None,
+    owned: TracerProvider | None = None,
 ) -> AsyncIterator[None]:
     """The engines (primary, and a read replica when configured), the sessionmakers,
     the live fan-out with its LISTEN connection, and the trusted documents."""
@@ -143,7 +160,7 @@ async def lifespan(
     )
     for name, observed in (("primary", engine), ("replica", replica)):
         if observed is not None:
-            instrument_engine(observed, settings.slow_query_ms)
+            instrument_engine(observed, settings.slow_query_ms, tracer)
             metrics.watch_pool(name, observed)
     state = app.state
     state.settings = settings
@@ -160,6 +177,7 @@ async def lifespan(
         metrics.live,
         partial(app_context, state),
         trusted,
+        tracer,
     )
     await state.hub.start()
     if trusted is not None:
@@ -172,6 +190,8 @@ async def lifespan(
         await engine.dispose()
         if replica is not None:
             await replica.dispose()
+        if owned is not None:
+            owned.shutdown()  # exports the last spans
 
 
 def tune_garbage_collector() -> None:

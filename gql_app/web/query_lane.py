@@ -43,6 +43,7 @@ from gql_app.observability import (
     request_id_from,
 )
 from gql_app.settings import Settings
+from gql_app.tracing import Tracer, start_operation
 from gql_app.web.trusted import TrustedDocuments, document_id_of
 from gql_app.web.view import (
     PersistedQueries,
@@ -149,9 +150,11 @@ class QueryLane:
         metrics: Metrics,
         persisted_queries: PersistedQueries,
         trusted: TrustedDocuments | None = None,
+        tracer: Tracer | None = None,
     ) -> None:
         self.app = app
         self.trusted = trusted
+        self.tracer = tracer
         self.settings = settings
         self.schema = schema
         self.metrics = metrics
@@ -174,6 +177,8 @@ class QueryLane:
         observation = RequestObservation(request_id_from(latin1(headers.request_id)))
         observation.operation_type = "query"
         observation.operation_name = planned[0].name
+        if self.tracer is not None:
+            start_operation(self.tracer, observation)
         status, response = await self._answer(scope, receive, planned, headers, observation)
         try:
             observation.status = status
