@@ -4,6 +4,7 @@ the field path that sent it; nothing at all when tracing is not configured."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
@@ -241,3 +242,25 @@ def test_an_endpoint_turns_tracing_on(monkeypatch):
         assert provider.resource.attributes["service.name"] == "shop-api"
     finally:
         provider.shutdown()
+
+
+def test_a_statement_that_raised_ends_its_span_as_failed():
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = provider.get_tracer("test")
+    observation = observability.RequestObservation("r1")
+    tracing.start_operation(tracer, observation)
+    conn = SimpleNamespace(info={})
+
+    tracing.start_statement(tracer, observation, conn, "SELECT 1")
+    tracing.start_statement(tracer, observation, conn, "SELECT 2")  # the first never got after
+    tracing.end_statement(conn, failed=True)  # handle_error, or the driver read's except
+    tracing.end_statement(conn)  # nothing left
+    tracing.end_operation(observation)
+
+    first, second, operation = exporter.get_finished_spans()
+    assert [first.name, second.name, operation.name] == ["SQL operation"] * 2 + ["graphql"]
+    assert not first.status.is_ok and not second.status.is_ok
+    assert [s.attributes["db.statement"] for s in (first, second)] == ["SELECT 1", "SELECT 2"]  # type: ignore[index]
+    provider.shutdown()

@@ -19,6 +19,7 @@ from sqlalchemy.sql import Executable
 from sqlalchemy.util import greenlet_spawn
 
 from gql_app.data.db import GuardedDB, began
+from gql_app.tracing import end_statement
 
 log = logging.getLogger(__name__)
 
@@ -178,11 +179,15 @@ class ReadDB(GuardedDB):
         # ``conn``, no cursor or context): statement counts and the slow-query log.
         dispatch = self._dispatch
         dispatch.before_cursor_execute(self.proxied, None, plan.sql, args, None, False)
-        records = await self.driver.fetch(
-            plan.sql,
-            *args,
-            record_class=plan.record_class if plan.converters is None else Row,
-        )
+        try:
+            records = await self.driver.fetch(
+                plan.sql,
+                *args,
+                record_class=plan.record_class if plan.converters is None else Row,
+            )
+        except BaseException:
+            end_statement(self.proxied, failed=True)  # its trace span, if any
+            raise
         dispatch.after_cursor_execute(self.proxied, None, plan.sql, args, None, False)
         converters = plan.converters
         if converters is None:
