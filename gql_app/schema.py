@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -21,7 +22,7 @@ from gql_app.engine import fields
 from gql_app.engine.extensions import ObserveOperation, Transaction
 from gql_app.engine.limits import QueryLimits
 from gql_app.engine.planned_executor import PlannedExecutor
-from gql_app.engine.scalars import DECIMAL
+from gql_app.engine.scalars import DATETIME, DECIMAL
 from gql_app.money import queries as money_queries
 from gql_app.money.mutations import MoneyMutation
 from gql_app.money.subscriptions import MoneySubscription
@@ -83,7 +84,9 @@ def build_schema(*, planned: bool = True) -> Schema:
             Transaction,
             ObserveOperation,
         ],
-        config=StrawberryConfig(auto_camel_case=True, scalar_map={Decimal: DECIMAL}),
+        config=StrawberryConfig(
+            auto_camel_case=True, scalar_map={Decimal: DECIMAL, datetime: DATETIME}
+        ),
         execution_context_class=PlannedExecutor if planned else None,
     )
     if planned:

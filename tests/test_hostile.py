@@ -101,6 +101,14 @@ CASES = [
         "naive-datetime-in-far-past",
         gql(POSTS, {"f": {"publishedAfter": "0001-01-01T00:00:00-14:00"}}),
     ),
+    (
+        "datetime-before-year-one-in-utc",
+        gql(POSTS, {"f": {"publishedAfter": "0001-01-01T00:00:00+14:00"}}),
+    ),
+    (
+        "datetime-after-year-9999-in-utc",
+        gql(POSTS, {"f": {"publishedBefore": "9999-12-31T23:59:59-14:00"}}),
+    ),
     ("decimal-nan", gql(PRODUCTS, {"f": {"minPrice": "NaN"}})),
     ("decimal-huge", gql(PRODUCTS, {"f": {"minPrice": "1e99999"}})),
     ("enum-injection", gql("{ posts(orderBy: {field: DROP_TABLE}) { totalCount } }")),

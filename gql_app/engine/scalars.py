@@ -1,4 +1,6 @@
-"""The ``Decimal`` scalar: replaces Strawberry's, which also takes JSON numbers
+"""The ``Decimal`` and ``DateTime`` scalars.
+
+``Decimal`` replaces Strawberry's, which also takes JSON numbers
 (floats among them, read through their binary value) and whatever Python's
 ``Decimal()`` reads (" 12.5 ", "1e3", "1_000", "NaN", other scripts' digits).
 
@@ -15,11 +17,13 @@ are coerced, before any resolver runs: a GraphQL error coded BAD_USER_INPUT.
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
 import strawberry
 from graphql import StringValueNode, ValueNode
+from strawberry.schema.types.base_scalars import DateTimeDefinition
 
 DESCRIPTION = 'Exact decimal number encoded as a string, e.g. "12.50". Never a float.'
 PLAIN_DECIMAL = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?")
@@ -60,4 +64,27 @@ DECIMAL = strawberry.scalar(
     serialize=serialize_decimal,
     parse_value=parse_decimal,
     parse_literal=parse_decimal_literal,
+)
+
+
+def parse_datetime(value: Any) -> datetime:
+    """Strawberry's ISO 8601 parsing, and a value PostgreSQL can store: one whose
+    offset carries it before year 1 or past year 9999 in UTC
+    ("0001-01-01T00:00:00+14:00") would fail in the driver, after BEGIN."""
+    parsed: datetime = DateTimeDefinition.parse_value(value)  # type: ignore[misc]
+    if parsed.tzinfo is not None:
+        try:
+            parsed.astimezone(UTC)
+        except OverflowError:
+            raise ValueError(
+                f'Value cannot represent a DateTime: "{value}". It is out of range in UTC.'
+            ) from None
+    return parsed
+
+
+DATETIME = strawberry.scalar(
+    name="DateTime",
+    description=DateTimeDefinition.description,
+    serialize=datetime.isoformat,
+    parse_value=parse_datetime,
 )
