@@ -12,13 +12,12 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
-import httpx
 import pytest
-from sqlalchemy import event
 
 from gql_app.settings import Settings
 from gql_app.web.app import create_app
 from tests.conftest import scratch_database
+from tests.plans import answer_and_plan
 
 POSTS = 100_000
 QUERY = """
@@ -72,29 +71,10 @@ def rows_read_from(plan: dict[str, Any], table: str) -> int:
 )
 async def test_first_five_of_a_hundred_thousand_posts_reads_about_five_rows(big_app, order):
     app, raw_url = big_app
-    captured: list[tuple[str, Any]] = []
-
-    def capture(conn: Any, cursor: Any, statement: str, parameters: Any, *args: Any) -> None:
-        captured.append((statement, parameters))
-
-    engine = app.state.engine
-    event.listen(engine.sync_engine, "before_cursor_execute", capture)
-    try:
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
-            response = await http.post(
-                "/graphql", json={"query": QUERY, "variables": {"order": order}}
-            )
-    finally:
-        event.remove(engine.sync_engine, "before_cursor_execute", capture)
-    data = response.json()["data"]["user"]["posts"]
+    body, plan = await answer_and_plan(
+        app, raw_url, {"query": QUERY, "variables": {"order": order}}, "LATERAL"
+    )
+    data = body["data"]["user"]["posts"]
     assert len(data["nodes"]) == 5 and data["pageInfo"]["hasNextPage"] is True
 
-    statement, parameters = next((s, p) for s, p in captured if "LATERAL" in s)
-    conn = await asyncpg.connect(raw_url)
-    try:
-        plan_json = await conn.fetchval("EXPLAIN (ANALYZE, FORMAT JSON) " + statement, *parameters)
-    finally:
-        await conn.close()
-    plan = json.loads(plan_json)[0]["Plan"]
     assert rows_read_from(plan, "posts") <= 6, json.dumps(plan, indent=1)

@@ -8,19 +8,17 @@ of each searched column's ``ix_<table>_<column>_trgm`` and never scan the table.
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
-import httpx
 import pytest
-from sqlalchemy import event
 
 from gql_app.settings import Settings
 from gql_app.users.passwords import token_digest
 from gql_app.web.app import create_app
 from tests.conftest import scratch_database
+from tests.plans import answer_and_plan
 
 ROWS = 50_000
 ADMIN_TOKEN = "search-plans-admin"
@@ -81,31 +79,12 @@ async def plan_of_search(
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """The answer's data, and the EXPLAIN ANALYZE plan of the statement that read it."""
     app, raw_url = searched
-    captured: list[tuple[str, Any]] = []
-
-    def capture(conn: Any, cursor: Any, statement: str, parameters: Any, *args: Any) -> None:
-        captured.append((statement, parameters))
-
-    engine = app.state.engine
-    event.listen(engine.sync_engine, "before_cursor_execute", capture)
-    try:
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
-            headers = {"Authorization": f"Bearer {token}"} if token else {}
-            response = await http.post(
-                "/graphql", json={"query": query, "variables": {"search": search}}, headers=headers
-            )
-    finally:
-        event.remove(engine.sync_engine, "before_cursor_execute", capture)
-    body = response.json()
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    body, plan = await answer_and_plan(
+        app, raw_url, {"query": query, "variables": {"search": search}}, "ILIKE", headers
+    )
     assert "errors" not in body, body
-    statement, parameters = next((s, p) for s, p in captured if "ILIKE" in s)
-    conn = await asyncpg.connect(raw_url)
-    try:
-        plan_json = await conn.fetchval("EXPLAIN (ANALYZE, FORMAT JSON) " + statement, *parameters)
-    finally:
-        await conn.close()
-    return body["data"], json.loads(plan_json)[0]["Plan"]
+    return body["data"], plan
 
 
 def nodes_of(plan: dict[str, Any]) -> list[dict[str, Any]]:
