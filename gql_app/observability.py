@@ -199,6 +199,48 @@ class PoolCollector(Collector):
         yield from gauges.values()
 
 
+class ReplicaCollector(Collector):
+    """The read replica's gauges, read from its monitor's last check at scrape time
+    (``data.replica.Replica``: ``state``, ``lag_bytes``, ``lag_seconds``)."""
+
+    STATES = ("ok", "lagging", "unavailable")
+
+    def __init__(self, replica: Any) -> None:
+        self.replica = replica
+
+    def collect(self) -> Iterator[Metric]:
+        replica = self.replica
+        state = replica.state.value
+        states = GaugeMetricFamily(
+            "gql_replica_state", "The read replica's state (1: current).", labels=["state"]
+        )
+        reads = GaugeMetricFamily(
+            "gql_reads_engine",
+            "Where query operations read (1: there; the primary also for writers and "
+            "tokens the replica does not know yet).",
+            labels=["engine"],
+        )
+        for name in self.STATES:
+            states.add_metric([name], 1.0 if name == state else 0.0)
+        reads.add_metric(["replica"], 1.0 if state == "ok" else 0.0)
+        reads.add_metric(["primary"], 0.0 if state == "ok" else 1.0)
+        yield states
+        yield reads
+        lag_bytes, lag_seconds = replica.lag_bytes, replica.lag_seconds
+        if lag_bytes is not None:
+            yield GaugeMetricFamily(
+                "gql_replica_lag_bytes",
+                "WAL the primary has written and the replica not replayed yet.",
+                value=lag_bytes,
+            )
+        if lag_seconds is not None:
+            yield GaugeMetricFamily(
+                "gql_replica_lag_seconds",
+                "Age of the oldest primary WAL position the replica has not replayed (0: none).",
+                value=lag_seconds,
+            )
+
+
 class Metrics:
     """The app's Prometheus metrics, in a registry of its own (one per app, not global)."""
 
@@ -235,9 +277,14 @@ class Metrics:
         )
 
         self.live = LiveMetrics(self.registry)
+        self.replica: ReplicaCollector | None = None
 
     def watch_pool(self, name: str, engine: AsyncEngine) -> None:
         self.pools.engines[name] = engine
+
+    def watch_replica(self, replica: Any) -> None:
+        self.replica = ReplicaCollector(replica)
+        self.registry.register(self.replica)
 
     def name_label(self, name: str | None) -> str:
         """Bounded cardinality: long names, and names beyond the first 200, are "other"."""
@@ -271,6 +318,8 @@ class Metrics:
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
         registry.register(self.pools)
+        if self.replica is not None:
+            registry.register(self.replica)
         return registry
 
     async def endpoint(self, request: Request) -> Response:

@@ -32,6 +32,14 @@ class Settings(BaseSettings):
     starts that server (``tools.embedded``), so its workers know where they are. Not
     a setting to set by hand."""
     read_replica_url: str | None = None
+    """A streaming replica of DATABASE_URL: query operations read it while it keeps up
+    (``data.replica``); mutations, live data and tokens it does not know yet use the
+    primary."""
+    replica_max_lag_s: float = 5.0
+    """Queries read the primary instead while the replica has not replayed a write the
+    primary made this long ago (``/ready`` says ``lagging``)."""
+    replica_check_interval_s: float = 1.0
+    """How often the replica's lag is measured (its state changes no faster)."""
     listen_url: str | None = None
     """Where the per-process LISTEN connection goes (``data.listener``); unset: the
     DATABASE_URL. It must reach PostgreSQL directly (or a session-mode pooler): a

@@ -27,6 +27,7 @@ from gql_app.tools.cli import alembic_config  # the migrations that ship in the 
 from gql_app.tools.embedded import start_embedded
 from gql_app.web.app import create_app
 from tests.factories import World, build_world
+from tests.streaming import StreamingPair
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -244,6 +245,42 @@ async def close_leaked_sessions() -> None:
     for obj in gc.get_objects():
         if isinstance(obj, RequestDB) and obj.session.in_transaction():
             await obj.session.close()
+
+
+# ---------------------------------------------------------------- a streaming replica
+
+
+@dataclass
+class Streaming:
+    """A migrated database with the factory world on a primary of its own (``url``),
+    and the same database on that primary's streaming standby (``replica_url``)."""
+
+    pair: StreamingPair
+    url: str
+    replica_url: str
+    world: World
+
+
+@pytest.fixture(scope="session")
+async def streaming() -> AsyncIterator[Streaming]:
+    base = Path(os.environ.get("GQL_TEST_DATA_DIR", tempfile.gettempdir())) / "gql_app_streaming"
+    pair = StreamingPair(base)
+    try:
+        await asyncio.to_thread(pair.start)
+        # No DROP DATABASE at the end: the clusters go, whole.
+        await _admin(pair.primary.url(), "CREATE DATABASE gql_streaming")
+        url = scratch_database_url(pair.primary.url(), "gql_streaming")
+        await asyncio.to_thread(command.upgrade, alembic_config(url), "head")
+        engine = create_async_engine(url)
+        try:
+            world = await build_world(engine)
+        finally:
+            await engine.dispose()
+        await asyncio.to_thread(pair.clone)  # after the writes: nothing to catch up
+        replica_url = make_url(url).set(port=pair.standby.port)
+        yield Streaming(pair, url, replica_url.render_as_string(hide_password=False), world)
+    finally:
+        await asyncio.to_thread(pair.close)
 
 
 # ---------------------------------------------------------------- isolated stacks for writers

@@ -99,7 +99,6 @@ async def test_fifty_thousand_keys_fit_in_one_statement(app, world):
         request=None,
         settings=app.state.settings,
         sessionmaker=app.state.sessionmaker,
-        read_sessionmaker=app.state.read_sessionmaker,
     )
     async with app.state.sessionmaker() as session:
         ctx.open_db(session)
@@ -138,7 +137,6 @@ async def test_many_loaders_in_one_tick_share_the_session_safely(app, world):
         request=None,
         settings=app.state.settings,
         sessionmaker=app.state.sessionmaker,
-        read_sessionmaker=app.state.read_sessionmaker,
     )
     # When every load of every loader fires at once, in one tick, on the one session
     async with app.state.sessionmaker() as session:

@@ -13,6 +13,7 @@ from starlette.requests import Request
 from gql_app.data.db import RequestDB
 from gql_app.data.events import Events
 from gql_app.data.loaders import LoaderRegistry
+from gql_app.data.replica import Replica
 from gql_app.errors import Forbidden, Unauthenticated
 from gql_app.settings import Settings
 
@@ -25,7 +26,7 @@ class Context:
     request: Request | None
     settings: Settings
     sessionmaker: async_sessionmaker[AsyncSession]
-    read_sessionmaker: async_sessionmaker[AsyncSession]
+    """The primary's: every mutation, and queries the replica does not serve."""
     bearer_token: str | None = None
     authenticate: Callable[[Context], Awaitable[None]] | None = None
     """Resolves ``bearer_token`` to ``viewer`` inside the operation's transaction."""
@@ -33,7 +34,11 @@ class Context:
     """The signed-in user, or None: a users row in queries, a ``User`` object in mutations."""
     request_id: str = ""
     read_engine: AsyncEngine | None = None
-    """Where query operations run on the driver (``driver_reads``); None: on a session."""
+    """The primary's engine, when query operations run on the driver (``driver_reads``);
+    None: on a session."""
+    replica: Replica | None = None
+    """The read replica, when one is configured and this context may read it
+    (``data.transaction.begin_reads`` decides per operation)."""
     _db: RequestDB | None = None
     loaders: LoaderRegistry = field(init=False)
     events: Events = field(init=False)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TypeVar
+from typing import TypeVar, cast
 
 from graphql import ExecutionResult, GraphQLError
 from sqlalchemy.exc import DBAPIError
@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from gql_app.data.context import Context
 from gql_app.data.db import GuardedDB, began
-from gql_app.data.driver_reads import begin_read
+from gql_app.data.driver_reads import ReadDB, begin_read
 from gql_app.data.events import NOTIFY
 from gql_app.errors import ErrorCode, UserError, UserFailure, database_fault
 from gql_app.tracing import sql_origin
@@ -53,18 +53,18 @@ async def operation(ctx: Context, read_only: bool) -> AsyncIterator[Operation]:
     """Begin, authenticate, run the body, then roll back (query) or commit (mutation).
 
     Used by the ``Transaction`` extension and by the query lane, so both paths
-    draw the boundary here and nowhere else.
+    draw the boundary here and nowhere else. Queries read where ``begin_reads``
+    says (the replica or the primary); mutations write the primary.
     """
     op = Operation()
-    if read_only and ctx.read_engine is not None:
-        async with read_operation(ctx, ctx.read_engine, op):
+    if read_only:
+        async with read_operation(ctx, op):
             yield op
         return
-    maker = ctx.read_sessionmaker if read_only else ctx.sessionmaker
     try:
-        session = await begin(maker, read_only)
+        session = await begin(ctx.sessionmaker, read_only=False)
         try:
-            db = ctx.open_db(session, fresh=not read_only)
+            db = ctx.open_db(session, fresh=True)
             if ctx.authenticate is not None:
                 await authenticate(ctx)
         except BaseException:
@@ -79,23 +79,30 @@ async def operation(ctx: Context, read_only: bool) -> AsyncIterator[Operation]:
     async with session:
         yield op
         async with settled(ctx, db):
-            if read_only:
-                await session.rollback()
-                return
-            try:  # before the response exists: a failed commit reports no write as done
-                await notify(ctx, session)
-                await session.commit()
-            except Exception:  # the database refused: nothing of this operation persists
-                log.exception("commit failed", extra={"request_id": ctx.request_id})
-                await session.rollback()
-                if op.result is not None:
-                    op.result.data = None
-                    op.result.errors = [
-                        GraphQLError(
-                            "The operation could not be committed; none of its changes were saved.",
-                            extensions={"code": ErrorCode.INTERNAL_SERVER_ERROR.value},
-                        )
-                    ]
+            await commit(ctx, session, op)
+
+
+async def commit(ctx: Context, session: AsyncSession, op: Operation) -> None:
+    """Send the events and commit; a refused commit rewrites the result (no write
+    is reported as done). A committed writer reads the primary until the replica
+    shows its commit (``Replica.wrote``)."""
+    try:  # before the response exists: a failed commit reports no write as done
+        await notify(ctx, session)
+        await session.commit()
+    except Exception:  # the database refused: nothing of this operation persists
+        log.exception("commit failed", extra={"request_id": ctx.request_id})
+        await session.rollback()
+        if op.result is not None:
+            op.result.data = None
+            op.result.errors = [
+                GraphQLError(
+                    "The operation could not be committed; none of its changes were saved.",
+                    extensions={"code": ErrorCode.INTERNAL_SERVER_ERROR.value},
+                )
+            ]
+        return
+    if ctx.replica is not None:
+        ctx.replica.wrote(ctx.bearer_token)
 
 
 async def authenticate(ctx: Context) -> None:
@@ -122,32 +129,91 @@ async def notify(ctx: Context, session: AsyncSession) -> None:
             sql_origin.reset(token)
 
 
+class Reads:
+    """A query operation's read-only transaction: on the driver (``ReadDB``) or on
+    an ORM session (``GQL_DRIVER_READS=false``)."""
+
+    __slots__ = ("db", "session")
+
+    def __init__(self, db: GuardedDB, session: AsyncSession | None = None) -> None:
+        self.db = db
+        self.session = session
+
+    async def end(self, clean: bool) -> None:
+        if self.session is not None:
+            await self.session.close()  # rolls back
+        else:
+            await cast(ReadDB, self.db).release(clean)
+
+
 @contextlib.asynccontextmanager
-async def read_operation(ctx: Context, engine: AsyncEngine, op: Operation) -> AsyncIterator[None]:
-    """A query operation on the driver connection (``gql_app.data.driver_reads``)."""
-    try:
-        db = await begin_read(engine)
-    except Exception as exc:
-        if database_fault(exc) is None:
-            raise
-        op.fault = exc
+async def read_operation(ctx: Context, op: Operation) -> AsyncIterator[None]:
+    """A query operation, from BEGIN to ROLLBACK, where ``begin_reads`` chose."""
+    reads = await begin_reads(ctx, op)
+    if reads is None:
         yield
         return
     clean = False
     try:
-        ctx.open_read_db(db)
+        yield
+        async with settled(ctx, reads.db):
+            clean = op.fault is None
+    finally:
+        await reads.end(clean)
+
+
+async def begin_reads(ctx: Context, op: Operation) -> Reads | None:
+    """Begin on the replica when it serves this request (``Replica.serves``), else
+    on the primary, and authenticate; None (``op.fault`` set) when neither answers.
+
+    A replica that fails to begin is marked unavailable and the primary used. A
+    bearer token the replica does not know may have been issued a moment ago (or
+    be unknown anywhere): the operation reads the primary, where it is found if
+    it exists, so a token is usable as soon as ``logIn``/``signUp`` answer.
+    """
+    replica = ctx.replica
+    if replica is not None and replica.serves(ctx.bearer_token):
         try:
-            if ctx.authenticate is not None:
-                await authenticate(ctx)
+            reads = await begin_on(ctx, replica.engine, replica.sessionmaker)
         except Exception as exc:
             if database_fault(exc) is None:
                 raise
-            op.fault = exc
-        yield
-        async with settled(ctx, db):
-            clean = op.fault is None
-    finally:
-        await db.release(clean)
+            replica.failed()
+        else:
+            if ctx.bearer_token is None or ctx.viewer is not None:
+                return reads
+            await reads.end(clean=True)  # the token is looked up on the primary
+    try:
+        return await begin_on(ctx, ctx.read_engine, ctx.sessionmaker)  # the primary
+    except Exception as exc:
+        if database_fault(exc) is None:
+            raise
+        op.fault = exc
+        return None
+
+
+async def begin_on(
+    ctx: Context, engine: AsyncEngine | None, maker: async_sessionmaker[AsyncSession]
+) -> Reads:
+    """A read-only transaction on ``engine``'s driver connection (``driver_reads``:
+    ``ctx.read_engine`` is set) or on a session of ``maker``, open in ``ctx``, its
+    viewer authenticated."""
+    reads: Reads
+    if ctx.read_engine is not None:
+        assert engine is not None
+        db = await begin_read(engine)
+        ctx.open_read_db(db)
+        reads = Reads(db)
+    else:
+        session = await begin(maker, read_only=True)
+        reads = Reads(ctx.open_db(session), session)
+    try:
+        if ctx.authenticate is not None:
+            await authenticate(ctx)
+    except BaseException:
+        await reads.end(clean=False)
+        raise
+    return reads
 
 
 @contextlib.asynccontextmanager

@@ -22,6 +22,7 @@ from starlette.types import Receive, Scope, Send
 
 from gql_app.data.db import create_engine, create_sessionmaker
 from gql_app.data.listener import EventListener
+from gql_app.data.replica import Replica
 from gql_app.observability import (
     Metrics,
     RequestObservability,
@@ -151,47 +152,68 @@ async def lifespan(
     tracer: Tracer | None = None,
     owned: TracerProvider | None = None,
 ) -> AsyncIterator[None]:
-    """The engines (primary, and a read replica when configured), the sessionmakers,
-    the live fan-out with its LISTEN connection, and the trusted documents."""
+    """The engines (primary, and a read replica with its monitor when configured), the
+    sessionmakers, the live fan-out with its LISTEN connection, and the trusted documents."""
     configure_logging(settings)
     engine = create_engine(settings)
-    replica = (
-        create_engine(settings, settings.read_replica_url) if settings.read_replica_url else None
-    )
-    for name, observed in (("primary", engine), ("replica", replica)):
-        if observed is not None:
-            instrument_engine(observed, settings.slow_query_ms, tracer)
-            metrics.watch_pool(name, observed)
+    instrument_engine(engine, settings.slow_query_ms, tracer)
+    metrics.watch_pool("primary", engine)
     state = app.state
     state.settings = settings
     state.engine = engine
-    state.replica_engine = replica
     state.sessionmaker = create_sessionmaker(engine)
-    state.read_sessionmaker = create_sessionmaker(replica or engine)
     # Query operations on the driver connection (data/driver_reads.py); None: on a session.
-    state.read_engine = (replica or engine) if settings.driver_reads else None
+    state.read_engine = engine if settings.driver_reads else None
+    state.replica = replica = start_replica(settings, engine, metrics, tracer)
     state.hub = Hub(
         settings,
         schema,
         EventListener.from_settings(settings),
         metrics.live,
-        partial(app_context, state),
+        # Live data reads the primary: an event's rows were committed there a moment
+        # ago, and a replica may not show them yet (README, "Read replica").
+        partial(app_context, state, replica=None),
         trusted,
         tracer,
     )
     await state.hub.start()
     if trusted is not None:
         await trusted.start(engine)  # from the primary: it has every document trusted
+    monitor = await replica.watch(engine) if replica is not None else None
     tune_garbage_collector()
     try:
         yield
     finally:
+        if monitor is not None:
+            monitor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await monitor
         await state.hub.close()
         await engine.dispose()
         if replica is not None:
-            await replica.dispose()
+            await replica.engine.dispose()
         if owned is not None:
             owned.shutdown()  # exports the last spans
+
+
+def start_replica(
+    settings: Settings, primary: AsyncEngine, metrics: Metrics, tracer: Tracer | None
+) -> Replica | None:
+    """The read replica of ``GQL_READ_REPLICA_URL``, if set (``data.replica``)."""
+    if not settings.read_replica_url:
+        return None
+    engine = create_engine(settings, settings.read_replica_url)
+    instrument_engine(engine, settings.slow_query_ms, tracer)
+    metrics.watch_pool("replica", engine)
+    replica = Replica(
+        engine,
+        create_sessionmaker(engine),
+        max_lag_s=settings.replica_max_lag_s,
+        interval_s=settings.replica_check_interval_s,
+        timeout_s=2 * settings.connect_timeout_s,  # two connections may be opened
+    )
+    metrics.watch_replica(replica)
+    return replica
 
 
 def tune_garbage_collector() -> None:
@@ -213,15 +235,20 @@ async def health(request: Request) -> JSONResponse:
 
 
 async def ready(request: Request) -> JSONResponse:
-    """Ready when the primary answers. A read replica's state is reported but does
+    """Ready when the primary answers. A read replica's state (its monitor's last
+    check: ``ok``, ``lagging`` or ``unavailable``, and its lag) is reported but does
     not decide: every app replica shares it, so taking them all out of the load
-    balancer would only turn failed queries into failed mutations too."""
+    balancer would only turn failed queries into failed mutations too; and queries
+    already read the primary while it is not ``ok``."""
     state = request.app.state
-    engines = [state.engine] + ([state.replica_engine] if state.replica_engine else [])
-    primary, *replica = await asyncio.gather(*(reachable(e) for e in engines))
-    body = {"status": "ready" if primary else "unavailable"}
-    if replica:
-        body["replica"] = "ok" if replica[0] else "unavailable"
+    primary = await reachable(state.engine)
+    body: dict[str, object] = {"status": "ready" if primary else "unavailable"}
+    replica: Replica | None = state.replica
+    if replica is not None:
+        body["replica"] = replica.state.value
+        body["replica_lag_bytes"] = replica.lag_bytes
+        lag = replica.lag_seconds
+        body["replica_lag_seconds"] = None if lag is None else round(lag, 3)
     return JSONResponse(body, status_code=200 if primary else 503)
 
 

@@ -55,9 +55,8 @@ def app_context(state: Any, **fields: Any) -> Context:
     return Context(
         settings=state.settings,
         sessionmaker=state.sessionmaker,
-        read_sessionmaker=state.read_sessionmaker,
         read_engine=state.read_engine,
-        **{"request": None, **fields},
+        **{"request": None, "replica": state.replica, **fields},
     )
 
 
