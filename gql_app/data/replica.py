@@ -222,7 +222,8 @@ class Replica:
         previous = self.state
         self.state = ReplicaState.OK if lag <= self.max_lag_s else ReplicaState.LAGGING
         if self.state is not previous:
-            log.warning("the read replica is %s (lag %.1f s)", self.state.value, lag)
+            level = logging.INFO if self.state is ReplicaState.OK else logging.WARNING
+            log.log(level, "the read replica is %s (lag %.1f s)", self.state.value, lag)
         self._forget_writers()
 
     def _forget_writers(self) -> None:
