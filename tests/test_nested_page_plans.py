@@ -35,7 +35,9 @@ SLACK = 3  # rows read beyond the page: the look-ahead row, a merge's other side
 BUFFERS = 200  # shared buffers touched by a page statement (the children fill thousands)
 DISCUSSED = N + 1  # the post (by ``other``) carrying the 100 000 comments
 OWN_DRAFT = N + 2  # ``other``'s draft
-VIEWERS = ("author", "other", "admin")
+VIEWERS = ("author", "other", "admin", "few_drafts", "few_published")  # users 1-5
+FEW_DRAFTS = N + 3  # the first of few_drafts' posts: all published but the last two
+FEW_PUBLISHED = 2 * N + 3  # the first of few_published's: all drafts but the first two
 
 SETUP = f"""
 INSERT INTO users (username, email, password_hash, is_admin) VALUES
@@ -50,8 +52,23 @@ FROM generate_series(1, {N}) AS i;
 INSERT INTO posts (author_id, title, content, published_at, created_at)
 VALUES (2, 'discussed', 'body', timestamptz '2025-12-31', timestamptz '2025-12-31'),
        (2, 'own draft', 'body', NULL, timestamptz '2025-12-30');
+INSERT INTO users (username, email, password_hash) VALUES
+  ('few_drafts', 'few_drafts@example.com', 'x'), ('few_published', 'few_published@example.com', 'x');
+INSERT INTO posts (author_id, title, content, published_at, created_at)
+SELECT 4, 'mostly published', 'body',
+       CASE WHEN i > {N - 2} THEN NULL
+            ELSE timestamptz '2026-01-01' + i * interval '1 minute' + interval '30 seconds' END,
+       timestamptz '2026-01-01' + i * interval '1 minute'
+FROM generate_series(1, {N}) AS i;
+INSERT INTO posts (author_id, title, content, published_at, created_at)
+SELECT 5, 'mostly drafts', 'body',
+       CASE WHEN i <= 2
+            THEN timestamptz '2026-01-01' + i * interval '1 minute' + interval '30 seconds' END,
+       timestamptz '2026-01-01' + i * interval '1 minute'
+FROM generate_series(1, {N}) AS i;
 INSERT INTO tags (name) VALUES ('big');
-INSERT INTO post_tags (post_id, tag_id) SELECT i, 1 FROM generate_series(1, {N}) AS i;
+INSERT INTO post_tags (post_id, tag_id, published_at, created_at, title)
+SELECT id, 1, published_at, created_at, title FROM posts WHERE author_id = 1;
 INSERT INTO comments (post_id, author_id, body, created_at)
 SELECT {DISCUSSED}, 1, 'comment', timestamptz '2026-01-01' + i * interval '1 minute'
 FROM generate_series(1, {N}) AS i;
@@ -63,6 +80,13 @@ INSERT INTO transfers (from_account_id, to_account_id, amount, created_at)
 SELECT CASE WHEN i % 2 = 0 THEN 1 ELSE 2 END, CASE WHEN i % 2 = 0 THEN 2 ELSE 1 END, 1,
        timestamptz '2026-01-01' + i * interval '1 minute'
 FROM generate_series(1, {N}) AS i;
+"""
+
+BIG_TABLES = ("posts", "post_tags", "comments", "orders", "transfers")
+SECONDARY_INDEXES = """
+SELECT i.indexrelid::regclass::text AS name, pg_get_indexdef(i.indexrelid) AS ddl
+FROM pg_index i JOIN pg_class t ON t.oid = i.indrelid
+WHERE t.relname = ANY($1::text[]) AND NOT i.indisprimary AND NOT i.indisunique
 """
 
 WINDOW = "first: $first, last: $last, after: $after, before: $before"
@@ -188,7 +212,13 @@ async def big_app(server_url: str) -> AsyncIterator[tuple[Any, str]]:
         raw = url.replace("postgresql+asyncpg://", "postgresql://")
         conn = await asyncpg.connect(raw)
         try:
+            # bulk load, then build the indexes once (as the seed does)
+            indexes = await conn.fetch(SECONDARY_INDEXES, list(BIG_TABLES))
+            for index in indexes:
+                await conn.execute(f"DROP INDEX {index['name']}")
             await conn.execute(SETUP)
+            for index in indexes:
+                await conn.execute(index["ddl"])
             expires = datetime.now(UTC) + timedelta(days=1)
             for user_id, name in enumerate(VIEWERS, start=1):
                 await conn.execute(
@@ -340,3 +370,47 @@ async def test_one_statement_shows_the_viewer_their_drafts_and_others_their_publ
     }
     # And the one statement read the published part for the author, all for ``other``
     assert rows_read(plan, "posts") <= 2 * (2 + 1) + 1, json.dumps(plan, indent=1)
+
+
+EDGE_POSTS = f"""query({VARIABLES}, $name: String!, $order: PostOrder) {{
+  user(username: $name) {{ posts({WINDOW}, orderBy: $order) {{ {PAGE_FIELDS} }} }} }}"""
+
+
+@pytest.mark.parametrize("viewer", ["admin", "self"])
+@pytest.mark.parametrize("direction", ["ASC", "DESC"])
+async def test_a_cursor_deep_among_published_posts_or_drafts_bounds_an_index_range(
+    big_app, direction, viewer
+):
+    # publishedAt with drafts shown: past a cursor, the posts with a date and the
+    # drafts (NULL, last either way) are two index ranges, not an OR left to a filter
+    app, raw = big_app
+    order = {"field": "PUBLISHED_AT", "direction": direction}
+
+    def in_order(published: list[int], drafts: list[int]) -> list[int]:
+        return published + drafts if direction == "ASC" else published[::-1] + drafts[::-1]
+
+    # few_drafts: the last page starts on a published post; the page after it
+    name = "few_drafts"
+    who = name if viewer == "self" else viewer
+    ids = list(range(FEW_DRAFTS, FEW_DRAFTS + N))
+    expected = in_order(ids[:-2], ids[-2:])
+    last, _ = await page(app, raw, EDGE_POSTS, who, {"name": name, "order": order, "last": PAGE})
+    start = last["pageInfo"]["startCursor"]
+    tail, plan = await page(
+        app, raw, EDGE_POSTS, who, {"name": name, "order": order, "first": PAGE, "after": start}
+    )
+    assert ids_of(tail) == expected[-PAGE + 1 :]
+    assert_bounded(plan, ("posts",))
+
+    # few_published: the first page ends on a draft; the page before it
+    name = "few_published"
+    who = name if viewer == "self" else viewer
+    ids = list(range(FEW_PUBLISHED, FEW_PUBLISHED + N))
+    expected = in_order(ids[:2], ids[2:])
+    first, _ = await page(app, raw, EDGE_POSTS, who, {"name": name, "order": order, "first": PAGE})
+    end = first["pageInfo"]["endCursor"]
+    head, plan = await page(
+        app, raw, EDGE_POSTS, who, {"name": name, "order": order, "last": PAGE, "before": end}
+    )
+    assert ids_of(head) == expected[: PAGE - 1]
+    assert_bounded(plan, ("posts",))

@@ -19,6 +19,7 @@ from sqlalchemy import (
     FromClause,
     Select,
     and_,
+    false,
     func,
     literal,
     or_,
@@ -100,15 +101,33 @@ class Ordering:
             return keyset
         return or_(keyset, col.is_(None)) if nulls_last else keyset
 
+    def column(self, entity: Any = None) -> Any:
+        """The sort key's column (of ``entity`` when given)."""
+        return self._columns(entity)[0]
+
     def excludes_nulls(self, conditions: Sequence[ColumnElement[bool]], entity: Any = None) -> bool:
         """Whether ``conditions`` include ``key IS NOT NULL`` (e.g. published posts only)."""
         if not self.key.nullable:
             return False
-        not_null = self._columns(entity)[0].is_not(None)
+        not_null = self.column(entity).is_not(None)
         return any(not_null.compare(cond) for cond in conditions)
 
     def values(self, obj: Any) -> tuple[Any, int]:
         return getattr(obj, self.key.attr), obj.id
+
+    def after_split(
+        self, cursor: tuple[Any, int], entity: Any = None, *, reverse: bool = False
+    ) -> tuple[list[ColumnElement[bool]] | None, list[ColumnElement[bool]] | None]:
+        """``after`` as (bounds of the rows with a key, bounds of the rows with a NULL
+        key), each an index range of its own; None: no such row is after ``cursor``."""
+        pk = self._columns(entity)[1]
+        desc = self.descending != reverse
+        nulls_last = not reverse
+        value, ident = cursor
+        if value is None:
+            return (None if nulls_last else []), [pk < ident if desc else pk > ident]
+        keyed = [self.after(cursor, entity, reverse=reverse, nulls=False)]
+        return keyed, ([] if nulls_last else None)
 
     def _columns(self, entity: Any) -> tuple[Any, Any]:
         if entity is None:
@@ -144,6 +163,26 @@ class PageArgs:
         if self.before is not None:
             conds.append(self.ordering.after(self.before, entity, reverse=True, nulls=nulls))
         return conds
+
+    def ranges(
+        self, entity: Any = None, within: Sequence[ColumnElement[bool]] = ()
+    ) -> list[list[ColumnElement[bool]]]:
+        """The keyset bounds as index ranges: ``[cursor_conditions]``, except past a
+        cursor on a nullable key when ``within`` lets NULL keys in. There ``OR key IS
+        NULL`` would leave the bound to a filter (every row before the cursor read), so
+        the rows with a key and the rows without are two ranges (an empty one left out)."""
+        cursors = [(c, r) for c, r in ((self.after, False), (self.before, True)) if c is not None]
+        ordering = self.ordering
+        if not (cursors and ordering.key.nullable) or ordering.excludes_nulls(within, entity):
+            return [self.cursor_conditions(entity, within)]
+        col = ordering.column(entity)
+        keyed: list[ColumnElement[bool]] | None = [col.is_not(None)]
+        nulls: list[ColumnElement[bool]] | None = [col.is_(None)]
+        for cursor, reverse in cursors:
+            with_key, without = ordering.after_split(cursor, entity, reverse=reverse)
+            keyed = None if keyed is None or with_key is None else [*keyed, *with_key]
+            nulls = None if nulls is None or without is None else [*nulls, *without]
+        return [r for r in (keyed, nulls) if r is not None]
 
 
 @dataclass
@@ -222,24 +261,30 @@ def _page_of_parts(
     sort_keys: Any,
     parents: FromClause,
 ) -> Select[Any]:
-    """The first ``limit + 1`` rows of each part in page order; of several parts,
-    the first ``limit + 1`` of their UNION ALL (PostgreSQL merges the ordered parts;
-    each part names ``parents`` explicitly as the enclosing FROM it correlates to)."""
+    """The first ``limit + 1`` rows of each part (of each of its ranges, see
+    ``PageArgs.ranges``) in page order; of several, the first ``limit + 1`` of their
+    UNION ALL (PostgreSQL merges the ordered parts; each names ``parents``
+    explicitly as the enclosing FROM it correlates to)."""
     order = args.ordering.order_by(sort_keys, reverse=args.backward)
 
-    def part(from_: Any, conds: list[ColumnElement[bool]]) -> Select[Any]:
-        within = [*conds, *where]
+    def part(from_: Any, within: list[ColumnElement[bool]]) -> Select[Any]:
         return (
             select(*_table(model).c)
             .select_from(from_)
-            .where(*within, *args.cursor_conditions(sort_keys, within))
+            .where(*within)
             .order_by(*order)
             .limit(args.limit + 1)
         )
 
-    if len(parts) == 1:
-        return part(*parts[0])
-    merged = union_all(*(part(*p).correlate(parents) for p in parts)).subquery("parts")
+    ranges = [
+        (from_, [*within, *bounds])
+        for from_, conds in parts
+        for within in ([*conds, *where],)
+        for bounds in args.ranges(sort_keys, within)
+    ] or [(parts[0][0], [false()])]
+    if len(ranges) == 1:
+        return part(*ranges[0])
+    merged = union_all(*(part(*r).correlate(parents) for r in ranges)).subquery("parts")
     return (
         select(*merged.c)
         .order_by(*args.ordering.order_by(merged.c, reverse=args.backward))
