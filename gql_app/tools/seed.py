@@ -351,6 +351,8 @@ async def _load(conn: asyncpg.Connection, table: _Table, progress: bool) -> int:
         "CREATE TEMP TABLE post_tags_pairs (post_id bigint, tag_id bigint) ON COMMIT DROP"
     )
     loaded = await _copy(conn, table, progress, into="post_tags_pairs")
+    await conn.execute("ANALYZE post_tags_pairs")
+    await conn.execute("SET LOCAL work_mem = '256MB'")  # the join's hash of the posts in memory
     await conn.execute(
         "INSERT INTO post_tags (post_id, tag_id, published_at, created_at, title)"
         " SELECT l.post_id, l.tag_id, p.published_at, p.created_at, p.title"
