@@ -14,7 +14,7 @@ from sqlalchemy import event
 async def answer_and_plan(
     app: Any, raw_url: str, body: dict[str, Any], marker: str, headers: dict[str, str] | None = None
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """POST ``body`` to ``app``; the response JSON, and the EXPLAIN ANALYZE plan of
+    """POST ``body`` to ``app``; the response JSON, and the EXPLAIN (ANALYZE, BUFFERS) plan of
     the first statement it sent whose text contains ``marker``, run again with the
     same parameters on ``raw_url``."""
     captured: list[tuple[str, Any]] = []
@@ -33,7 +33,9 @@ async def answer_and_plan(
     statement, parameters = next((s, p) for s, p in captured if marker in s)
     conn = await asyncpg.connect(raw_url)
     try:
-        plan_json = await conn.fetchval("EXPLAIN (ANALYZE, FORMAT JSON) " + statement, *parameters)
+        plan_json = await conn.fetchval(
+            "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + statement, *parameters
+        )
     finally:
         await conn.close()
     return response.json(), json.loads(plan_json)[0]["Plan"]

@@ -39,6 +39,11 @@ mutation($cutoff: DateTime!) { deactivateInactiveUsers(input: {lastLoginBefore: 
   affectedCount userErrors { code } } }
 """
 
+TAG_PAGE = """
+query($name: String!, $order: PostOrder) { tag(name: $name) {
+  posts(first: 10, orderBy: $order) { nodes { title } } } }
+"""
+
 
 async def count(stack, model) -> int:
     async with AsyncSession(stack.engine) as session:
@@ -147,6 +152,49 @@ async def test_publish_post_once(stack):
     assert again["data"]["publishPost"]["userErrors"] == [
         {"field": ["input", "id"], "code": "INVALID_STATE"}
     ]
+
+
+async def test_tag_posts_follow_their_posts_publication_and_title(stack):
+    # Tag.posts is read in order from post_tags' copies of the posts' ordering columns
+    world = stack.world
+    token = world.tokens["alice"]
+
+    async def create(title: str, publish: bool) -> str:
+        body = await stack.gql(
+            CREATE,
+            {"input": {"title": title, "content": "c", "tags": ["copies"], "publish": publish}},
+            token=token,
+        )
+        return body["data"]["createPost"]["post"]["id"]
+
+    async def titles(field: str, direction: str = "ASC") -> list[str]:
+        order = {"field": field, "direction": direction}
+        body = await stack.gql(TAG_PAGE, {"name": "copies", "order": order})
+        return [node["title"] for node in body["data"]["tag"]["posts"]["nodes"]]
+
+    bravo = await create("bravo", True)
+    alpha = await create("alpha", False)
+    assert await titles("TITLE") == ["bravo"]  # a draft is not listed
+
+    await stack.gql(PUBLISH, {"id": alpha}, token=token)
+    assert await titles("TITLE") == ["alpha", "bravo"]
+    assert await titles("PUBLISHED_AT", "DESC") == ["alpha", "bravo"]
+
+    await stack.gql(UPDATE, {"input": {"id": bravo, "title": "aardvark"}}, token=token)
+    assert await titles("TITLE") == ["aardvark", "alpha"]
+    assert await titles("CREATED_AT") == ["aardvark", "alpha"]
+
+    await stack.gql(UPDATE, {"input": {"id": alpha, "tags": ["elsewhere"]}}, token=token)
+    assert await titles("TITLE") == ["aardvark"]
+    async with AsyncSession(stack.engine) as session:
+        differing = await session.scalar(
+            text(
+                "SELECT count(*) FROM post_tags t JOIN posts p ON p.id = t.post_id"
+                " WHERE (t.published_at, t.created_at, t.title)"
+                " IS DISTINCT FROM (p.published_at, p.created_at, p.title)"
+            )
+        )
+    assert differing == 0
 
 
 async def test_delete_post_removes_it_and_its_comments(stack):

@@ -47,6 +47,10 @@ INVARIANTS = {
     "posts without 1-4 tags": """
         SELECT count(*) FROM posts p
         WHERE (SELECT count(*) FROM post_tags t WHERE t.post_id = p.id) NOT BETWEEN 1 AND 4""",
+    "post_tags whose copies of the post's ordering columns differ": """
+        SELECT count(*) FROM post_tags t JOIN posts p ON p.id = t.post_id
+        WHERE (t.published_at, t.created_at, t.title)
+              IS DISTINCT FROM (p.published_at, p.created_at, p.title)""",
     "orders without 1-4 items": """
         SELECT count(*) FROM orders o
         WHERE (SELECT count(*) FROM order_items i WHERE i.order_id = o.id) NOT BETWEEN 1 AND 4""",

@@ -109,14 +109,49 @@ class PublishedPostCountByTagIdLoader(CountLoader, model=Post, column=post_tags.
 class CommentCountByPostIdLoader(CountLoader, column=Comment.post_id): ...
 
 
-class PostPageByAuthorIdLoader(PageLoader[Post], column=Post.author_id): ...
+class PostPageByAuthorIdLoader(PageLoader[Post], column=Post.author_id):
+    """A signed-in viewer sees all their own posts and the published posts of others:
+    two parts, each read through its own index (the published one through an index
+    of published posts only); the part that is not the parent's is skipped whole
+    (its parent test is a one-time filter). Anonymous viewers and admins read one."""
+
+    def branches(
+        self, parent: ColumnElement[Any]
+    ) -> list[tuple[Any, list[ColumnElement[bool]]]] | None:
+        viewer = self.ctx.viewer
+        if viewer is None or viewer.is_admin:
+            return None
+        # The viewer's own part names the author as a constant, so that the planner
+        # estimates it from the viewer's own rows and picks the author's index.
+        return [
+            (Post, [Post.author_id == viewer.id, parent == viewer.id]),
+            (Post, [Post.author_id == parent, parent != viewer.id, Post.published_at.is_not(None)]),
+        ]
+
+
+class TaggedPostKeys:
+    """Tag.posts' ordering columns: the copies in post_tags (migration 0005)."""
+
+    created_at = post_tags.c.created_at
+    published_at = post_tags.c.published_at
+    title = post_tags.c.title
+    id = post_tags.c.post_id
 
 
 class PostPageByTagIdLoader(PageLoader[Post], model=Post):
+    """Published posts only (Tag.posts): read in order from post_tags' partial
+    indexes over the copied ordering columns, each row then fetched by id."""
+
+    sort_keys = TaggedPostKeys
+
     def children(self, parent: ColumnElement[Any]) -> tuple[Any, list[ColumnElement[bool]]]:
         return Post.__table__.join(post_tags, post_tags.c.post_id == Post.id), [
             post_tags.c.tag_id == parent
         ]
+
+    def branches(self, parent: ColumnElement[Any]) -> list[tuple[Any, list[ColumnElement[bool]]]]:
+        from_, join = self.children(parent)
+        return [(from_, [*join, post_tags.c.published_at.is_not(None)])]
 
 
 class CommentPageByPostIdLoader(PageLoader[Comment], column=Comment.post_id): ...

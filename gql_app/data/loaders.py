@@ -478,10 +478,20 @@ class PageLoader(Loader[tuple[int, PageRequest], Page[M]], Generic[M]):
     """
 
     reads_viewer = True  # filters carry visibility rules
+    sort_keys: ClassVar[Any] = None
+    """Where the page's ordering columns are read from, when not the model
+    (attributes named as the model's, ``id`` included): e.g. copies in a link table."""
 
     def children(self, parent: ColumnElement[Any]) -> tuple[Any, list[ColumnElement[bool]]]:
         """The FROM and the join conditions of a parent's children."""
         return self.model, [type(self).column == parent]
+
+    def branches(
+        self, parent: ColumnElement[Any]
+    ) -> list[tuple[Any, list[ColumnElement[bool]]]] | None:
+        """The page's rows as disjoint parts, each read in order through its own
+        index and merged (see ``pages_statement``); None: ``children`` alone."""
+        return None
 
     def conditions(self, filter: Any) -> list[ColumnElement[bool]]:
         """Filter and visibility rules: the criteria's own (see ``RootPage.conditions``)."""
@@ -502,6 +512,8 @@ class PageLoader(Loader[tuple[int, PageRequest], Page[M]], Generic[M]):
                 self.conditions(request.filter),
                 request.args,
                 request.with_count,
+                branches=lambda parent: self.branches(parent) or [self.children(parent)],
+                sort_keys=self.sort_keys,
             ),
         )
 

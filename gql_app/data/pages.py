@@ -4,6 +4,8 @@ A page is read with keyset conditions (never OFFSET), so a page of ``n`` rows
 reads about ``n`` rows through an index. Per-parent pages (``user.posts(first:
 5)`` for 100 users) are one statement: ``unnest(:keys)`` LEFT JOIN LATERAL the
 page query, with the optional total as a correlated count in the same statement.
+Children that no one index reads in order (an OR of two foreign keys, rules that
+differ by parent) are read as disjoint parts, each LIMITed in index order, merged.
 """
 
 from __future__ import annotations
@@ -17,12 +19,14 @@ from sqlalchemy import (
     FromClause,
     Select,
     and_,
+    false,
     func,
     literal,
     or_,
     select,
     true,
     tuple_,
+    union_all,
 )
 from sqlalchemy.orm import InstrumentedAttribute
 
@@ -70,9 +74,17 @@ class Ordering:
         return [col_order, pk.desc() if desc else pk.asc()]
 
     def after(
-        self, cursor: tuple[Any, int], entity: Any = None, *, reverse: bool = False
+        self,
+        cursor: tuple[Any, int],
+        entity: Any = None,
+        *,
+        reverse: bool = False,
+        nulls: bool = True,
     ) -> ColumnElement[bool]:
-        """Rows strictly after ``cursor`` in this order (or in the reversed order)."""
+        """Rows strictly after ``cursor`` in this order (or in the reversed order).
+
+        ``nulls=False``: the rows read exclude a NULL key, so no ``OR key IS NULL``
+        (which no index range serves) is added."""
         col, pk = self._columns(entity)
         desc = self.descending != reverse
         nulls_last = not reverse
@@ -85,12 +97,37 @@ class Ordering:
             same_null = and_(col.is_(None), beyond(pk, ident))
             return same_null if nulls_last else or_(col.is_not(None), same_null)
         keyset = beyond(tuple_(col, pk), tuple_(literal(value, col.type), literal(ident, pk.type)))
-        if not self.key.nullable:
+        if not (self.key.nullable and nulls):
             return keyset
         return or_(keyset, col.is_(None)) if nulls_last else keyset
 
+    def column(self, entity: Any = None) -> Any:
+        """The sort key's column (of ``entity`` when given)."""
+        return self._columns(entity)[0]
+
+    def excludes_nulls(self, conditions: Sequence[ColumnElement[bool]], entity: Any = None) -> bool:
+        """Whether ``conditions`` include ``key IS NOT NULL`` (e.g. published posts only)."""
+        if not self.key.nullable:
+            return False
+        not_null = self.column(entity).is_not(None)
+        return any(not_null.compare(cond) for cond in conditions)
+
     def values(self, obj: Any) -> tuple[Any, int]:
         return getattr(obj, self.key.attr), obj.id
+
+    def after_split(
+        self, cursor: tuple[Any, int], entity: Any = None, *, reverse: bool = False
+    ) -> tuple[list[ColumnElement[bool]] | None, list[ColumnElement[bool]] | None]:
+        """``after`` as (bounds of the rows with a key, bounds of the rows with a NULL
+        key), each an index range of its own; None: no such row is after ``cursor``."""
+        pk = self._columns(entity)[1]
+        desc = self.descending != reverse
+        nulls_last = not reverse
+        value, ident = cursor
+        if value is None:
+            return (None if nulls_last else []), [pk < ident if desc else pk > ident]
+        keyed = [self.after(cursor, entity, reverse=reverse, nulls=False)]
+        return keyed, ([] if nulls_last else None)
 
     def _columns(self, entity: Any) -> tuple[Any, Any]:
         if entity is None:
@@ -114,13 +151,38 @@ class PageArgs:
     after: tuple[Any, int] | None
     before: tuple[Any, int] | None
 
-    def cursor_conditions(self, entity: Any = None) -> list[ColumnElement[bool]]:
+    def cursor_conditions(
+        self, entity: Any = None, within: Sequence[ColumnElement[bool]] = ()
+    ) -> list[ColumnElement[bool]]:
+        """The keyset bounds; ``within``: the other conditions of the rows read (a
+        NULL key they exclude needs no ``OR key IS NULL``)."""
+        nulls = not self.ordering.excludes_nulls(within, entity)
         conds = []
         if self.after is not None:
-            conds.append(self.ordering.after(self.after, entity))
+            conds.append(self.ordering.after(self.after, entity, nulls=nulls))
         if self.before is not None:
-            conds.append(self.ordering.after(self.before, entity, reverse=True))
+            conds.append(self.ordering.after(self.before, entity, reverse=True, nulls=nulls))
         return conds
+
+    def ranges(
+        self, entity: Any = None, within: Sequence[ColumnElement[bool]] = ()
+    ) -> list[list[ColumnElement[bool]]]:
+        """The keyset bounds as index ranges: ``[cursor_conditions]``, except past a
+        cursor on a nullable key when ``within`` lets NULL keys in. There ``OR key IS
+        NULL`` would leave the bound to a filter (every row before the cursor read), so
+        the rows with a key and the rows without are two ranges (an empty one left out)."""
+        cursors = [(c, r) for c, r in ((self.after, False), (self.before, True)) if c is not None]
+        ordering = self.ordering
+        if not (cursors and ordering.key.nullable) or ordering.excludes_nulls(within, entity):
+            return [self.cursor_conditions(entity, within)]
+        col = ordering.column(entity)
+        keyed: list[ColumnElement[bool]] | None = [col.is_not(None)]
+        nulls: list[ColumnElement[bool]] | None = [col.is_(None)]
+        for cursor, reverse in cursors:
+            with_key, without = ordering.after_split(cursor, entity, reverse=reverse)
+            keyed = None if keyed is None or with_key is None else [*keyed, *with_key]
+            nulls = None if nulls is None or without is None else [*nulls, *without]
+        return [r for r in (keyed, nulls) if r is not None]
 
 
 @dataclass
@@ -150,6 +212,12 @@ class Page(Generic[M]):
 Children = Callable[[ColumnElement[Any]], tuple[FromClause | type[Any], list[ColumnElement[bool]]]]
 """Given the parent-id column, the FROM of the children and the join conditions."""
 
+Branches = Callable[
+    [ColumnElement[Any]], list[tuple[FromClause | type[Any], list[ColumnElement[bool]]]]
+]
+"""Given the parent-id column, the children as disjoint parts (FROM and conditions),
+each of which one index reads in page order."""
+
 
 def pages_statement(
     model: type[Any],
@@ -157,19 +225,22 @@ def pages_statement(
     where: Sequence[ColumnElement[bool]],
     args: PageArgs,
     with_count: bool,
+    *,
+    branches: Branches | None = None,
+    sort_keys: Any = None,
 ) -> Select[Any]:
     """One statement: a page of children for every parent id in ``:keys``, each
-    read through the index (a LATERAL subquery per parent)."""
+    read through the index (a LATERAL subquery per parent).
+
+    ``branches``: the page's rows as disjoint parts (default: ``children``), each
+    read in order and LIMITed on its own, merged and LIMITed again (an OR of two
+    foreign keys, or rules that differ by parent). ``sort_keys``: where the ordering
+    columns are read from, when not ``model`` (attributes named as the model's).
+    The total counts ``children`` under ``where``."""
     parents = func.unnest(keys_param()).table_valued("pid").render_derived("p")
     from_, join = children(parents.c.pid)
-    inner = (
-        select(*_table(model).c)
-        .select_from(from_)
-        .where(*join, *where, *args.cursor_conditions())
-        .order_by(*args.ordering.order_by(reverse=args.backward))
-        .limit(args.limit + 1)
-        .lateral("page")
-    )
+    parts = branches(parents.c.pid) if branches is not None else [(from_, join)]
+    inner = _page_of_parts(model, parts, where, args, sort_keys, parents).lateral("page")
     columns: list[Any] = [parents.c.pid.label("gql_parent"), *inner.c]
     if with_count:
         count = select(func.count()).select_from(from_).where(*join, *where).scalar_subquery()
@@ -179,6 +250,45 @@ def pages_statement(
         .select_from(parents)
         .outerjoin(inner, true())
         .order_by(parents.c.pid, *args.ordering.order_by(inner.c, reverse=args.backward))
+    )
+
+
+def _page_of_parts(
+    model: type[Any],
+    parts: list[tuple[FromClause | type[Any], list[ColumnElement[bool]]]],
+    where: Sequence[ColumnElement[bool]],
+    args: PageArgs,
+    sort_keys: Any,
+    parents: FromClause,
+) -> Select[Any]:
+    """The first ``limit + 1`` rows of each part (of each of its ranges, see
+    ``PageArgs.ranges``) in page order; of several, the first ``limit + 1`` of their
+    UNION ALL (PostgreSQL merges the ordered parts; each names ``parents``
+    explicitly as the enclosing FROM it correlates to)."""
+    order = args.ordering.order_by(sort_keys, reverse=args.backward)
+
+    def part(from_: Any, within: list[ColumnElement[bool]]) -> Select[Any]:
+        return (
+            select(*_table(model).c)
+            .select_from(from_)
+            .where(*within)
+            .order_by(*order)
+            .limit(args.limit + 1)
+        )
+
+    ranges = [
+        (from_, [*within, *bounds])
+        for from_, conds in parts
+        for within in ([*conds, *where],)
+        for bounds in args.ranges(sort_keys, within)
+    ] or [(parts[0][0], [false()])]
+    if len(ranges) == 1:
+        return part(*ranges[0])
+    merged = union_all(*(part(*r).correlate(parents) for r in ranges)).subquery("parts")
+    return (
+        select(*merged.c)
+        .order_by(*args.ordering.order_by(merged.c, reverse=args.backward))
+        .limit(args.limit + 1)
     )
 
 
@@ -208,7 +318,7 @@ def page_statement(
     """A root connection's page, and its total in the same statement when asked."""
     page = (
         select(*_table(model).c)
-        .where(*where, *args.cursor_conditions())
+        .where(*where, *args.cursor_conditions(None, where))
         .order_by(*args.ordering.order_by(reverse=args.backward))
         .limit(args.limit + 1)
     )

@@ -18,7 +18,15 @@ class AccountsByOwnerIdLoader(ListByColumnLoader[Account], column=Account.owner_
 
 
 class TransferPageByAccountIdLoader(PageLoader[Transfer], model=Transfer):
-    """Transfers into or out of an account."""
+    """Transfers into or out of an account: the page reads each side through its own
+    index ((from|to)_account_id, created_at, id), LIMITed, and merges the two (a
+    transfer is never from and to the same account: no row is in both)."""
 
     def children(self, parent: ColumnElement[Any]) -> tuple[Any, list[ColumnElement[bool]]]:
         return Transfer, [or_(Transfer.from_account_id == parent, Transfer.to_account_id == parent)]
+
+    def branches(self, parent: ColumnElement[Any]) -> list[tuple[Any, list[ColumnElement[bool]]]]:
+        return [
+            (Transfer, [Transfer.from_account_id == parent]),
+            (Transfer, [Transfer.to_account_id == parent]),
+        ]

@@ -341,7 +341,29 @@ def shared_password_hash(seed: int) -> str:
     return PasswordHasher().hash(SEED_PASSWORD, salt=salt)
 
 
-async def _copy(conn: asyncpg.Connection, table: _Table, progress: bool) -> int:
+async def _load(conn: asyncpg.Connection, table: _Table, progress: bool) -> int:
+    """COPY ``table``'s rows. post_tags also holds copies of its post's ordering
+    columns (migration 0005): its pairs are copied into a scratch table, then joined
+    to the loaded posts in one INSERT (set-based: no per-row trigger call)."""
+    if table.name != "post_tags":
+        return await _copy(conn, table, progress)
+    await conn.execute(
+        "CREATE TEMP TABLE post_tags_pairs (post_id bigint, tag_id bigint) ON COMMIT DROP"
+    )
+    loaded = await _copy(conn, table, progress, into="post_tags_pairs")
+    await conn.execute("ANALYZE post_tags_pairs")
+    await conn.execute("SET LOCAL work_mem = '256MB'")  # the join's hash of the posts in memory
+    await conn.execute(
+        "INSERT INTO post_tags (post_id, tag_id, published_at, created_at, title)"
+        " SELECT l.post_id, l.tag_id, p.published_at, p.created_at, p.title"
+        " FROM post_tags_pairs l JOIN posts p ON p.id = l.post_id"
+    )
+    return loaded
+
+
+async def _copy(
+    conn: asyncpg.Connection, table: _Table, progress: bool, into: str | None = None
+) -> int:
     loaded = 0
     with tqdm(
         total=table.expected,
@@ -358,7 +380,9 @@ async def _copy(conn: asyncpg.Connection, table: _Table, progress: bool) -> int:
                 loaded += len(chunk)
                 bar.update(len(chunk))
 
-        await conn.copy_records_to_table(table.name, records=stream(), columns=table.columns)
+        await conn.copy_records_to_table(
+            into or table.name, records=stream(), columns=table.columns
+        )
         bar.total = loaded
         bar.refresh()
     return loaded
@@ -467,7 +491,7 @@ async def seed(url: str, scale: int, *, progress: bool = True, seed: int = 42) -
             await conn.execute("SET LOCAL synchronous_commit = off")
             restore = await _detach_indexes_and_foreign_keys(conn, names)
             for table in plan:
-                rows[table.name] = await _copy(conn, table, progress)
+                rows[table.name] = await _load(conn, table, progress)
             for ddl in tqdm(restore, desc="indexes    ", unit=" ddl", disable=not progress):
                 await conn.execute(ddl)
             await _reset_identities(conn, names)
