@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, exists, func, literal, or_, select
+from sqlalchemy import BigInteger, ColumnElement, exists, func, literal, or_, select
 
 from gql_app.content.models import Comment, Post, PostTotal, Tag, post_tags
 from gql_app.data.context import Context
@@ -137,7 +137,8 @@ def post_total(criteria: PostCriteria, visibility: Any) -> ColumnElement[Any] | 
         return func.coalesce(author.scalar_subquery(), 0)
     drafts_of_all = PostTotal.posts - PostTotal.published
     count = _sum(published and PostTotal.published, drafts is Drafts.ALL and drafts_of_all)
-    total: ColumnElement[Any] = select(func.coalesce(func.sum(count), 0)).scalar_subquery()
+    summed = func.coalesce(func.sum(count), 0).cast(BigInteger)  # sum(bigint) is numeric
+    total: ColumnElement[Any] = select(summed).scalar_subquery()
     if drafts is Drafts.VIEWER:
         mine = select(User.post_count - User.published_post_count).where(User.id == visibility)
         total = total + func.coalesce(mine.scalar_subquery(), 0)
