@@ -16,10 +16,11 @@ from typing import Any
 
 import pytest
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
 from gql_app.relay.ids import decode_id
-from tests.conftest import Stack
+from gql_app.tools.seed import seed
+from tests.conftest import Stack, scratch_database
 from tests.factories import MANY_USERS, TAG_NAMES
 
 DRIFT = """
@@ -442,3 +443,28 @@ async def test_the_root_total_reads_the_striped_rows_not_the_posts(stack, stack_
         assert len(statements) == 1
         assert "post_totals" in statements[0]
         assert "count(" not in statements[0]
+
+
+# ---------------------------------------------------------------- the seed
+
+
+async def test_the_seed_loads_the_counts_and_leaves_the_triggers_on(server_url):
+    async with scratch_database(server_url, "seedcounts") as url:
+        await seed(url, 20, progress=False)
+        engine = create_async_engine(url)
+        try:
+            seeded = Stack(None, engine, None, None, None, url)  # type: ignore[arg-type]
+            # Then every count is exact, and none is trivially zero
+            assert await drift(seeded) == NO_DRIFT
+            assert await scalar(seeded, "SELECT sum(published) FROM post_totals") == 160
+            assert await scalar(seeded, "SELECT min(comment_count) FROM posts") == 0
+            assert await scalar(seeded, "SELECT max(comment_count) FROM posts") > 1
+            assert await scalar(seeded, "SELECT sum(published_post_count) FROM tags") > 160
+            # And the triggers count the next write
+            await run_sql(
+                seeded, "INSERT INTO comments (post_id, author_id, body) VALUES (1, 1, 'x')"
+            )
+            await run_sql(seeded, "UPDATE posts SET published_at = NULL WHERE id < 10")
+            assert await drift(seeded) == NO_DRIFT
+        finally:
+            await engine.dispose()
