@@ -18,10 +18,13 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
+from bench.workloads import W1_FEED, W2_PEOPLE
+from gql_app.data.db import asyncpg_dsn
 from gql_app.relay.ids import decode_id
 from gql_app.tools.seed import seed
 from tests.conftest import Stack, scratch_database
 from tests.factories import MANY_USERS, TAG_NAMES
+from tests.plans import answer_and_plan
 
 DRIFT = """
 SELECT
@@ -468,3 +471,28 @@ async def test_the_seed_loads_the_counts_and_leaves_the_triggers_on(server_url):
             assert await drift(seeded) == NO_DRIFT
         finally:
             await engine.dispose()
+
+
+def scans(plan: dict[str, Any]) -> list[tuple[str, int]]:
+    """(relation, rows read) of every scan in a plan."""
+    found = []
+    if "Relation Name" in plan:
+        found.append((plan["Relation Name"], plan["Actual Rows"] * plan["Actual Loops"]))
+    for child in plan.get("Plans", []):
+        found += scans(child)
+    return found
+
+
+async def test_w1_total_reads_the_stripes_and_w2_totals_read_nothing(stack):
+    # W1: the page statement scans posts once (the page); the total reads at most 16 rows
+    _, plan = await answer_and_plan(
+        stack.app, asyncpg_dsn(stack.url), {"query": W1_FEED}, "post_totals"
+    )
+    read = scans(plan)
+    assert [relation for relation, _ in read].count("posts") == 1, read
+    assert [rows <= 16 for relation, rows in read if relation == "post_totals"] == [True]
+    # W2: the per-user post pages carry no count at all
+    _, plan = await answer_and_plan(
+        stack.app, asyncpg_dsn(stack.url), {"query": W2_PEOPLE}, "LATERAL"
+    )
+    assert [relation for relation, _ in scans(plan)] == ["posts"]
