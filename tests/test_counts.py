@@ -23,6 +23,7 @@ from gql_app.data.db import asyncpg_dsn
 from gql_app.relay.ids import decode_id
 from gql_app.tools.seed import seed
 from tests.conftest import Stack, scratch_database
+from tests.documents import W1_FEED_N, W2_PEOPLE_N
 from tests.factories import MANY_USERS, TAG_NAMES
 from tests.plans import answer_and_plan
 
@@ -496,3 +497,18 @@ async def test_w1_total_reads_the_stripes_and_w2_totals_read_nothing(stack):
         stack.app, asyncpg_dsn(stack.url), {"query": W2_PEOPLE}, "LATERAL"
     )
     assert [relation for relation, _ in scans(plan)] == ["posts"]
+
+
+@pytest.mark.parametrize(("document", "expected"), [(W1_FEED_N, 6), (W2_PEOPLE_N, 3)])
+async def test_w1_and_w2_statements_do_not_grow_with_page_size(
+    stack, stack_sql, document, expected
+):
+    # W1: the page with its total, authors, tags, comment pages, profiles, comment authors
+    # (no comment counts); W2: users, their post pages, tags (no post counts, no totals)
+    counts = []
+    for size in (2, 10):
+        stack_sql.reset()
+        body = await stack.gql(document, {"n": size})
+        assert body["data"]
+        counts.append(stack_sql.count)
+    assert counts == [expected, expected], stack_sql.statements
