@@ -49,16 +49,18 @@ W1_BOUND = binding(
 
 USER_COLUMNS = (
     "users.id, users.username, users.email, users.password_hash, users.is_active, "
-    "users.is_admin, users.age, users.created_at, users.updated_at, users.last_login_at"
+    "users.is_admin, users.age, users.created_at, users.updated_at, users.last_login_at, "
+    "users.post_count, users.published_post_count"
 )
 POST_COLUMNS = (
     "posts.id AS id, posts.author_id AS author_id, posts.title AS title, "
     "posts.content AS content, posts.published_at AS published_at, "
-    "posts.created_at AS created_at, posts.updated_at AS updated_at"
+    "posts.created_at AS created_at, posts.updated_at AS updated_at, "
+    "posts.comment_count AS comment_count"
 )
 PAGE_POST_COLUMNS = (
     "page.id, page.author_id, page.title, page.content, page.published_at, "
-    "page.created_at, page.updated_at"
+    "page.created_at, page.updated_at, page.comment_count"
 )
 
 USERS_BY_ID = f"SELECT {USER_COLUMNS} \nFROM users \nWHERE users.id = ANY ($1::BIGINT[])"
@@ -67,27 +69,24 @@ PROFILES_BY_USER_ID = (
     "FROM profiles \nWHERE profiles.user_id = ANY ($1::BIGINT[])"
 )
 TAGS_BY_POST_ID = (
-    "SELECT post_tags.post_id, tags.id, tags.name \n"
+    "SELECT post_tags.post_id, tags.id, tags.name, tags.published_post_count \n"
     "FROM tags JOIN post_tags ON post_tags.tag_id = tags.id \n"
     "WHERE post_tags.post_id = ANY ($1::BIGINT[]) ORDER BY post_tags.post_id, tags.name, tags.id"
 )
-COMMENT_COUNTS = (
-    "SELECT comments.post_id, count(*) AS count_1 \nFROM comments \n"
-    "WHERE comments.post_id = ANY ($1::BIGINT[]) GROUP BY comments.post_id"
-)
 POSTS_BY_ID = (
     "SELECT posts.id, posts.author_id, posts.title, posts.content, posts.published_at, "
-    "posts.created_at, posts.updated_at \nFROM posts \nWHERE posts.id = ANY ($1::BIGINT[])"
+    "posts.created_at, posts.updated_at, posts.comment_count \nFROM posts \n"
+    "WHERE posts.id = ANY ($1::BIGINT[])"
 )
 
-# W1
+# W1 (the total: the striped published-post counts, summed; migration 0006)
 FEED_PAGE = (
-    f"SELECT total.n, {PAGE_POST_COLUMNS} \n"
-    "FROM (SELECT count(*) AS n \nFROM posts \n"
-    "WHERE posts.published_at IS NOT NULL AND posts.published_at IS NOT NULL) AS total "
+    f"SELECT t.gql_total, {PAGE_POST_COLUMNS} \n"
+    "FROM (SELECT (SELECT CAST(coalesce(sum(post_totals.published), $1::INTEGER) AS BIGINT) "
+    "AS coalesce_1 \nFROM post_totals) AS gql_total) AS t "
     f"LEFT OUTER JOIN (SELECT {POST_COLUMNS} \nFROM posts \n"
     "WHERE posts.published_at IS NOT NULL AND posts.published_at IS NOT NULL "
-    "ORDER BY posts.published_at DESC NULLS LAST, posts.id DESC \n LIMIT $1::INTEGER) AS page "
+    "ORDER BY posts.published_at DESC NULLS LAST, posts.id DESC \n LIMIT $2::INTEGER) AS page "
     "ON true ORDER BY page.published_at DESC NULLS LAST, page.id DESC"
 )
 COMMENT_PAGES = (
@@ -104,14 +103,8 @@ USERS_PAGE = (
     f"SELECT {USER_COLUMNS} \nFROM users ORDER BY users.created_at ASC, users.id ASC \n"
     " LIMIT $1::INTEGER"
 )
-PUBLISHED_POST_COUNTS = (
-    "SELECT posts.author_id, count(*) AS count_1 \nFROM posts \n"
-    "WHERE posts.author_id = ANY ($1::BIGINT[]) AND posts.published_at IS NOT NULL "
-    "GROUP BY posts.author_id"
-)
 POST_PAGES_BY_AUTHOR = (
-    f"SELECT p.pid, {PAGE_POST_COLUMNS}, (SELECT count(*) AS count_1 \nFROM posts \n"
-    "WHERE posts.author_id = p.pid AND posts.published_at IS NOT NULL) AS total \n"
+    f"SELECT p.pid, {PAGE_POST_COLUMNS} \n"
     f"FROM unnest($1::BIGINT[]) AS p(pid) LEFT OUTER JOIN LATERAL (SELECT {POST_COLUMNS} \n"
     "FROM posts \nWHERE posts.author_id = p.pid AND posts.published_at IS NOT NULL "
     "ORDER BY posts.created_at DESC, posts.id DESC \n LIMIT $2::INTEGER) AS page ON true "
@@ -145,14 +138,13 @@ def b64(data: bytes) -> str:
 
 
 async def feed(conn: asyncpg.Connection, variables: dict[str, Any]) -> Any:
-    rows = await conn.fetch(FEED_PAGE, 51)
-    total = rows[0]["n"] if rows else 0
+    rows = await conn.fetch(FEED_PAGE, 0, 51)
+    total = rows[0]["gql_total"] if rows else 0
     posts = [r for r in rows if r["id"] is not None][:50]
     post_ids = [p["id"] for p in posts]
     author_ids = unique(p["author_id"] for p in posts)
     users = {u["id"]: u for u in await conn.fetch(USERS_BY_ID, author_ids)}
     tags = tag_lists(await conn.fetch(TAGS_BY_POST_ID, post_ids))
-    counts = dict(await conn.fetch(COMMENT_COUNTS, post_ids))
     comments: dict[int, list[asyncpg.Record]] = defaultdict(list)
     for row in await conn.fetch(COMMENT_PAGES, post_ids, 4):
         if row["id"] is not None:
@@ -183,7 +175,7 @@ async def feed(conn: asyncpg.Connection, variables: dict[str, Any]) -> Any:
                         ),
                     },
                     "tags": tags.get(post["id"], []),
-                    "commentCount": counts.get(post["id"], 0),
+                    "commentCount": post["comment_count"],
                     "comments": {
                         "nodes": [
                             {
@@ -202,27 +194,23 @@ async def feed(conn: asyncpg.Connection, variables: dict[str, Any]) -> Any:
 async def people(conn: asyncpg.Connection, variables: dict[str, Any]) -> Any:
     users = (await conn.fetch(USERS_PAGE, 21))[:20]
     user_ids = [u["id"] for u in users]
-    post_counts = dict(await conn.fetch(PUBLISHED_POST_COUNTS, user_ids))
     pages: dict[int, list[asyncpg.Record]] = defaultdict(list)
-    totals: dict[int, int] = {}
     for row in await conn.fetch(POST_PAGES_BY_AUTHOR, user_ids, 6):
-        totals[row["pid"]] = row["total"]
         if row["id"] is not None:
             pages[row["pid"]].append(row)
     post_ids = [p["id"] for uid in user_ids for p in pages[uid][:5]]
     tags = tag_lists(await conn.fetch(TAGS_BY_POST_ID, post_ids))
-    counts = dict(await conn.fetch(COMMENT_COUNTS, post_ids))
     nodes = [
         {
             "username": u["username"],
-            "postCount": post_counts.get(u["id"], 0),
+            "postCount": u["published_post_count"],  # anonymous: published posts only
             "posts": {
-                "totalCount": totals.get(u["id"], 0),
+                "totalCount": u["published_post_count"],
                 "nodes": [
                     {
                         "title": p["title"],
                         "tags": tags.get(p["id"], []),
-                        "commentCount": counts.get(p["id"], 0),
+                        "commentCount": p["comment_count"],
                     }
                     for p in pages[u["id"]][:5]
                 ],

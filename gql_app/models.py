@@ -1,7 +1,7 @@
 """Every domain's models, imported for Alembic's target_metadata. Nothing else."""
 
 from gql_app.commerce.models import Order, OrderItem, OrderStatus, Product
-from gql_app.content.models import Comment, Post, Tag, post_tags
+from gql_app.content.models import Comment, Post, PostTotal, Tag, post_tags
 from gql_app.data.db import Base
 from gql_app.data.trusted_documents import TrustedDocument
 from gql_app.money.models import Account, Transfer
@@ -16,6 +16,7 @@ __all__ = [
     "OrderItem",
     "OrderStatus",
     "Post",
+    "PostTotal",
     "Product",
     "Profile",
     "Tag",

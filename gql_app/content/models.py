@@ -2,7 +2,20 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Column, DateTime, ForeignKey, Index, String, Table, Text, func, text
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    SmallInteger,
+    String,
+    Table,
+    Text,
+    func,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from gql_app.data.db import Base, CreatedAt, PrimaryKey, trigram_index
@@ -108,6 +121,8 @@ class Post(Base):
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
     )
+    comment_count: Mapped[int] = mapped_column(Integer, server_default="0")
+    """Maintained by the database (migration 0006's triggers): never written here."""
 
 
 class Tag(Base):
@@ -115,6 +130,20 @@ class Tag(Base):
 
     id: Mapped[PrimaryKey]
     name: Mapped[str] = mapped_column(String(50), unique=True)
+    published_post_count: Mapped[int] = mapped_column(Integer, server_default="0")
+    """Maintained by the database (migration 0006's triggers): never written here."""
+
+
+class PostTotal(Base):
+    """Every post and every published post, over striped rows summed on read: the
+    writing transaction adds to the stripe of its id (migration 0006's triggers), so
+    concurrent writers rarely wait on one another. Never written here."""
+
+    __tablename__ = "post_totals"
+
+    stripe: Mapped[int] = mapped_column(SmallInteger, primary_key=True, autoincrement=False)
+    posts: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    published: Mapped[int] = mapped_column(BigInteger, server_default="0")
 
 
 class Comment(Base):

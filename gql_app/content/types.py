@@ -8,15 +8,14 @@ import strawberry
 
 from gql_app.content import models
 from gql_app.content.loaders import (
-    CommentCountByPostIdLoader,
     CommentPageByPostIdLoader,
     PostByIdLoader,
     PostCriteria,
     PostPageByTagIdLoader,
-    PublishedPostCountByTagIdLoader,
     TagsByPostIdLoader,
+    tag_post_total,
 )
-from gql_app.engine.fields import loaded
+from gql_app.engine.fields import computed, loaded
 from gql_app.relay.connection import Connection, OrderDirection, Sorting, connection
 from gql_app.relay.ids import decode_id_of
 from gql_app.relay.node import Node, global_id
@@ -91,7 +90,7 @@ class Post(Node):
         list[Annotated["Tag", strawberry.lazy("gql_app.content.types")]],
         description="Sorted by name.",
     )
-    comment_count: int = loaded(CommentCountByPostIdLoader, "id", int)
+    comment_count: int  # maintained by the database with every write (migration 0006)
     comments: Connection[Comment] = connection(CommentPageByPostIdLoader, COMMENT_ORDER)
 
 
@@ -104,9 +103,10 @@ class Tag(Node):
         PostPageByTagIdLoader,
         POST_ORDER,
         criteria=PostCriteria(published_only=True),
+        total=tag_post_total,
         description="Published posts carrying this tag.",
     )
-    post_count: int = loaded(PublishedPostCountByTagIdLoader, "id", int)
+    post_count: int = computed(lambda tag, info: tag.published_post_count, int)
 
 
 @strawberry.type

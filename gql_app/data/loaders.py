@@ -548,11 +548,22 @@ class RootPage(Declared, Generic[M]):
         criteria, page window and visibility)."""
         return criteria.conditions(self.ctx) if criteria is not None else []
 
+    def total(self, criteria: Any) -> ColumnElement[Any] | None:
+        """The total as a small SQL expression over maintained counts, which may only
+        read the context through ``ctx.visibility``; None (the default): count the rows."""
+        return None
+
     async def read(self, args: PageArgs, criteria: Hashable, with_count: bool) -> Page[M]:
         ctx = self.ctx
         statement = page_statement_for(
             (type(self), criteria, args, with_count, ctx.visibility),
-            lambda: page_statement(self.model, self.conditions(criteria), args, with_count),
+            lambda: page_statement(
+                self.model,
+                self.conditions(criteria),
+                args,
+                with_count,
+                self.total(criteria) if with_count else None,
+            ),
         )
         page = root_page_of(await ctx.db.rows(statement), args, with_count)
         ctx.loaders.prime_all(self.model, page.items)

@@ -314,8 +314,10 @@ def page_statement(
     where: Sequence[ColumnElement[bool]],
     args: PageArgs,
     with_count: bool,
+    total: ColumnElement[Any] | None = None,
 ) -> Select[Any]:
-    """A root connection's page, and its total in the same statement when asked."""
+    """A root connection's page, and its total in the same statement when asked:
+    ``total`` (an expression over maintained counts) when given, else a count."""
     page = (
         select(*_table(model).c)
         .where(*where, *args.cursor_conditions(None, where))
@@ -325,10 +327,15 @@ def page_statement(
     if not with_count:
         return page
     inner = page.subquery("page")
-    total = select(func.count().label("gql_total")).select_from(model).where(*where).subquery("t")
+    counted = (
+        select(func.count().label("gql_total")).select_from(model).where(*where)
+        if total is None
+        else select(total.label("gql_total"))
+    )
+    totals = counted.subquery("t")
     return (
-        select(total.c.gql_total, *inner.c)
-        .select_from(total)
+        select(totals.c.gql_total, *inner.c)
+        .select_from(totals)
         .outerjoin(inner, true())
         .order_by(*args.ordering.order_by(inner.c, reverse=args.backward))
     )

@@ -6,9 +6,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import inspect
-from collections.abc import Callable, Hashable
+from collections.abc import Awaitable, Callable, Hashable
 from typing import Any, Generic, TypeVar
 
 import strawberry
@@ -203,6 +204,7 @@ def connection(
     order_by: bool = True,
     key: str = "id",
     guard: Guard | None = None,
+    total: MaintainedTotal | None = None,
     **field_options: Any,
 ) -> Any:
     """A connection field read by ``source``: a page loader (nested, keyed by the
@@ -211,7 +213,9 @@ def connection(
     ``filter``: the filter input type exposed as ``filter``; its ``criteria()``
     is what ``source`` filters by (``criteria`` when the field has no filter
     argument). ``order_by``: whether ``orderBy`` is exposed. ``guard(ctx, parent)``
-    runs first.
+    runs first. ``total(ctx, parent, criteria)``: a nested page's ``totalCount`` read
+    from the parent's row (its maintained counts), or None to count in the page
+    statement. A root page reader gives its own (``RootPage.total``).
     """
     empty = filter().criteria() if filter is not None else criteria
     arguments = Arguments(sorting, empty, guard)
@@ -222,10 +226,13 @@ def connection(
         def resolve(root: Any, info: Any, **kwargs: Any) -> Any:
             parent = getattr(root, key)
             args, where = arguments.read(root, info, kwargs, parent)
-            request = PageRequest(args, where, total_count.wanted(info))
+            wanted = total_count.wanted(info)
+            known_total = total(info.context, root, where) if wanted and total else None
+            request = PageRequest(args, where, wanted and known_total is None)
             pages = info.context.loaders.get(source, info)
             known = pages.peek(page_key := (parent, request))
-            return pages.load(page_key) if known is MISSING else known
+            page = pages.load(page_key) if known is MISSING else known
+            return page if known_total is None else with_total(page, known_total)
 
     else:
 
@@ -239,6 +246,21 @@ def connection(
 
     _declare(resolve, filter, sorting.input if order_by else None)
     return strawberry.field(resolver=resolve, **field_options)
+
+
+MaintainedTotal = Callable[[Any, Any, Any], int | None]
+"""``(ctx, parent row, criteria) -> total or None``: see ``connection(total=)``."""
+
+
+def with_total(page: Page[Any] | Awaitable[Page[Any]], total: int) -> Any:
+    """The page (or the page to come) with ``total`` as its totalCount."""
+    if isinstance(page, Page):
+        return dataclasses.replace(page, total=total)
+
+    async def later() -> Page[Any]:
+        return dataclasses.replace(await page, total=total)
+
+    return later()
 
 
 class Arguments:

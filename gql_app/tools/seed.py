@@ -303,7 +303,98 @@ SEEDED_TABLES = tuple(COLUMNS)
 """Every table ``seed`` loads, parents first."""
 
 
-def _plan(scale: int, seed: int, password_hash: str) -> list[_Table]:
+# --------------------------------------------------------------------------- maintained counts
+
+
+class _Counts:
+    """The maintained counts (migration 0006), counted as the rows stream to COPY.
+
+    The counting triggers are off for the load (and the foreign keys dropped), so
+    children are loaded before their parents: comments, posts, post_tags, then tags
+    and users, each parent row leaving with its counts, and no UPDATE rewrites a
+    loaded table afterwards. ``post_totals`` is written once at the end.
+    """
+
+    COLUMNS = {
+        "posts": ("comment_count",),
+        "tags": ("published_post_count",),
+        "users": ("post_count", "published_post_count"),
+    }
+    FIRST = ("comments", "posts", "post_tags", "tags", "users")
+    """Loaded first, in this order: each one's counts come from the ones before it."""
+    TRIGGERED = ("comments", "posts", "post_tags")
+
+    def __init__(self, scale: int) -> None:
+        self.comments = [0] * (10 * scale + 1)  # by post id
+        self.published = bytearray(10 * scale + 1)  # by post id
+        self.posts = [0] * (scale + 1)  # by author id
+        self.published_posts = [0] * (scale + 1)
+        self.tagged = [0] * (TAG_COUNT + 1)  # published posts, by tag id
+
+    def counted(self, tables: dict[str, tuple[Iterable[Row], int]]) -> None:
+        """Wrap the row streams that count or carry counts, and put them first."""
+        wrap = {
+            "comments": self._comments,
+            "posts": self._posts,
+            "post_tags": self._post_tags,
+            "tags": self._tags,
+            "users": self._users,
+        }
+        rest = {name: table for name, table in tables.items() if name not in self.FIRST}
+        first = {name: (wrap[name](tables[name][0]), tables[name][1]) for name in self.FIRST}
+        tables.clear()
+        tables.update(first | rest)
+
+    def _comments(self, rows: Iterable[Row]) -> Iterator[Row]:
+        comments = self.comments
+        for row in rows:
+            comments[row[1]] += 1
+            yield row
+
+    def _posts(self, rows: Iterable[Row]) -> Iterator[Row]:
+        comments, published = self.comments, self.published
+        posts, published_posts = self.posts, self.published_posts
+        for row in rows:
+            post, author = row[0], row[1]
+            posts[author] += 1
+            if row[4] is not None:
+                published[post] = 1
+                published_posts[author] += 1
+            yield (*row, comments[post])
+
+    def _post_tags(self, rows: Iterable[Row]) -> Iterator[Row]:
+        published, tagged = self.published, self.tagged
+        for row in rows:
+            if published[row[0]]:
+                tagged[row[1]] += 1
+            yield row
+
+    def _tags(self, rows: Iterable[Row]) -> Iterator[Row]:
+        for row in rows:
+            yield (*row, self.tagged[row[0]])
+
+    def _users(self, rows: Iterable[Row]) -> Iterator[Row]:
+        posts, published_posts = self.posts, self.published_posts
+        for row in rows:
+            yield (*row, posts[row[0]], published_posts[row[0]])
+
+    async def load_totals(self, conn: asyncpg.Connection) -> None:
+        """The striped totals: everything in stripe 0 (the tables were empty)."""
+        await conn.execute("DELETE FROM post_totals")
+        await conn.execute(
+            "INSERT INTO post_totals (stripe, posts, published) VALUES (0, $1, $2)",
+            sum(self.posts),
+            sum(self.published_posts),
+        )
+
+    async def triggers(self, conn: asyncpg.Connection, enabled: bool) -> None:
+        """Turn the counting triggers off for the load, and on again (in its transaction)."""
+        switch = "ENABLE" if enabled else "DISABLE"
+        for table in self.TRIGGERED:
+            await conn.execute(f"ALTER TABLE {table} {switch} TRIGGER USER")
+
+
+def _plan(scale: int, seed: int, password_hash: str, counts: _Counts) -> list[_Table]:
     def rng(table: str) -> random.Random:
         return random.Random(f"gql_app:{seed}:{table}")
 
@@ -322,8 +413,9 @@ def _plan(scale: int, seed: int, password_hash: str) -> list[_Table]:
         "order_items": (_order_items(rng("order_items"), s, products), int(7.5 * s)),
         "transfers": (_transfers(rng("transfers"), s), min(s, 100) if s >= 2 else 0),
     }
+    counts.counted(rows_and_counts)
     return [
-        _Table(name, COLUMNS[name], rows, expected)
+        _Table(name, COLUMNS[name] + _Counts.COLUMNS.get(name, ()), rows, expected)
         for name, (rows, expected) in rows_and_counts.items()
     ]
 
@@ -477,7 +569,8 @@ async def seed(url: str, scale: int, *, progress: bool = True, seed: int = 42) -
     if scale < 1:
         raise ValueError("scale must be at least 1")
     started = time.perf_counter()
-    plan = _plan(scale, seed, shared_password_hash(seed))
+    counts = _Counts(scale)
+    plan = _plan(scale, seed, shared_password_hash(seed), counts)
     names = [t.name for t in plan]
     rows: dict[str, int] = {}
     conn = await connect(url)
@@ -490,8 +583,11 @@ async def seed(url: str, scale: int, *, progress: bool = True, seed: int = 42) -
             await conn.execute("SET LOCAL maintenance_work_mem = '256MB'")
             await conn.execute("SET LOCAL synchronous_commit = off")
             restore = await _detach_indexes_and_foreign_keys(conn, names)
+            await counts.triggers(conn, enabled=False)
             for table in plan:
                 rows[table.name] = await _load(conn, table, progress)
+            await counts.load_totals(conn)
+            await counts.triggers(conn, enabled=True)
             for ddl in tqdm(restore, desc="indexes    ", unit=" ddl", disable=not progress):
                 await conn.execute(ddl)
             await _reset_identities(conn, names)

@@ -47,6 +47,10 @@ class User(Base):
         DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
     )
     last_login_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    post_count: Mapped[int] = mapped_column(Integer, server_default="0")
+    """The user's posts, drafts included; maintained by the database (migration 0006)."""
+    published_post_count: Mapped[int] = mapped_column(Integer, server_default="0")
+    """The user's published posts; maintained by the database (migration 0006)."""
 
     profile: Mapped[Profile | None] = relationship(lazy="raise", back_populates="user")
 

@@ -10,7 +10,7 @@ from gql_app.commerce.types import ORDER_ORDER, Order, OrderFilter, OrderStats
 from gql_app.content.loaders import (
     CommentPageByAuthorIdLoader,
     PostPageByAuthorIdLoader,
-    PublishedPostCountByAuthorIdLoader,
+    author_post_total,
 )
 from gql_app.content.types import COMMENT_ORDER, POST_ORDER, Comment, Post, PostFilter
 from gql_app.engine.fields import computed, loaded, private_to
@@ -48,14 +48,15 @@ class User(Node):
         "null for everyone else (no error).",
     )
     profile: Profile | None = loaded(ProfileByUserIdLoader, "id", Profile | None)
-    post_count: int = loaded(
-        PublishedPostCountByAuthorIdLoader, "id", int, description="Number of published posts."
+    post_count: int = computed(
+        lambda user, info: user.published_post_count, int, description="Number of published posts."
     )
 
     posts: Connection[Post] = connection(
         PostPageByAuthorIdLoader,
         POST_ORDER,
         filter=PostFilter,
+        total=author_post_total,
         description="Published posts; the author themself and admins also see drafts.",
     )
     comments: Connection[Comment] = connection(
