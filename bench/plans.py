@@ -45,6 +45,8 @@ NODE = re.compile(
 REMOVED = re.compile(r"Rows Removed by (?:Filter|Index Recheck|Join Filter): (\d+)")
 BUFFERS = re.compile(r"Buffers: shared(?: hit=(\d+))?(?: read=(\d+))?")
 SCANS = ("Seq Scan", "Index Scan", "Index Only Scan", "Bitmap Heap Scan")
+LARGE_READ = 10_000
+"""A scan reading more rows than this is flagged: its cost grows with the data."""
 
 
 @dataclass
@@ -77,9 +79,11 @@ def parse_log(chunk: bytes, pids: set[int]) -> list[Plan]:
 
 
 def node_name(head: str) -> tuple[str, str | None]:
-    """("Index Only Scan", "posts") from "Index Only Scan using ix on posts p"."""
+    """("Index Only Scan", "posts") from "Parallel Index Only Scan Backward using ix on
+    posts p"."""
     name, _, on = head.partition(" on ")
-    return name.partition(" using ")[0].strip(), (on.split()[0] if on else None)
+    name = name.partition(" using ")[0].strip().removeprefix("Parallel ")
+    return name.removesuffix(" Backward"), (on.split()[0] if on else None)
 
 
 def summarise(duration_ms: float, body: list[str]) -> Plan:
@@ -106,6 +110,8 @@ def summarise(duration_ms: float, body: list[str]) -> Plan:
                 plan.nodes.append(label)
             if name in SCANS:
                 plan.rows_read += rows
+                if rows > LARGE_READ:
+                    plan.flags.append(f"{name} on {table} reads {rows:,} rows")
             if table in BIG_TABLES and name == "Seq Scan":
                 plan.flags.append(f"Seq Scan on {table} ({rows:,} rows)")
             if name in ("Sort", "Incremental Sort") and rows > 1000:

@@ -1045,7 +1045,8 @@ def method(report: Report) -> list[str]:
         "its parameters. Summarised per scale below (execution time inside PostgreSQL, rows "
         "read = rows out of the scan nodes plus rows they removed by filter, shared buffers "
         "hit + read, node types, flags for a Seq Scan over a table that grows with the "
-        "scale or a Sort of more than 1 000 rows); in full in the linked files.",
+        "scale, any scan reading more than 10 000 rows or a Sort of more than 1 000 rows); "
+        "in full in the linked files.",
         f"- **CPU ms/request**: user + system CPU seconds of the server process (psutil) "
         f"during the c={c} run, divided by the requests served; **PG CPU** the same for "
         "the scratch database's PostgreSQL backends. **other CPU**: the rest of the "
