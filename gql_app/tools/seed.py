@@ -176,19 +176,27 @@ async def copy_rows(
     columns: Sequence[str],
     rows: Iterable[Row],
     on_chunk: Callable[[int], object] = lambda n: None,
+    *,
+    empty_first: bool = False,
 ) -> int:
-    """COPYs ``rows`` (``seed_rows``' tuples) into ``table`` in chunks; returns the count.
+    """COPYs ``rows`` (``seed_rows``' tuples) into ``table`` in chunks, in one
+    transaction; returns the count. ``conn`` comes from ``connect`` (its
+    ``timestamptz`` codec takes microseconds).
 
-    ``conn`` comes from ``connect`` (its ``timestamptz`` codec takes microseconds).
+    ``empty_first``: TRUNCATE the table in that transaction first, so the rows are
+    COPYed FREEZE: written frozen and all-visible, so neither reading them (hint
+    bits; with checksums, a full page image in the WAL each) nor VACUUM rewrites
+    them. Only for a table nothing references (the seed drops those keys).
     """
     loaded = 0
     async with conn.transaction():
-        # Emptied in this transaction, the table takes COPY FREEZE: rows written
-        # frozen and all-visible, so neither reading them (hint bits, with
-        # checksums a full page image in the WAL each) nor VACUUM rewrites them.
-        await conn.execute(f'TRUNCATE "{table}"')
+        if empty_first:
+            await conn.execute(f'TRUNCATE "{table}"')
         for chunk in _chunks(rows):
-            await _copy_frozen(conn, table, columns, chunk)
+            if empty_first:
+                await _copy_frozen(conn, table, columns, chunk)
+            else:
+                await conn.copy_records_to_table(table, records=chunk, columns=columns)
             loaded += len(chunk)
             on_chunk(len(chunk))
     return loaded
@@ -217,7 +225,9 @@ async def _copy(conn: asyncpg.Connection, table: _Table, progress: bool) -> int:
         unit_scale=True,
         disable=not progress,
     ) as bar:
-        loaded = await copy_rows(conn, table.name, table.columns, table.rows, bar.update)
+        loaded = await copy_rows(
+            conn, table.name, table.columns, table.rows, bar.update, empty_first=True
+        )
         bar.total = loaded
         bar.refresh()
     return loaded
