@@ -58,13 +58,15 @@ import asyncpg
 import httpx
 import orjson
 import psutil
+from alembic import command
 from alembic.config import Config
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.engine import make_url
 
-from alembic import command
 from bench import bulk_updates
 from bench.load import LoadResult, Request, drive, wrk_path
+from bench.plans import SETTINGS as AUTO_EXPLAIN
+from bench.plans import Plan, parse_log, summary_table, write_plans
 from bench.raw_floor import POOL_SIZE
 from bench.workloads import READ_WORKLOADS, W3_NODE, W4_ADD_COMMENT
 from gql_app.data.db import async_url
@@ -76,6 +78,7 @@ from gql_app.users.passwords import new_token, token_digest
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "RESULTS.md"
+PLANS = ROOT / "bench" / "plans"
 GQL_APP, NAIVE, RAW = "gql_app", "naive (N+1)", "raw floor"
 CONTENDERS = (GQL_APP, NAIVE, RAW)
 W4_NAME, W5_NAME = "W4 addComment", "W5 bulk"
@@ -225,8 +228,10 @@ def _stop_all() -> None:
 
 
 @contextlib.asynccontextmanager
-async def running(url: str, log_dir: Path) -> AsyncIterator[dict[str, Server]]:
-    """The three contenders as separate processes on the scratch database, stopped on exit."""
+async def running(
+    url: str, log_dir: Path, contenders: tuple[str, ...] = CONTENDERS
+) -> AsyncIterator[dict[str, Server]]:
+    """The contenders as separate processes on the scratch database, stopped on exit."""
     # 15 connections for every contender (raw_floor.POOL_SIZE): with fewer pooled
     # connections than clients, SQLAlchemy closes each overflow connection when it
     # is returned, and the run would measure reconnects.
@@ -239,7 +244,7 @@ async def running(url: str, log_dir: Path) -> AsyncIterator[dict[str, Server]]:
         "GQL_MAX_OVERFLOW": "0",
     }
     env.pop("GQL_READ_REPLICA_URL", None)
-    servers = make_servers()
+    servers = {name: s for name, s in make_servers().items() if name in contenders}
     try:
         for server in servers.values():
             server.start(env, log_dir)
@@ -277,6 +282,7 @@ class Scratch:
     conn: asyncpg.Connection  # to the scratch database; its own statements are not logged
     seed_seconds: float = 0.0
     rows: int = 0
+    seed_phases: dict[str, float] = field(default_factory=dict)
 
 
 @contextlib.asynccontextmanager
@@ -291,9 +297,12 @@ async def scratch_database(server_url: str, scale: int) -> AsyncIterator[Scratch
         config.attributes["database_url"] = url
         await asyncio.to_thread(command.upgrade, config, "head")
         report = await seed(url, scale, progress=False)
-        print(f"seeded scale {scale}: {report.total_rows:,} rows in {report.seconds:.1f}s")
+        phases = ", ".join(f"{k} {v:.1f}s" for k, v in report.phases.items())
+        print(
+            f"seeded scale {scale}: {report.total_rows:,} rows in {report.seconds:.1f}s ({phases})"
+        )
         conn = await asyncpg.connect(libpq(url), server_settings={"log_statement": "none"})
-        yield Scratch(name, url, conn, report.seconds, report.total_rows)
+        yield Scratch(name, url, conn, report.seconds, report.total_rows, report.phases)
     finally:
         if conn is not None:
             await conn.close()
@@ -375,7 +384,7 @@ async def check_equal(
 ) -> int:
     """Every contender's ``data`` byte-equal (as JSON) to gql_app's; returns its size."""
     expected = orjson.dumps(await answer(http, servers[GQL_APP], req))
-    for name in (NAIVE, RAW):
+    for name in servers.keys() - {GQL_APP}:
         got = orjson.dumps(await answer(http, servers[name], req))
         if got != expected:
             diff = next(
@@ -432,6 +441,8 @@ class StatementCount:
     data: float
     other: float
     samples: list[str] = field(default_factory=list)
+    plans: list[Plan] = field(default_factory=list)
+    """auto_explain's plans of one request's statements (when it is loaded)."""
 
     def __str__(self) -> str:
         return f"{self.data:g} (+{self.other:g})"
@@ -460,12 +471,15 @@ class StatementLog:
     def offset(self) -> int:
         return self.path.stat().st_size if self.path is not None else 0
 
-    def statements(self, offset: int, pids: set[int]) -> list[str]:
+    def read(self, offset: int) -> bytes:
         if self.path is None:
-            return []
+            return b""
         with self.path.open("rb") as f:
             f.seek(offset)
-            chunk = f.read()
+            return f.read()
+
+    def statements(self, offset: int, pids: set[int]) -> list[str]:
+        chunk = self.read(offset)
         found = []
         for line in chunk.splitlines():
             m = STATEMENT.search(line)
@@ -508,9 +522,16 @@ async def count_statements(
     for _ in range(n):
         await send()
     await asyncio.sleep(0.5)  # let the server write its log
-    found = log.statements(start, await backend_pids(db))
+    pids = await backend_pids(db)
+    found = log.statements(start, pids)
     data = [s for s in found if is_data_statement(s)]
-    return StatementCount(len(data) / n, (len(found) - len(data)) / n, found[: len(found) // n])
+    plans = [p for p in parse_log(log.read(start), pids) if is_data_statement(p.query)]
+    return StatementCount(
+        len(data) / n,
+        (len(found) - len(data)) / n,
+        found[: len(found) // n],
+        plans[len(plans) - len(plans) // n :],  # the last request's
+    )
 
 
 # ---------------------------------------------------------------- timing
@@ -653,6 +674,18 @@ async def bulk(
 
 
 @dataclass
+class ScaleRun:
+    """One scale's scratch database, measurements and plans."""
+
+    scale: int
+    contenders: tuple[str, ...]
+    db: Scratch | None = None
+    cells: dict[str, dict[str, Cell]] = field(default_factory=dict)
+    sizes: dict[str, int] = field(default_factory=dict)
+    plans_file: Path | None = None
+
+
+@dataclass
 class Report:
     args: argparse.Namespace
     command: str
@@ -660,38 +693,88 @@ class Report:
     wrk: str
     tool: str = ""
     pg_version: str = ""
-    db: Scratch | None = None
+    settings: list[tuple[str, str]] = field(default_factory=list)
     log_path: Path | None = None
-    cells: dict[str, dict[str, Cell]] = field(default_factory=dict)
-    sizes: dict[str, int] = field(default_factory=dict)
+    runs: list[ScaleRun] = field(default_factory=list)
     w5: BulkResult | None = None
     seconds: float = 0.0
     load_at_start: tuple[float, float, float] = field(default_factory=os.getloadavg)
 
 
+CLUSTER_SETTINGS = (
+    "shared_buffers",
+    "work_mem",
+    "maintenance_work_mem",
+    "effective_cache_size",
+    "random_page_cost",
+    "max_parallel_workers_per_gather",
+    "max_parallel_maintenance_workers",
+    "jit",
+    "wal_level",
+    "max_wal_size",
+    "synchronous_commit",
+    "data_checksums",
+)
+
+
+async def cluster_settings(conn: asyncpg.Connection) -> list[tuple[str, str]]:
+    rows = await conn.fetch(
+        "SELECT name, current_setting(name) AS value FROM pg_settings WHERE name = ANY($1)",
+        list(CLUSTER_SETTINGS),
+    )
+    values = {r["name"]: r["value"] for r in rows}
+    return [(name, values[name]) for name in CLUSTER_SETTINGS if name in values]
+
+
 async def run(args: argparse.Namespace, report: Report) -> None:
+    """Every scale in turn, on its own scratch database (dropped before the next)."""
     server_url = database_url(Settings())
-    workloads = [*READ_WORKLOADS, W4_NAME]
-    report.cells = {w: {} for w in workloads}
     with tempfile.TemporaryDirectory(prefix="gql_bench_logs_") as tmp:
         log_dir = Path(tmp)
-        async with scratch_database(server_url, args.scale) as db:
-            report.db = db
-            report.pg_version = await db.conn.fetchval("SHOW server_version")
-            fx = await fixtures(db)
-            reads = read_requests(fx)
-            log = await StatementLog.locate(db.conn)
-            report.log_path = log.path
-            try:
-                await phase_a(db, log, fx, reads, log_dir, report)
-            except Exception:
-                print_server_logs(log_dir)
-                raise
-            try:
-                await phase_b(db, fx, reads, log_dir, args, report)
-            except Exception:
-                print_server_logs(log_dir)
-                raise
+        for i, scale in enumerate(args.scales):
+            last = i == len(args.scales) - 1
+            # The naive baseline's N+1 grows with the data: at the first scale only.
+            contenders = CONTENDERS if i == 0 else (GQL_APP, RAW)
+            scale_run = ScaleRun(scale, contenders)
+            scale_run.cells = {w: {} for w in [*READ_WORKLOADS, W4_NAME]}
+            report.runs.append(scale_run)
+            async with scratch_database(server_url, scale) as db:
+                scale_run.db = db
+                report.pg_version = await db.conn.fetchval("SHOW server_version")
+                report.settings = await cluster_settings(db.conn)
+                fx = await fixtures(db)
+                reads = read_requests(fx)
+                log = await StatementLog.locate(db.conn)
+                report.log_path = log.path
+                try:
+                    await phase_a(db, log, fx, reads, log_dir, scale_run, report if last else None)
+                    await phase_b(db, fx, reads, log_dir, args, scale_run, report if last else None)
+                except Exception:
+                    print_server_logs(log_dir)
+                    raise
+            if args.plans:
+                scale_run.plans_file = args.plans / f"{scale}.txt"
+                write_plans(scale_run.plans_file, scale, plans_of(scale_run))
+    report.tool = next(
+        (
+            c.c16.tool
+            for r in report.runs
+            for cells in r.cells.values()
+            for c in cells.values()
+            if c.c16
+        ),
+        "",
+    )
+
+
+def plans_of(scale_run: ScaleRun) -> dict[str, list[Plan]]:
+    """gql_app's plans per workload (one request's statements)."""
+    out = {}
+    for workload, cells in scale_run.cells.items():
+        cell = cells.get(GQL_APP)
+        if cell and cell.sql and cell.sql.plans:
+            out[workload] = cell.sql.plans
+    return out
 
 
 def print_server_logs(log_dir: Path) -> None:
@@ -700,64 +783,98 @@ def print_server_logs(log_dir: Path) -> None:
         print(f"--- {path.name}\n{tail}", file=sys.stderr)
 
 
+@contextlib.asynccontextmanager
+async def logged(db: Scratch) -> AsyncIterator[None]:
+    """Statement logging and auto_explain on the scratch database (new sessions)."""
+    settings = {"log_statement": "all", **AUTO_EXPLAIN}
+    for name, value in settings.items():
+        await db.conn.execute(f"ALTER DATABASE \"{db.name}\" SET {name} = '{value}'")
+    try:
+        yield
+    finally:
+        for name in settings:
+            await db.conn.execute(f'ALTER DATABASE "{db.name}" RESET {name}')
+
+
+async def count_reads(
+    db: Scratch,
+    log: StatementLog,
+    reads: dict[str, list[Request]],
+    servers: dict[str, Server],
+    http: httpx.AsyncClient,
+    scale_run: ScaleRun,
+) -> None:
+    for workload, requests in reads.items():
+        scale_run.sizes[workload] = await check_equal(http, servers, workload, requests[0])
+        for name, server in servers.items():
+            cell = scale_run.cells[workload].setdefault(name, Cell())
+
+            async def send(server: Server = server, req: Request = requests[0]) -> None:
+                await answer(http, server, req)
+
+            before = await gql_metric_sql(http, server) if name == GQL_APP else None
+            cell.sql = await count_statements(db, log, send)
+            if before is not None:
+                after = await gql_metric_sql(http, server)
+                cell.metrics_sql = (after[0] - before[0]) / (after[1] - before[1])
+            print(f"  {workload} {name}: SQL/request {cell.sql}", flush=True)
+
+
+async def count_w5(
+    db: Scratch, log: StatementLog, http: httpx.AsyncClient, server: Server, fx: Fixtures
+) -> BulkResult:
+    w5 = BulkResult(0, {})
+    prices = await db.conn.fetch("SELECT id, price FROM products")
+    for key, query, variables in (
+        ("deactivateInactiveUsers", bulk_updates.DEACTIVATE, {"cutoff": BEFORE_ALL}),
+        ("adjustPrices", bulk_updates.ADJUST, None),
+    ):
+
+        async def send_w5(q: str = query, v: Any = variables) -> None:
+            await gql_post(http, server, fx.admin_token, q, v)
+
+        w5.sql[key] = await count_statements(db, log, send_w5, n=1)
+    await db.conn.execute(  # adjustPrices changed them
+        "UPDATE products SET price = p.price FROM unnest($1::bigint[], $2::numeric[])"
+        " AS p(id, price) WHERE products.id = p.id",
+        [r["id"] for r in prices],
+        [r["price"] for r in prices],
+    )
+    return w5
+
+
 async def phase_a(
     db: Scratch,
     log: StatementLog,
     fx: Fixtures,
     reads: dict[str, list[Request]],
     log_dir: Path,
-    report: Report,
+    scale_run: ScaleRun,
+    report: Report | None,
 ) -> None:
-    """Answers checked equal; statements per request counted from PostgreSQL's log."""
-    print("phase A: equality and statement counts", flush=True)
-    await db.conn.execute(f"ALTER DATABASE \"{db.name}\" SET log_statement = 'all'")
-    try:
-        async with running(db.url, log_dir) as servers, httpx.AsyncClient(timeout=60) as http:
-            for workload, requests in reads.items():
-                report.sizes[workload] = await check_equal(http, servers, workload, requests[0])
-                for name, server in servers.items():
-                    cell = report.cells[workload].setdefault(name, Cell())
+    """Answers checked equal; statements per request counted from PostgreSQL's log,
+    with their actual plans (auto_explain). W5 counted when ``report`` is given."""
+    print(f"scale {scale_run.scale:,} phase A: equality, statement counts, plans", flush=True)
+    async with (
+        logged(db),
+        running(db.url, log_dir, scale_run.contenders) as servers,
+        httpx.AsyncClient(timeout=60) as http,
+    ):
+        await count_reads(db, log, reads, servers, http, scale_run)
+        server = servers[GQL_APP]
+        cell = scale_run.cells[W4_NAME].setdefault(GQL_APP, Cell())
+        w4 = iter(fx.w4_requests[-COUNT_REQUESTS - 1 :])
 
-                    async def send(server: Server = server, req: Request = requests[0]) -> None:
-                        await answer(http, server, req)
+        async def send_w4() -> None:
+            await check_w4(http, server, next(w4))
 
-                    before = await gql_metric_sql(http, server) if name == GQL_APP else None
-                    cell.sql = await count_statements(db, log, send)
-                    if before is not None:
-                        after = await gql_metric_sql(http, server)
-                        cell.metrics_sql = (after[0] - before[0]) / (after[1] - before[1])
-                    print(f"  {workload} {name}: SQL/request {cell.sql}", flush=True)
-            server = servers[GQL_APP]
-            cell = report.cells[W4_NAME].setdefault(GQL_APP, Cell())
-            w4 = iter(fx.w4_requests[-COUNT_REQUESTS - 1 :])
-
-            async def send_w4() -> None:
-                await check_w4(http, server, next(w4))
-
-            before = await gql_metric_sql(http, server)
-            cell.sql = await count_statements(db, log, send_w4)
-            after = await gql_metric_sql(http, server)
-            cell.metrics_sql = (after[0] - before[0]) / (after[1] - before[1])
-            print(f"  {W4_NAME}: SQL/request {cell.sql}", flush=True)
-            report.w5 = BulkResult(0, {})
-            prices = await db.conn.fetch("SELECT id, price FROM products")
-            for key, query, variables in (
-                ("deactivateInactiveUsers", bulk_updates.DEACTIVATE, {"cutoff": BEFORE_ALL}),
-                ("adjustPrices", bulk_updates.ADJUST, None),
-            ):
-
-                async def send_w5(q: str = query, v: Any = variables) -> None:
-                    await gql_post(http, server, fx.admin_token, q, v)
-
-                report.w5.sql[key] = await count_statements(db, log, send_w5, n=1)
-            await db.conn.execute(  # adjustPrices changed them
-                "UPDATE products SET price = p.price FROM unnest($1::bigint[], $2::numeric[])"
-                " AS p(id, price) WHERE products.id = p.id",
-                [r["id"] for r in prices],
-                [r["price"] for r in prices],
-            )
-    finally:
-        await db.conn.execute(f'ALTER DATABASE "{db.name}" RESET log_statement')
+        before = await gql_metric_sql(http, server)
+        cell.sql = await count_statements(db, log, send_w4)
+        after = await gql_metric_sql(http, server)
+        cell.metrics_sql = (after[0] - before[0]) / (after[1] - before[1])
+        print(f"  {W4_NAME}: SQL/request {cell.sql}", flush=True)
+        if report is not None:
+            report.w5 = await count_w5(db, log, http, server, fx)
 
 
 async def phase_b(
@@ -766,25 +883,28 @@ async def phase_b(
     reads: dict[str, list[Request]],
     log_dir: Path,
     args: argparse.Namespace,
-    report: Report,
+    scale_run: ScaleRun,
+    report: Report | None,
 ) -> None:
-    print("phase B: timed runs (statement logging off)", flush=True)
-    async with running(db.url, log_dir) as servers, httpx.AsyncClient(timeout=60) as http:
+    print(f"scale {scale_run.scale:,} phase B: timed runs (logging off)", flush=True)
+    async with (
+        running(db.url, log_dir, scale_run.contenders) as servers,
+        httpx.AsyncClient(timeout=60) as http,
+    ):
         for workload, requests in reads.items():
             print(workload, flush=True)
             await check_equal(http, servers, workload, requests[0])
             for name, server in servers.items():
-                await measure(db, server, requests, args, report.cells[workload][name])
+                await measure(db, server, requests, args, scale_run.cells[workload][name])
         print(W4_NAME, flush=True)
         await check_w4(http, servers[GQL_APP], fx.w4_requests[0])
-        await measure(db, servers[GQL_APP], fx.w4_requests, args, report.cells[W4_NAME][GQL_APP])
-        print(W5_NAME, flush=True)
-        sql = report.w5.sql if report.w5 else {}
-        report.w5 = await bulk(db, http, servers[GQL_APP], fx.admin_token, args.w5_runs)
-        report.w5.sql = sql
-    report.tool = next(
-        (c.c16.tool for cells in report.cells.values() for c in cells.values() if c.c16), ""
-    )
+        w4_cell = scale_run.cells[W4_NAME][GQL_APP]
+        await measure(db, servers[GQL_APP], fx.w4_requests, args, w4_cell)
+        if report is not None:
+            print(W5_NAME, flush=True)
+            sql = report.w5.sql if report.w5 else {}
+            report.w5 = await bulk(db, http, servers[GQL_APP], fx.admin_token, args.w5_runs)
+            report.w5.sql = sql
 
 
 # ---------------------------------------------------------------- RESULTS.md
@@ -839,11 +959,20 @@ def rps(result: LoadResult | None) -> str:
     return f"{result.rps:,.0f}" if result is not None else "—"
 
 
-def render(report: Report) -> str:
+TARGETS = {"W1 feed": "2x (stretch 1.5x)", "W2 people": "1.5x", "W3 node": "1.5x"}
+"""Issue 12's targets: c=1 p50 at the largest scale within this factor of the first."""
+
+
+def header(report: Report) -> list[str]:
     args = report.args
     c = args.concurrency
-    db = report.db
-    lines = [
+    scales = ", ".join(
+        f"{r.scale:,} ({r.db.rows if r.db else 0:,} rows, seeded in "
+        f"{r.db.seed_seconds if r.db else 0:.1f} s)"
+        for r in report.runs
+    )
+    sizes = {w: n for r in report.runs[:1] for w, n in r.sizes.items()}
+    return [
         "# Benchmark results",
         "",
         f"Generated by `bench/run.py` on {report.started:%Y-%m-%d %H:%M} UTC "
@@ -853,10 +982,11 @@ def render(report: Report) -> str:
         report.command,
         "```",
         "",
-        f"Scale {args.scale:,} ({db.rows if db else 0:,} rows, seeded in "
-        f"{db.seed_seconds if db else 0:.1f} s); {c} connections and 1 connection, "
-        f"{args.duration:g} s each after a {WARMUP_SECONDS:g} s warm-up; one server process "
-        "per contender, all three on the same scratch database, one at a time under load.",
+        f"Scales {scales}, one after the other, each on its own scratch database (dropped "
+        f"before the next); {c} connections and 1 connection, {args.duration:g} s each "
+        f"after a {WARMUP_SECONDS:g} s warm-up; one server process per contender, all on "
+        "the same scratch database, one at a time under load. The naive baseline runs at "
+        "the first scale only (its N+1 grows with the data); W5 at the last.",
         "",
         "## Machine",
         "",
@@ -865,6 +995,13 @@ def render(report: Report) -> str:
         "## Versions",
         "",
         *versions(report),
+        "",
+        "## PostgreSQL settings",
+        "",
+        "The cluster's settings during the run (the embedded server's defaults unless "
+        "`DATABASE_URL` names another): "
+        + ", ".join(f"`{k} = {v}`" for k, v in report.settings)
+        + ".",
         "",
         "## Contenders",
         "",
@@ -879,10 +1016,16 @@ def render(report: Report) -> str:
         "JSON built with orjson (Starlette on uvicorn, one process).",
         "",
         "Before any timing, every contender's `data` is checked byte-equal (as JSON) to "
-        "gql_app's, in both phases (sizes: "
-        + ", ".join(f"{w} {n:,} B" for w, n in report.sizes.items())
+        "gql_app's, in both phases (sizes at the first scale: "
+        + ", ".join(f"{w} {n:,} B" for w, n in sizes.items())
         + "). W4 checks the payload's shape.",
         "",
+    ]
+
+
+def method(report: Report) -> list[str]:
+    c = report.args.concurrency
+    return [
         "## How the numbers are measured",
         "",
         f"- **req/s, p50, p99, errors**: from the load tool ({report.tool or 'wrk'}), a "
@@ -896,81 +1039,161 @@ def render(report: Report) -> str:
         "application's statements; in parentheses: the rest (BEGIN, ROLLBACK/COMMIT, "
         "SAVEPOINT, the pool's pre-ping). gql_app's own count (its "
         "`gql_request_sql_statements` metric) is given below each table as a cross-check.",
+        "- **Plans**: in the same pass the scratch database loads `auto_explain` "
+        "(`session_preload_libraries`, `log_analyze`, `log_buffers`, every statement): "
+        "PostgreSQL logs the plan it actually ran for each of gql_app's statements, with "
+        "its parameters. Summarised per scale below (execution time inside PostgreSQL, rows "
+        "read = rows out of the scan nodes plus rows they removed by filter, shared buffers "
+        "hit + read, node types, flags for a Seq Scan over a table that grows with the "
+        "scale, any scan reading more than 10 000 rows or a Sort of more than 1 000 rows); "
+        "in full in the linked files.",
         f"- **CPU ms/request**: user + system CPU seconds of the server process (psutil) "
         f"during the c={c} run, divided by the requests served; **PG CPU** the same for "
         "the scratch database's PostgreSQL backends. **other CPU**: the rest of the "
         "machine's busy CPU during that run (the load tool and anything else running), in % "
         "of all cores: high values mean the numbers were disturbed.",
+        "- **Seeding**: `gql_app.tools.seed.seed` end to end (COPY with the index builds "
+        "beside it, foreign keys, VACUUM (ANALYZE)) into a freshly migrated database.",
         "- The machine has "
         f"{os.cpu_count()} cores shared by the load tool, the server and PostgreSQL: "
         "the numbers compare contenders, they are not capacity figures.",
         "",
     ]
-    for workload, cells in report.cells.items():
-        floor = cells.get(RAW)
-        lines += [
-            f"## {workload}",
-            "",
-            f"| contender | req/s c={c} | p50 ms | p99 ms | req/s c=1 | p50 ms c=1 | "
-            f"p99 ms c=1 | errors | SQL/request | server CPU ms/req | PG CPU ms/req | "
-            f"other CPU | req/s vs floor (c={c} / c=1) |",
-            "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
-        ]
-        for name, cell in cells.items():
-            vs = "—"
-            if floor and floor.c16 and floor.c1 and cell.c16 and cell.c1:
-                vs = (
-                    f"{100 * cell.c16.rps / floor.c16.rps:.0f}% / "
-                    f"{100 * cell.c1.rps / floor.c1.rps:.0f}%"
-                )
-            errors = sum(r.errors for r in (cell.c16, cell.c1) if r is not None)
+
+
+def ratio(value: float | None, base: float | None) -> str:
+    return f"{value / base:.2f}x" if value and base else "—"
+
+
+def scale_table(report: Report) -> list[str]:
+    """Per workload: c=1 p50 and c=16 req/s at each scale, and the ratio to the first."""
+    runs = report.runs
+    c = report.args.concurrency
+    first = runs[0]
+    heads = " / ".join(f"{r.scale:,}" for r in runs)
+    lines = [
+        "## Across scales",
+        "",
+        f"c=1 p50 in ms and c={c} req/s at each scale; *ratio* is the p50 at the scale "
+        f"over the p50 at {first.scale:,} (issue 12's targets at 100 000: W2 and W3 within "
+        "1.5x, W1 within 2x, stretch 1.5x).",
+        "",
+        f"| workload | contender | p50 c=1 at {heads} | req/s c={c} at {heads} | "
+        "p50 ratio per scale | target |",
+        "|---|---|---|---|---|---|",
+    ]
+    for workload in first.cells:
+        for name in (GQL_APP, RAW):
+            cells = [r.cells.get(workload, {}).get(name) for r in runs]
+            if not any(cells):
+                continue
+            p50 = [x.c1.p50_ms if x and x.c1 else None for x in cells]
+            tput = [rps(x.c16) if x else "—" for x in cells]
+            ratios = [ratio(v, p50[0]) for v in p50]
+            target = TARGETS.get(workload, "—") if name == GQL_APP else "—"
             lines.append(
-                f"| {name} | {rps(cell.c16)} | {ms(cell.c16.p50_ms if cell.c16 else None)} | "
-                f"{ms(cell.c16.p99_ms if cell.c16 else None)} | {rps(cell.c1)} | "
-                f"{ms(cell.c1.p50_ms if cell.c1 else None)} | "
-                f"{ms(cell.c1.p99_ms if cell.c1 else None)} | "
-                f"{errors} | {cell.sql or '—'} | {ms(cell.cpu_ms)} | {ms(cell.pg_cpu_ms)} | "
-                f"{pct(cell.other_pct)} | {vs} |"
+                f"| {workload} | {name} | {' / '.join(ms(v) for v in p50)} | "
+                f"{' / '.join(tput)} | {' / '.join(ratios)} | {target} |"
             )
-        lines.append("")
-        gql = cells.get(GQL_APP)
-        if gql and gql.metrics_sql is not None:
-            lines.append(
-                f"gql_app's own count (`gql_request_sql_statements`): {gql.metrics_sql:g} "
-                "statements/request."
-            )
-        if gql and gql.sql and gql.sql.samples:
-            verbs = [s.split(None, 1)[0] if s.strip() else ";" for s in gql.sql.samples]
-            lines.append(f"gql_app's statements for one request, in order: {' · '.join(verbs)}.")
-        if gql and floor and gql.c16 and floor.c16 and gql.c1 and floor.c1:
-            lines.append(
-                f"gql_app reaches {100 * gql.c16.rps / floor.c16.rps:.0f}% of the raw floor's "
-                f"throughput at c={c} and {100 * gql.c1.rps / floor.c1.rps:.0f}% at c=1."
-            )
-        lines.append("")
-    if report.w5 and report.w5.timings_ms:
-        t = report.w5.timings_ms
-        sql = report.w5.sql
-        lines += [
-            f"## {W5_NAME}",
-            "",
-            f"`bench/bulk_updates.py`'s measurement at scale {args.scale:,}, but against the "
-            "live gql_app server over HTTP: each mutation timed end to end against the "
-            "equivalent single `UPDATE` sent directly with asyncpg, alternating, "
-            f"users reset between runs, median of {args.w5_runs} runs. The SPEC's headline "
-            "is scale 100 000 (`python -m bench.run --scale 100000` or "
-            "`python -m bench.bulk_updates --scale 100000`; seeding takes about 70 s).",
-            "",
-            "| mutation | rows | GraphQL over HTTP ms | direct UPDATE ms | ratio | SQL/request |",
-            "|---|--:|--:|--:|--:|--:|",
-            f"| deactivateInactiveUsers | {report.w5.affected:,} of {args.scale:,} users | "
-            f"{ms(t['gql_d'])} | {ms(t['raw_d'])} | {t['gql_d'] / t['raw_d']:.1f}x | "
-            f"{sql.get('deactivateInactiveUsers') or '—'} |",
-            f"| adjustPrices | 500 products | {ms(t['gql_a'])} | {ms(t['raw_a'])} | "
-            f"{t['gql_a'] / t['raw_a']:.1f}x | {sql.get('adjustPrices') or '—'} |",
-            "",
-        ]
-    return "\n".join(lines)
+    seeds = [
+        f"{r.scale:,}: {r.db.seed_seconds:.1f} s ("
+        + ", ".join(f"{k} {v:.1f} s" for k, v in r.db.seed_phases.items())
+        + ")"
+        for r in runs
+        if r.db
+    ]
+    return [*lines, "", "Seeding per scale: " + "; ".join(seeds) + ".", ""]
+
+
+def workload_table(workload: str, cells: dict[str, Cell], c: int) -> list[str]:
+    floor = cells.get(RAW)
+    lines = [
+        f"### {workload}",
+        "",
+        f"| contender | req/s c={c} | p50 ms | p99 ms | req/s c=1 | p50 ms c=1 | "
+        f"p99 ms c=1 | errors | SQL/request | server CPU ms/req | PG CPU ms/req | "
+        f"other CPU | req/s vs floor (c={c} / c=1) |",
+        "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
+    ]
+    for name, cell in cells.items():
+        vs = "—"
+        if floor and floor.c16 and floor.c1 and cell.c16 and cell.c1:
+            c16, c1 = 100 * cell.c16.rps / floor.c16.rps, 100 * cell.c1.rps / floor.c1.rps
+            vs = f"{c16:.0f}% / {c1:.0f}%"
+        errors = sum(r.errors for r in (cell.c16, cell.c1) if r is not None)
+        lines.append(
+            f"| {name} | {rps(cell.c16)} | {ms(cell.c16.p50_ms if cell.c16 else None)} | "
+            f"{ms(cell.c16.p99_ms if cell.c16 else None)} | {rps(cell.c1)} | "
+            f"{ms(cell.c1.p50_ms if cell.c1 else None)} | "
+            f"{ms(cell.c1.p99_ms if cell.c1 else None)} | "
+            f"{errors} | {cell.sql or '—'} | {ms(cell.cpu_ms)} | {ms(cell.pg_cpu_ms)} | "
+            f"{pct(cell.other_pct)} | {vs} |"
+        )
+    lines.append("")
+    gql = cells.get(GQL_APP)
+    if gql and gql.metrics_sql is not None:
+        lines.append(
+            f"gql_app's own count (`gql_request_sql_statements`): {gql.metrics_sql:g} "
+            "statements/request."
+        )
+    if gql and gql.sql and gql.sql.samples:
+        verbs = [s.split(None, 1)[0] if s.strip() else ";" for s in gql.sql.samples]
+        lines.append(f"gql_app's statements for one request, in order: {' · '.join(verbs)}.")
+    if gql and gql.sql and gql.sql.plans:
+        lines += ["", "gql_app's statements' actual plans (auto_explain):", ""]
+        lines += summary_table(gql.sql.plans)
+    lines.append("")
+    return lines
+
+
+def scale_section(report: Report, scale_run: ScaleRun) -> list[str]:
+    db = scale_run.db
+    lines = [f"## Scale {scale_run.scale:,}", ""]
+    if db:
+        phases = ", ".join(f"{k} {v:.1f} s" for k, v in db.seed_phases.items())
+        lines += [f"{db.rows:,} rows, seeded in {db.seed_seconds:.1f} s ({phases}).", ""]
+    if scale_run.plans_file:
+        link = os.path.relpath(scale_run.plans_file, report.args.output.resolve().parent)
+        lines += [f"Full plans: [{in_repository(scale_run.plans_file)}]({link}).", ""]
+    for workload, cells in scale_run.cells.items():
+        lines += workload_table(workload, cells, report.args.concurrency)
+    return lines
+
+
+def w5_section(report: Report) -> list[str]:
+    if not (report.w5 and report.w5.timings_ms):
+        return []
+    t = report.w5.timings_ms
+    sql = report.w5.sql
+    scale = report.runs[-1].scale
+    return [
+        f"## {W5_NAME}",
+        "",
+        f"`bench/bulk_updates.py`'s measurement at scale {scale:,}, but against the "
+        "live gql_app server over HTTP: each mutation timed end to end against the "
+        "equivalent single `UPDATE` sent directly with asyncpg, alternating, "
+        f"users reset between runs, median of {report.args.w5_runs} runs. The SPEC's "
+        "headline is scale 100 000 (`python -m bench.run --scale 100000` or "
+        "`python -m bench.bulk_updates --scale 100000`).",
+        "",
+        "| mutation | rows | GraphQL over HTTP ms | direct UPDATE ms | ratio | SQL/request |",
+        "|---|--:|--:|--:|--:|--:|",
+        f"| deactivateInactiveUsers | {report.w5.affected:,} of {scale:,} users | "
+        f"{ms(t['gql_d'])} | {ms(t['raw_d'])} | {t['gql_d'] / t['raw_d']:.1f}x | "
+        f"{sql.get('deactivateInactiveUsers') or '—'} |",
+        f"| adjustPrices | 500 products | {ms(t['gql_a'])} | {ms(t['raw_a'])} | "
+        f"{t['gql_a'] / t['raw_a']:.1f}x | {sql.get('adjustPrices') or '—'} |",
+        "",
+    ]
+
+
+def render(report: Report) -> str:
+    lines = [*header(report), *method(report)]
+    if len(report.runs) > 1:
+        lines += scale_table(report)
+    for scale_run in report.runs:
+        lines += scale_section(report, scale_run)
+    return "\n".join(lines + w5_section(report))
 
 
 def in_repository(path: Path | None) -> str:
@@ -996,11 +1219,22 @@ def kept_sections(output: Path) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--scale", type=int, default=1000, help="data set scale (users)")
+    parser.add_argument(
+        "--scales",
+        type=lambda text: [int(x) for x in text.split(",")],
+        help="several scales in one run, smallest first (e.g. 1000,10000,100000)",
+    )
     parser.add_argument("--concurrency", type=int, default=16, help="connections under load")
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per timed run")
     parser.add_argument("--w5-runs", type=int, default=5, help="W5 runs (median)")
     parser.add_argument("--output", type=Path, default=RESULTS, help="where to write")
+    parser.add_argument(
+        "--plans", type=Path, default=PLANS, help="folder for the full plans (<scale>.txt)"
+    )
     args = parser.parse_args()
+    args.scales = args.scales or [args.scale]
+    if any(scale < 1 for scale in args.scales):
+        parser.error("scales must be at least 1")
     os.chdir(ROOT)
     report = Report(
         args=args,

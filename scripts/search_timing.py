@@ -30,7 +30,8 @@ from gql_app.data.db import asyncpg_dsn
 from gql_app.settings import Settings
 from gql_app.tools.cli import run_migrations
 from gql_app.tools.embedded import database_url
-from gql_app.tools.seed import COLUMNS, _posts
+from gql_app.tools.seed import COLUMNS, connect, copy_rows
+from gql_app.tools.seed_rows import posts as post_rows
 from gql_app.web.app import create_app
 
 TRIGRAM_INDEXES = {
@@ -56,8 +57,12 @@ async def load(url: str, posts: int) -> None:
             f" FROM generate_series(1, {authors}) AS i"
         )
         started = time.monotonic()
-        rows = _posts(random.Random("gql_app:42:posts"), authors)
-        await conn.copy_records_to_table("posts", records=rows, columns=COLUMNS["posts"])
+        rows = post_rows(random.Random("gql_app:42:posts"), authors)
+        loader = await connect(url)  # sends the rows' timestamps as they are (microseconds)
+        try:
+            await copy_rows(loader, "posts", COLUMNS["posts"], rows)
+        finally:
+            await loader.close()
         await conn.execute("UPDATE posts SET title = title || ' zanzibar' WHERE id % 100000 = 1")
         await conn.execute("UPDATE posts SET content = content || ' quasar' WHERE id % 1000 = 1")
         await conn.execute("VACUUM ANALYZE posts")

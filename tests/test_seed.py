@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import asyncpg
 import pytest
@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 from gql_app.content.models import Post
 from gql_app.data.db import asyncpg_dsn, create_engine, create_sessionmaker
 from gql_app.settings import Settings
+from gql_app.tools import seed_rows
 from gql_app.tools.cli import app
 from gql_app.tools.seed import (
     DEMO_SCALE,
@@ -121,6 +122,26 @@ async def test_seed_loads_a_deterministic_data_set(server_url: str) -> None:
             assert verify_password(password_hash, "password")
             # Indexes and foreign keys were rebuilt exactly as the migration made them.
             assert await conn.fetchval(SCHEMA_SHAPE) == shape_before
+            disabled = "SELECT count(*) FROM pg_trigger WHERE tgenabled = 'D' AND NOT tgisinternal"
+            assert await conn.fetchval(disabled) == 0  # the counting triggers are on again
+            # Every page all-visible (index-only scans need no heap visit), every
+            # table analyzed: the seed vacuumed them.
+            pages = await conn.fetch(
+                "SELECT relname, relpages, relallvisible, last_analyze IS NOT NULL AS analyzed"
+                " FROM pg_class JOIN pg_stat_user_tables USING (relname)"
+                " WHERE relname = ANY($1::text[]) AND relpages > 0 ORDER BY relname",
+                list(SEEDED_TABLES),
+            )
+            assert {r["relname"] for r in pages} >= {"posts", "comments", "users"}
+            assert [(r["relname"], r["relallvisible"], r["analyzed"]) for r in pages] == [
+                (r["relname"], r["relpages"], True) for r in pages
+            ]
+            assert set(report.phases) == {
+                "COPY (indexes, keys beside it)",
+                "indexes, keys after the COPY",
+                "finish",
+                "VACUUM (ANALYZE)",
+            }
 
             other = await asyncpg.connect(asyncpg_dsn(second))
             try:
@@ -149,6 +170,30 @@ async def test_seed_loads_a_deterministic_data_set(server_url: str) -> None:
                 assert post_id is not None and post_id > 10 * SCALE
         finally:
             await engine.dispose()
+
+
+async def test_a_failed_load_leaves_empty_tables_with_their_indexes_and_keys(
+    server_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def failing_comments(rng: object, scale: int, posts: object) -> Iterator[tuple[object, ...]]:
+        yield (1, 1, 1, "a comment", 0)
+        raise RuntimeError("generator broke")
+
+    monkeypatch.setattr(seed_rows, "comments", failing_comments)
+    async with scratch_database(server_url, "seedtest") as url:
+        conn = await asyncpg.connect(asyncpg_dsn(url))
+        try:
+            shape_before = await conn.fetchval(SCHEMA_SHAPE)
+
+            with pytest.raises(RuntimeError, match="generator broke"):
+                await seed(url, SCALE, progress=False)
+
+            assert await conn.fetchval(SCHEMA_SHAPE) == shape_before
+            counts = {t: await conn.fetchval(f"SELECT count(*) FROM {t}") for t in SEEDED_TABLES}
+            assert counts == dict.fromkeys(SEEDED_TABLES, 0)
+        finally:
+            await conn.close()
+        assert await database_is_empty(url)
 
 
 @pytest.fixture

@@ -220,6 +220,8 @@ def seed_command(
     for table, rows in report.rows.items():
         typer.echo(f"{table:<12} {rows:>12,}")
     typer.echo(f"{'total':<12} {report.total_rows:>12,}")
+    for phase, seconds in report.phases.items():
+        typer.echo(f"{phase:<17} {seconds:>7.2f} s")
     typer.echo(f"{report.seconds:.2f} s, {report.rows_per_second:,.0f} rows/s")
 
 

@@ -1,17 +1,26 @@
 """Deterministic data sets, bulk-loaded with binary COPY: the benchmark data set at
 scale S (``seed``) and a small demo set with known logins (``seed_demo``).
+
+The rows come from ``seed_rows``; this module loads them. At scale 100 000 (ten
+million rows) the load is a pipeline over two connections, as ``pg_restore -j``
+does it: the secondary indexes and foreign keys are dropped first; one connection
+COPYs table after table (the table with the most expensive indexes first) while
+the other builds each loaded table's indexes from the definitions read before the
+drop (``pg_indexes``: the migrations stay their source); then the foreign keys are
+validated, the identities moved past the seeded ids, and every table vacuumed
+and analyzed (visibility map set for index-only scans, statistics for the planner).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
-import math
 import random
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from array import array
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from typing import Any
 
 import asyncpg
@@ -19,23 +28,23 @@ from argon2 import PasswordHasher
 from tqdm import tqdm
 
 from gql_app.data.db import asyncpg_dsn
+from gql_app.tools import seed_rows as rows_of
+from gql_app.tools.seed_rows import PRODUCT_COUNT, TAG_COUNT, TIMESTAMP_CODEC, Row
 from gql_app.users.passwords import hash_password
 
-EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
-"""Every seeded timestamp is at or before this instant."""
 CHUNK = 50_000
-TAG_COUNT = 200
-PRODUCT_COUNT = 500
+"""Rows per COPY statement: between two, the event loop serves the index builder."""
 DEMO_SCALE = 25
 SEED_PASSWORD = "password"
-
-_DAY = 86_400.0
-USERS_FROM, USERS_SPAN = EPOCH - timedelta(days=1095), 1065 * _DAY
-POSTS_FROM, POSTS_SPAN = EPOCH - timedelta(days=730), 729 * _DAY
-ORDERS_FROM, ORDERS_SPAN = EPOCH - timedelta(days=730), 730 * _DAY
-PRODUCTS_FROM, PRODUCTS_SPAN = EPOCH - timedelta(days=1100), 300 * _DAY
-
-Row = tuple[Any, ...]
+SESSION = {
+    "application_name": "gql_app seed",
+    "statement_timeout": "0",
+    "synchronous_commit": "off",
+    "maintenance_work_mem": "1GB",
+    "work_mem": "256MB",  # the foreign keys' validating joins, in memory
+    "max_parallel_maintenance_workers": "2",
+}
+"""The seed's connections' settings: room and workers for the index builds."""
 
 
 @dataclass(frozen=True)
@@ -43,6 +52,8 @@ class SeedReport:
     rows: dict[str, int] = field(default_factory=dict)
     """Rows loaded per table, in load order."""
     seconds: float = 0.0
+    phases: dict[str, float] = field(default_factory=dict)
+    """Seconds per phase, in order (the load and the index builds overlap)."""
 
     @property
     def total_rows(self) -> int:
@@ -51,211 +62,6 @@ class SeedReport:
     @property
     def rows_per_second(self) -> float:
         return self.total_rows / self.seconds if self.seconds > 0 else 0.0
-
-
-# --------------------------------------------------------------------------- words
-
-
-def _words(text: str) -> tuple[str, ...]:
-    return tuple(text.split())
-
-
-_FIRST = _words(
-    "Ada Alan Barbara Brian Carol Claude Dana Donald Edsger Emmy Frances Grace Guido "
-    "Hedy Ivan Jean John Ken Linus Lynn Margaret Niklaus Radia Rob Sophie Tim Yukihiro"
-)
-_LAST = _words(
-    "Allen Backus Cerf Dijkstra Engelbart Floyd Goldberg Hamilton Hopper Iverson Kay "
-    "Knuth Lamport Liskov Lovelace McCarthy Noether Perlman Ritchie Shannon Thompson "
-    "Turing Wirth"
-)
-_WORDS = _words(
-    "api batch cache cursor data edge field graph index join key loader model node "
-    "query resolver schema server session table type value async fast simple clean "
-    "small quiet bright careful honest practical modern classic build ship test "
-    "measure tune read write learn share explain compare improve notes guide story "
-    "lesson pattern habit review release design kitchen garden coffee bicycle music "
-    "travel winter summer city river mountain"
-)
-_TOPICS = _words(
-    "python graphql postgres sql async testing performance security design devops "
-    "cloud linux rust go javascript typescript css html data ml ai books music "
-    "cooking travel photography gardening cycling running coffee games film history "
-    "science math physics space climate startups career writing open-source"
-)
-_TAG_SUFFIXES = ("", "-tips", "-news", "-howto", "-deep-dive")
-_ADJECTIVES = _words("Classic Compact Deluxe Everyday Handmade Light Pocket Pro Rugged Smart")
-_NOUNS = _words(
-    "Backpack Bottle Cable Chair Desk Headphones Keyboard Lamp Mug Notebook Pen "
-    "Speaker Stand Tent Watch"
-)
-
-
-def _sentence(rng: random.Random, low: int, high: int) -> str:
-    return " ".join(rng.choices(_WORDS, k=rng.randint(low, high))).capitalize() + "."
-
-
-def _cents(value: int) -> Decimal:
-    return Decimal(value).scaleb(-2)
-
-
-def _slot(start: datetime, span: float, index: int, count: int) -> datetime:
-    """The start of the index-th (1-based) of count equal slots of span seconds."""
-    return start + timedelta(seconds=span * (index - 1) / count)
-
-
-def _skewed(rng: random.Random, n: int, power: float) -> Callable[[], int]:
-    """Picks ids 1..n unevenly (a few ids often, most rarely) in a shuffled order."""
-    order = list(range(1, n + 1))
-    rng.shuffle(order)
-    draw = rng.random
-    return lambda: order[int(n * draw() ** power)]
-
-
-def _chunked(rows: Iterable[Row]) -> Iterator[list[Row]]:
-    chunk: list[Row] = []
-    for row in rows:
-        chunk.append(row)
-        if len(chunk) >= CHUNK:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
-
-
-# --------------------------------------------------------------------------- rows
-
-
-def _users(rng: random.Random, scale: int, password_hash: str) -> Iterator[Row]:
-    width = max(5, len(str(scale)))
-    jitter = USERS_SPAN / scale
-    for i in range(1, scale + 1):
-        created = _slot(USERS_FROM, USERS_SPAN, i, scale) + timedelta(seconds=rng.random() * jitter)
-        age = None if rng.random() < 0.15 else rng.randint(16, 80)
-        login = None
-        if rng.random() >= 0.2:
-            login = created + timedelta(seconds=rng.random() * (EPOCH - created).total_seconds())
-        name = f"user{i:0{width}d}"
-        yield (
-            i,
-            name,
-            f"{name}@example.com",
-            password_hash,
-            True,
-            i == 1,
-            age,
-            created,
-            created,
-            login,
-        )
-
-
-def _profiles(rng: random.Random, scale: int) -> Iterator[Row]:
-    for i in range(1, scale + 1):
-        display = f"{rng.choice(_FIRST)} {rng.choice(_LAST)}"
-        bio = None if rng.random() < 0.3 else _sentence(rng, 6, 16)
-        yield (i, i, display, bio)
-
-
-def _accounts(rng: random.Random, scale: int) -> Iterator[Row]:
-    for i in range(1, scale + 1):
-        opened = _slot(USERS_FROM, USERS_SPAN, i + 1, scale)  # just after the owner joined
-        yield (i, i, "USD", _cents(rng.randint(0, 1_000_000)), opened)
-
-
-def _tags() -> Iterator[Row]:
-    names = [topic + suffix for suffix in _TAG_SUFFIXES for topic in _TOPICS]
-    yield from enumerate(names[:TAG_COUNT], start=1)
-
-
-def _products(rng: random.Random) -> list[Row]:
-    rows = []
-    for i in range(1, PRODUCT_COUNT + 1):
-        name = f"{rng.choice(_ADJECTIVES)} {rng.choice(_NOUNS)} {rng.randint(1, 9)}"
-        created = _slot(PRODUCTS_FROM, PRODUCTS_SPAN, i, PRODUCT_COUNT)
-        price = _cents(rng.randint(199, 49_999))
-        rows.append((i, f"SKU-{i:05d}", name, price, rng.randint(0, 1000), created))
-    return rows
-
-
-def _posts(rng: random.Random, scale: int) -> Iterator[Row]:
-    count = 10 * scale
-    author = _skewed(rng, scale, 2.0)
-    jitter = POSTS_SPAN / count
-    for i in range(1, count + 1):
-        created = _slot(POSTS_FROM, POSTS_SPAN, i, count) + timedelta(seconds=rng.random() * jitter)
-        title = " ".join(rng.choices(_WORDS, k=rng.randint(3, 7))).capitalize()
-        content = " ".join(_sentence(rng, 8, 16) for _ in range(rng.randint(2, 5)))
-        published = None
-        if i % 5:
-            published = created + timedelta(seconds=60 + rng.random() * (_DAY - 60))
-        yield (i, author(), title, content, published, created, published or created)
-
-
-def _post_tags(rng: random.Random, scale: int) -> Iterator[Row]:
-    draw = rng.random
-    for post in range(1, 10 * scale + 1):
-        wanted = rng.randint(1, 4)
-        tags: set[int] = set()
-        while len(tags) < wanted:
-            tags.add(int(TAG_COUNT * draw() ** 2) + 1)
-        for tag in sorted(tags):
-            yield (post, tag)
-
-
-def _comments(rng: random.Random, scale: int) -> Iterator[Row]:
-    posts = 10 * scale
-    published = 8 * scale  # the posts whose id is not a multiple of 5
-    spread = next(p for p in (7919, 104_729, 1_299_709) if math.gcd(p, published) == 1)
-    author = _skewed(rng, scale, 1.5)
-    draw = rng.random
-    for i in range(1, 50 * scale + 1):
-        k = (int(published * draw() ** 2) * spread) % published
-        post = (k // 4) * 5 + k % 4 + 1
-        # After the post's slot ends and its publication (at most a day later).
-        earliest = POSTS_FROM + timedelta(seconds=POSTS_SPAN * post / posts + _DAY)
-        created = min(earliest + timedelta(seconds=rng.expovariate(1 / (3 * _DAY))), EPOCH)
-        yield (i, post, author(), _sentence(rng, 3, 20), created)
-
-
-_STATUSES = (("CANCELLED", 0.05), ("PENDING", 0.17), ("PAID", 0.60), ("SHIPPED", 1.0))
-
-
-def _orders(rng: random.Random, scale: int) -> Iterator[Row]:
-    count = 3 * scale
-    customer = _skewed(rng, scale, 1.5)
-    for i in range(1, count + 1):
-        created = _slot(ORDERS_FROM, ORDERS_SPAN, i, count)
-        r = rng.random()
-        status = next(name for name, upto in _STATUSES if r < upto)
-        yield (i, customer(), status, created)
-
-
-def _order_items(rng: random.Random, scale: int, products: Sequence[Row]) -> Iterator[Row]:
-    product = _skewed(rng, len(products), 1.5)
-    item_id = 0
-    for order in range(1, 3 * scale + 1):
-        wanted = rng.randint(1, 4)
-        chosen: set[int] = set()
-        while len(chosen) < wanted:
-            chosen.add(product())
-        for product_id in sorted(chosen):
-            item_id += 1
-            quantity = 1 if rng.random() < 0.6 else rng.randint(2, 5)
-            yield (item_id, order, product_id, quantity, products[product_id - 1][3])
-
-
-def _transfers(rng: random.Random, scale: int) -> Iterator[Row]:
-    if scale < 2:
-        return
-    for i in range(1, min(scale, 100) + 1):
-        source, target = rng.sample(range(1, scale + 1), 2)
-        key = f"seed-transfer-{i:05d}" if i % 2 else None
-        created = EPOCH - timedelta(seconds=rng.random() * 30 * _DAY)
-        yield (i, source, target, _cents(rng.randint(100, 20_000)), key, created)
-
-
-# --------------------------------------------------------------------------- loading
 
 
 @dataclass(frozen=True)
@@ -278,13 +84,24 @@ COLUMNS: dict[str, tuple[str, ...]] = {
         "created_at",
         "updated_at",
         "last_login_at",
+        "post_count",
+        "published_post_count",
     ),
     "profiles": ("id", "user_id", "display_name", "bio"),
     "accounts": ("id", "owner_id", "currency", "balance", "created_at"),
-    "tags": ("id", "name"),
+    "tags": ("id", "name", "published_post_count"),
     "products": ("id", "sku", "name", "price", "stock", "created_at"),
-    "posts": ("id", "author_id", "title", "content", "published_at", "created_at", "updated_at"),
-    "post_tags": ("post_id", "tag_id"),
+    "posts": (
+        "id",
+        "author_id",
+        "title",
+        "content",
+        "published_at",
+        "created_at",
+        "updated_at",
+        "comment_count",
+    ),
+    "post_tags": ("post_id", "tag_id", "published_at", "created_at", "title"),
     "comments": ("id", "post_id", "author_id", "body", "created_at"),
     "orders": ("id", "customer_id", "status", "created_at"),
     "order_items": ("id", "order_id", "product_id", "quantity", "unit_price"),
@@ -302,129 +119,132 @@ COLUMNS: dict[str, tuple[str, ...]] = {
 SEEDED_TABLES = tuple(COLUMNS)
 """Every table ``seed`` loads, parents first."""
 
+LOAD_ORDER = (
+    "posts",  # its trigram indexes take longest to build: built while the rest loads
+    "users",
+    "profiles",
+    "accounts",
+    "post_tags",  # after posts: its rows carry copies of their post's columns
+    "tags",  # after post_tags: its rows carry their count of published posts
+    "products",
+    "orders",
+    "order_items",
+    "transfers",
+    "comments",
+)
+"""The order of the COPYs (no foreign keys during the load: any order is valid)."""
 
-# --------------------------------------------------------------------------- maintained counts
 
+class _Derived:
+    """The columns a row takes from rows of other tables, filled as the rows stream
+    to COPY (no UPDATE rewrites a loaded table, and the rows stay frozen):
 
-class _Counts:
-    """The maintained counts (migration 0006), counted as the rows stream to COPY.
+    - the maintained counts (migration 0006): ``posts.comment_count`` from the
+      comments' posts drawn up front (``seed_rows.commented_posts``),
+      ``users.post_count``/``published_post_count`` and
+      ``tags.published_post_count`` counted as posts and post_tags stream by, and
+      ``post_totals`` written at the end (``finish``);
+    - ``post_tags``' copies of their post's ordering columns (migration 0005).
 
-    The counting triggers are off for the load (and the foreign keys dropped), so
-    children are loaded before their parents: comments, posts, post_tags, then tags
-    and users, each parent row leaving with its counts, and no UPDATE rewrites a
-    loaded table afterwards. ``post_totals`` is written once at the end.
+    Hence ``LOAD_ORDER``: posts before users and post_tags, post_tags before tags.
+    The triggers that keep these columns are off for the load (``TRIGGERED``).
     """
 
-    COLUMNS = {
-        "posts": ("comment_count",),
-        "tags": ("published_post_count",),
-        "users": ("post_count", "published_post_count"),
-    }
-    FIRST = ("comments", "posts", "post_tags", "tags", "users")
-    """Loaded first, in this order: each one's counts come from the ones before it."""
-    TRIGGERED = ("comments", "posts", "post_tags")
+    TRIGGERED = ("posts", "post_tags", "comments")
 
-    def __init__(self, scale: int) -> None:
+    def __init__(self, scale: int, commented: Sequence[int]) -> None:
         self.comments = [0] * (10 * scale + 1)  # by post id
-        self.published = bytearray(10 * scale + 1)  # by post id
+        for post in commented:
+            self.comments[post] += 1
+        self.published_at: list[int | None] = [None] * (10 * scale + 1)  # by post id
+        self.created_at = array("q", bytes(8 * (10 * scale + 1)))
+        self.titles = [""] * (10 * scale + 1)
         self.posts = [0] * (scale + 1)  # by author id
         self.published_posts = [0] * (scale + 1)
         self.tagged = [0] * (TAG_COUNT + 1)  # published posts, by tag id
 
-    def counted(self, tables: dict[str, tuple[Iterable[Row], int]]) -> None:
-        """Wrap the row streams that count or carry counts, and put them first."""
-        wrap = {
-            "comments": self._comments,
-            "posts": self._posts,
-            "post_tags": self._post_tags,
-            "tags": self._tags,
-            "users": self._users,
-        }
-        rest = {name: table for name, table in tables.items() if name not in self.FIRST}
-        first = {name: (wrap[name](tables[name][0]), tables[name][1]) for name in self.FIRST}
-        tables.clear()
-        tables.update(first | rest)
-
-    def _comments(self, rows: Iterable[Row]) -> Iterator[Row]:
-        comments = self.comments
+    def posts_rows(self, rows: Iterable[Row]) -> Iterator[Row]:
+        comments, published_at, created_at = self.comments, self.published_at, self.created_at
+        titles, posts, published_posts = self.titles, self.posts, self.published_posts
         for row in rows:
-            comments[row[1]] += 1
-            yield row
-
-    def _posts(self, rows: Iterable[Row]) -> Iterator[Row]:
-        comments, published = self.comments, self.published
-        posts, published_posts = self.posts, self.published_posts
-        for row in rows:
-            post, author = row[0], row[1]
+            post, author, title, _, published, created = row[:6]
             posts[author] += 1
-            if row[4] is not None:
-                published[post] = 1
+            published_at[post], created_at[post], titles[post] = published, created, title
+            if published is not None:
                 published_posts[author] += 1
             yield (*row, comments[post])
 
-    def _post_tags(self, rows: Iterable[Row]) -> Iterator[Row]:
-        published, tagged = self.published, self.tagged
-        for row in rows:
-            if published[row[0]]:
-                tagged[row[1]] += 1
-            yield row
+    def post_tags_rows(self, rows: Iterable[Row]) -> Iterator[Row]:
+        published_at, created_at, titles, tagged = (
+            self.published_at,
+            self.created_at,
+            self.titles,
+            self.tagged,
+        )
+        for post, tag in rows:
+            published = published_at[post]
+            if published is not None:
+                tagged[tag] += 1
+            yield (post, tag, published, created_at[post], titles[post])
 
-    def _tags(self, rows: Iterable[Row]) -> Iterator[Row]:
+    def tags_rows(self, rows: Iterable[Row]) -> Iterator[Row]:
         for row in rows:
             yield (*row, self.tagged[row[0]])
 
-    def _users(self, rows: Iterable[Row]) -> Iterator[Row]:
+    def users_rows(self, rows: Iterable[Row]) -> Iterator[Row]:
         posts, published_posts = self.posts, self.published_posts
         for row in rows:
             yield (*row, posts[row[0]], published_posts[row[0]])
 
-    async def load_totals(self, conn: asyncpg.Connection) -> None:
-        """The striped totals: everything in stripe 0 (the tables were empty)."""
-        await conn.execute("DELETE FROM post_totals")
-        await conn.execute(
-            "INSERT INTO post_totals (stripe, posts, published) VALUES (0, $1, $2)",
-            sum(self.posts),
-            sum(self.published_posts),
-        )
-
-    async def triggers(self, conn: asyncpg.Connection, enabled: bool) -> None:
-        """Turn the counting triggers off for the load, and on again (in its transaction)."""
+    @classmethod
+    async def triggers(cls, conn: asyncpg.Connection, enabled: bool) -> None:
         switch = "ENABLE" if enabled else "DISABLE"
-        for table in self.TRIGGERED:
-            await conn.execute(f"ALTER TABLE {table} {switch} TRIGGER USER")
+        for table in cls.TRIGGERED:
+            await conn.execute(f'ALTER TABLE "{table}" {switch} TRIGGER USER')
+
+    async def finish(self, conn: asyncpg.Connection) -> None:
+        """The striped post totals, all in stripe 0; the triggers on again."""
+        async with conn.transaction():
+            await conn.execute("DELETE FROM post_totals")
+            await conn.execute(
+                "INSERT INTO post_totals (stripe, posts, published) VALUES (0, $1, $2)",
+                sum(self.posts),
+                sum(self.published_posts),
+            )
+            await self.triggers(conn, enabled=True)
 
 
-def _plan(scale: int, seed: int, password_hash: str, counts: _Counts) -> list[_Table]:
+def _plan(scale: int, seed: int, password_hash: str) -> tuple[list[_Table], _Derived]:
     def rng(table: str) -> random.Random:
         return random.Random(f"gql_app:{seed}:{table}")
 
-    products = _products(rng("products"))
+    catalog = rows_of.products(rng("products"))
     s = scale
+    commented = rows_of.commented_posts(rng("commented_posts"), s)
+    derived = _Derived(s, commented)
     rows_and_counts: dict[str, tuple[Iterable[Row], int]] = {
-        "users": (_users(rng("users"), s, password_hash), s),
-        "profiles": (_profiles(rng("profiles"), s), s),
-        "accounts": (_accounts(rng("accounts"), s), s),
-        "tags": (_tags(), TAG_COUNT),
-        "products": (products, PRODUCT_COUNT),
-        "posts": (_posts(rng("posts"), s), 10 * s),
-        "post_tags": (_post_tags(rng("post_tags"), s), 25 * s),
-        "comments": (_comments(rng("comments"), s), 50 * s),
-        "orders": (_orders(rng("orders"), s), 3 * s),
-        "order_items": (_order_items(rng("order_items"), s, products), int(7.5 * s)),
-        "transfers": (_transfers(rng("transfers"), s), min(s, 100) if s >= 2 else 0),
+        "users": (derived.users_rows(rows_of.users(rng("users"), s, password_hash)), s),
+        "profiles": (rows_of.profiles(rng("profiles"), s), s),
+        "accounts": (rows_of.accounts(rng("accounts"), s), s),
+        "tags": (derived.tags_rows(rows_of.tags()), TAG_COUNT),
+        "products": (catalog, PRODUCT_COUNT),
+        "posts": (derived.posts_rows(rows_of.posts(rng("posts"), s)), 10 * s),
+        "post_tags": (derived.post_tags_rows(rows_of.post_tags(rng("post_tags"), s)), 25 * s),
+        "comments": (rows_of.comments(rng("comments"), s, commented), 50 * s),
+        "orders": (rows_of.orders(rng("orders"), s), 3 * s),
+        "order_items": (rows_of.order_items(rng("order_items"), s, catalog), int(7.5 * s)),
+        "transfers": (rows_of.transfers(rng("transfers"), s), min(s, 100) if s >= 2 else 0),
     }
-    counts.counted(rows_and_counts)
-    return [
-        _Table(name, COLUMNS[name] + _Counts.COLUMNS.get(name, ()), rows, expected)
-        for name, (rows, expected) in rows_and_counts.items()
-    ]
+    tables = [_Table(name, COLUMNS[name], *rows_and_counts[name]) for name in LOAD_ORDER]
+    return tables, derived
 
 
 async def connect(url: str) -> asyncpg.Connection:
-    return await asyncpg.connect(
-        asyncpg_dsn(url),
-        server_settings={"application_name": "gql_app seed", "statement_timeout": "0"},
-    )
+    """A connection with the seed's settings; ``timestamptz`` values are microseconds
+    since 2000-01-01 UTC (``seed_rows.TIMESTAMP_CODEC``)."""
+    conn = await asyncpg.connect(asyncpg_dsn(url), server_settings=SESSION)
+    await conn.set_type_codec(**TIMESTAMP_CODEC)
+    return conn
 
 
 def shared_password_hash(seed: int) -> str:
@@ -433,30 +253,65 @@ def shared_password_hash(seed: int) -> str:
     return PasswordHasher().hash(SEED_PASSWORD, salt=salt)
 
 
-async def _load(conn: asyncpg.Connection, table: _Table, progress: bool) -> int:
-    """COPY ``table``'s rows. post_tags also holds copies of its post's ordering
-    columns (migration 0005): its pairs are copied into a scratch table, then joined
-    to the loaded posts in one INSERT (set-based: no per-row trigger call)."""
-    if table.name != "post_tags":
-        return await _copy(conn, table, progress)
-    await conn.execute(
-        "CREATE TEMP TABLE post_tags_pairs (post_id bigint, tag_id bigint) ON COMMIT DROP"
-    )
-    loaded = await _copy(conn, table, progress, into="post_tags_pairs")
-    await conn.execute("ANALYZE post_tags_pairs")
-    await conn.execute("SET LOCAL work_mem = '256MB'")  # the join's hash of the posts in memory
-    await conn.execute(
-        "INSERT INTO post_tags (post_id, tag_id, published_at, created_at, title)"
-        " SELECT l.post_id, l.tag_id, p.published_at, p.created_at, p.title"
-        " FROM post_tags_pairs l JOIN posts p ON p.id = l.post_id"
-    )
+def _chunks(rows: Iterable[Row]) -> Iterator[list[Row]]:
+    chunk: list[Row] = []
+    for row in rows:
+        chunk.append(row)
+        if len(chunk) >= CHUNK:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+async def copy_rows(
+    conn: asyncpg.Connection,
+    table: str,
+    columns: Sequence[str],
+    rows: Iterable[Row],
+    on_chunk: Callable[[int], object] = lambda n: None,
+    *,
+    empty_first: bool = False,
+) -> int:
+    """COPYs ``rows`` (``seed_rows``' tuples) into ``table`` in chunks, in one
+    transaction; returns the count. ``conn`` comes from ``connect`` (its
+    ``timestamptz`` codec takes microseconds).
+
+    ``empty_first``: TRUNCATE the table in that transaction first, so the rows are
+    COPYed FREEZE: written frozen and all-visible, so neither reading them (hint
+    bits; with checksums, a full page image in the WAL each) nor VACUUM rewrites
+    them. Only for a table nothing references (the seed drops those keys).
+    """
+    loaded = 0
+    async with conn.transaction():
+        if empty_first:
+            await conn.execute(f'TRUNCATE "{table}"')
+        for chunk in _chunks(rows):
+            if empty_first:
+                await _copy_frozen(conn, table, columns, chunk)
+            else:
+                await conn.copy_records_to_table(table, records=chunk, columns=columns)
+            loaded += len(chunk)
+            on_chunk(len(chunk))
     return loaded
 
 
-async def _copy(
-    conn: asyncpg.Connection, table: _Table, progress: bool, into: str | None = None
-) -> int:
-    loaded = 0
+async def _copy_frozen(
+    conn: asyncpg.Connection, table: str, columns: Sequence[str], records: list[Row]
+) -> None:
+    """``Connection.copy_records_to_table`` with ``FREEZE`` among the COPY options.
+
+    asyncpg fixes binary COPY's options to ``(FORMAT binary)``; this is its method's
+    body (asyncpg 0.29-0.32) with one more option. ``tests/test_seed.py`` checks the
+    rows arrive frozen.
+    """
+    names = ", ".join(f'"{c}"' for c in columns)
+    intro = await conn._prepare(f'SELECT {names} FROM "{table}" LIMIT 1', use_cache=True)
+    statement = f'COPY "{table}" ({names}) FROM STDIN (FORMAT binary, FREEZE)'
+    await conn._protocol.copy_in(statement, None, None, records, intro._state, None)
+
+
+async def _copy(conn: asyncpg.Connection, table: _Table, progress: bool) -> int:
     with tqdm(
         total=table.expected,
         desc=f"{table.name:<11}",
@@ -464,62 +319,153 @@ async def _copy(
         unit_scale=True,
         disable=not progress,
     ) as bar:
-
-        def stream() -> Iterator[Row]:
-            nonlocal loaded
-            for chunk in _chunked(table.rows):
-                yield from chunk
-                loaded += len(chunk)
-                bar.update(len(chunk))
-
-        await conn.copy_records_to_table(
-            into or table.name, records=stream(), columns=table.columns
+        loaded = await copy_rows(
+            conn, table.name, table.columns, table.rows, bar.update, empty_first=True
         )
         bar.total = loaded
         bar.refresh()
     return loaded
 
 
+@dataclass(frozen=True)
+class _ForeignKey:
+    child: str
+    parent: str
+    ddl: str
+    """``ALTER TABLE ... ADD CONSTRAINT ... FOREIGN KEY``"""
+    drop: str
+    """``ALTER TABLE ... DROP CONSTRAINT IF EXISTS ...``"""
+
+
+@dataclass
+class _Detached:
+    """What the load dropped, as the DDL that restores it."""
+
+    indexes: dict[str, list[str]]
+    """``CREATE INDEX`` statements by table."""
+    foreign_keys: list[_ForeignKey]
+
+    def statements(self) -> list[str]:
+        indexes = [ddl for ddls in self.indexes.values() for ddl in ddls]
+        return indexes + [fk.ddl for fk in self.foreign_keys]
+
+
 async def _detach_indexes_and_foreign_keys(
     conn: asyncpg.Connection, tables: Sequence[str]
-) -> list[str]:
-    """Drops the loaded tables' secondary indexes and foreign keys; returns the DDL to restore them.
+) -> _Detached:
+    """Drops the tables' secondary indexes and the foreign keys from and to them (one
+    transaction; a table referenced by a foreign key cannot be truncated).
 
     Building an index once over all rows, and checking a foreign key with one
     join, is far faster than maintaining them row by row. Primary keys, unique
-    and check constraints stay in place. Transactional DDL: a failure rolls back.
+    and check constraints stay in place.
     """
     indexes = await conn.fetch(
         """
-        SELECT i.indexrelid::regclass::text AS name, pg_get_indexdef(i.indexrelid) AS ddl
-        FROM pg_index i JOIN pg_class t ON t.oid = i.indrelid
-        WHERE t.relnamespace = current_schema()::regnamespace AND t.relname = ANY($1::text[])
-          AND NOT EXISTS (
-            SELECT 1 FROM pg_constraint c
-            WHERE c.conindid = i.indexrelid AND c.conrelid = i.indrelid
-              AND c.contype IN ('p', 'u', 'x'))
-        ORDER BY 1
+        SELECT x.tablename AS tab, quote_ident(x.indexname) AS name, x.indexdef AS ddl
+        FROM pg_indexes x
+        JOIN pg_class c
+          ON c.relname = x.indexname AND c.relnamespace = current_schema()::regnamespace
+        WHERE x.schemaname = current_schema() AND x.tablename = ANY($1::text[])
+          AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = c.oid)
+        ORDER BY x.tablename, x.indexname
         """,
         list(tables),
     )
     foreign_keys = await conn.fetch(
         """
         SELECT c.conrelid::regclass::text AS tab, quote_ident(c.conname) AS name,
-               pg_get_constraintdef(c.oid) AS ddl
-        FROM pg_constraint c JOIN pg_class t ON t.oid = c.conrelid
-        WHERE c.contype = 'f' AND t.relnamespace = current_schema()::regnamespace
-          AND t.relname = ANY($1::text[])
+               pg_get_constraintdef(c.oid) AS ddl, t.relname AS child, r.relname AS parent
+        FROM pg_constraint c
+        JOIN pg_class t ON t.oid = c.conrelid
+        JOIN pg_class r ON r.oid = c.confrelid
+        WHERE c.contype = 'f' AND c.connamespace = current_schema()::regnamespace
+          AND (t.relname = ANY($1::text[]) OR r.relname = ANY($1::text[]))
         ORDER BY 1, 2
         """,
         list(tables),
     )
-    for fk in foreign_keys:
-        await conn.execute(f"ALTER TABLE {fk['tab']} DROP CONSTRAINT {fk['name']}")
-    for index in indexes:
-        await conn.execute(f"DROP INDEX {index['name']}")
-    return [index["ddl"] for index in indexes] + [
-        f"ALTER TABLE {fk['tab']} ADD CONSTRAINT {fk['name']} {fk['ddl']}" for fk in foreign_keys
-    ]
+    detached = _Detached({}, [])
+    async with conn.transaction():
+        for fk in foreign_keys:
+            drop = f"ALTER TABLE {fk['tab']} DROP CONSTRAINT IF EXISTS {fk['name']}"
+            await conn.execute(drop)
+            ddl = f"ALTER TABLE {fk['tab']} ADD CONSTRAINT {fk['name']} {fk['ddl']}"
+            detached.foreign_keys.append(_ForeignKey(fk["child"], fk["parent"], ddl, drop))
+        for index in indexes:
+            await conn.execute(f"DROP INDEX {index['name']}")
+            detached.indexes.setdefault(index["tab"], []).append(index["ddl"])
+    return detached
+
+
+async def _reattach(url: str, tables: Sequence[str], detached: _Detached) -> None:
+    """After a failed load: the tables emptied, every dropped index and key restored,
+    the triggers on again."""
+    conn = await connect(url)
+    try:
+        for fk in detached.foreign_keys:  # some were validated already
+            await conn.execute(fk.drop)
+        await conn.execute("TRUNCATE " + ", ".join(f'"{t}"' for t in tables))
+        for ddl in detached.statements():
+            with contextlib.suppress(asyncpg.DuplicateTableError, asyncpg.DuplicateObjectError):
+                await conn.execute(ddl)
+        await _Derived.triggers(conn, enabled=True)
+    finally:
+        await conn.close()
+
+
+async def _on_both(conns: Sequence[asyncpg.Connection], statements: Sequence[str]) -> None:
+    """Runs ``statements`` on ``conns`` at once, each connection taking the next one."""
+    pending = iter(statements)
+
+    async def work(conn: asyncpg.Connection) -> None:
+        for statement in pending:
+            await conn.execute(statement)
+
+    await asyncio.gather(*(work(conn) for conn in conns))
+
+
+async def _load_and_build(
+    loader: asyncpg.Connection,
+    builder: asyncpg.Connection,
+    plan: Sequence[_Table],
+    detached: _Detached,
+    phases: _Phases,
+    progress: bool,
+) -> dict[str, int]:
+    """COPYs the tables on ``loader``; meanwhile ``builder`` builds each loaded table's
+    indexes and validates each foreign key whose two tables are loaded. Once the
+    COPYs are done, ``loader`` takes its share of what is left."""
+    jobs: asyncio.Queue[str | None] = asyncio.Queue()
+    waiting = list(detached.foreign_keys)
+    loaded = {t for fk in waiting for t in (fk.child, fk.parent)} - {t.name for t in plan}
+
+    async def work(conn: asyncpg.Connection) -> None:
+        while (ddl := await jobs.get()) is not None:
+            await conn.execute(ddl)
+
+    builds = asyncio.create_task(work(builder))
+    rows: dict[str, int] = {}
+    started = time.perf_counter()
+    try:
+        for table in plan:
+            rows[table.name] = await _copy(loader, table, progress)
+            loaded.add(table.name)
+            for ddl in detached.indexes.get(table.name, []):
+                jobs.put_nowait(ddl)
+            for fk in [fk for fk in waiting if {fk.child, fk.parent} <= loaded]:
+                waiting.remove(fk)
+                jobs.put_nowait(fk.ddl)
+        phases["COPY (indexes, keys beside it)"] = time.perf_counter() - started
+        jobs.put_nowait(None)
+        jobs.put_nowait(None)
+        await phases.timed("indexes, keys after the COPY", asyncio.gather(builds, work(loader)))
+    finally:
+        if not builds.done():
+            builds.cancel()
+            with contextlib.suppress(asyncio.CancelledError, asyncpg.PostgresError):
+                await builds
+    return rows
 
 
 async def _reset_identities(conn: asyncpg.Connection, tables: Sequence[str]) -> None:
@@ -545,9 +491,19 @@ async def _non_empty_tables(conn: asyncpg.Connection, tables: Sequence[str]) -> 
     return [t for t in tables if await conn.fetchval(f'SELECT EXISTS (SELECT 1 FROM "{t}")')]
 
 
+class _Phases(dict[str, float]):
+    """Seconds per phase, measured by ``timed``."""
+
+    async def timed(self, name: str, work: Awaitable[Any]) -> Any:
+        started = time.perf_counter()
+        try:
+            return await work
+        finally:
+            self[name] = time.perf_counter() - started
+
+
 async def seed(url: str, scale: int, *, progress: bool = True, seed: int = 42) -> SeedReport:
-    """Loads the benchmark data set at ``scale`` (S) into an empty, migrated database,
-    in one transaction:
+    """Loads the benchmark data set at ``scale`` (S) into an empty, migrated database:
 
     - S users (``user00001``, ``user00001@example.com``, password ``password``;
       user 1 is an admin), each with a profile and one USD account;
@@ -559,42 +515,49 @@ async def seed(url: str, scale: int, *, progress: bool = True, seed: int = 42) -
       SHIPPED, some PENDING, about 5% CANCELLED; unit price = product price);
     - a handful of transfers between accounts.
 
-    The same scale and seed give the same rows, byte for byte: every table draws
-    from its own ``random.Random`` seeded from (seed, table), timestamps derive
-    from ``EPOCH`` (never ``now()``), ids are assigned here, and the shared
-    password hash's salt derives from the seed. Secondary indexes and foreign keys
-    are dropped for the load and rebuilt set-based before the commit (as
-    ``pg_restore`` does); identity sequences are moved past the loaded ids.
+    The same scale and seed give the same rows, byte for byte (``seed_rows``).
+    Secondary indexes and foreign keys are dropped for the load and rebuilt
+    set-based (module docstring). The tables are loaded in several transactions:
+    if the load fails, they are emptied and the indexes and keys restored.
+    Set-based steps over the loaded rows (``UPDATE ... FROM (SELECT ... GROUP BY)``)
+    belong in ``_finish``, before the final VACUUM.
     """
     if scale < 1:
         raise ValueError("scale must be at least 1")
     started = time.perf_counter()
-    counts = _Counts(scale)
-    plan = _plan(scale, seed, shared_password_hash(seed), counts)
+    plan, derived = _plan(scale, seed, shared_password_hash(seed))
     names = [t.name for t in plan]
-    rows: dict[str, int] = {}
-    conn = await connect(url)
+    conns = [await connect(url), await connect(url)]
+    phases = _Phases()
     try:
-        if busy := await _non_empty_tables(conn, names):
+        if busy := await _non_empty_tables(conns[0], names):
             raise RuntimeError(
                 f"refusing to seed: these tables already have rows: {', '.join(busy)}"
             )
-        async with conn.transaction():
-            await conn.execute("SET LOCAL maintenance_work_mem = '256MB'")
-            await conn.execute("SET LOCAL synchronous_commit = off")
-            restore = await _detach_indexes_and_foreign_keys(conn, names)
-            await counts.triggers(conn, enabled=False)
-            for table in plan:
-                rows[table.name] = await _load(conn, table, progress)
-            await counts.load_totals(conn)
-            await counts.triggers(conn, enabled=True)
-            for ddl in tqdm(restore, desc="indexes    ", unit=" ddl", disable=not progress):
-                await conn.execute(ddl)
-            await _reset_identities(conn, names)
-        await conn.execute("ANALYZE " + ", ".join(f'"{name}"' for name in names))
+        detached = await _detach_indexes_and_foreign_keys(conns[0], names)
+        await derived.triggers(conns[0], enabled=False)
+        try:
+            rows = await _load_and_build(conns[0], conns[1], plan, detached, phases, progress)
+        except BaseException:
+            for conn in conns:
+                conn.terminate()
+            await _reattach(url, names, detached)
+            raise
+        await phases.timed("finish", _finish(conns[0], names, derived))
+        by_size = sorted(plan, key=lambda t: -t.expected)
+        vacuums = [f'VACUUM (ANALYZE) "{t.name}"' for t in by_size]
+        await phases.timed("VACUUM (ANALYZE)", _on_both(conns, vacuums))
     finally:
-        await conn.close()
-    return SeedReport(rows=rows, seconds=time.perf_counter() - started)
+        for conn in conns:
+            await conn.close()
+    return SeedReport(rows=rows, seconds=time.perf_counter() - started, phases=dict(phases))
+
+
+async def _finish(conn: asyncpg.Connection, tables: Sequence[str], derived: _Derived) -> None:
+    """The steps after the load: the identity sequences moved past the ids, the post
+    totals written and the triggers on again."""
+    await _reset_identities(conn, tables)
+    await derived.finish(conn)
 
 
 async def truncate_all(url: str) -> None:
