@@ -7,6 +7,7 @@ else the embedded one) and drops it afterwards, so it leaves no data.
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 from collections.abc import AsyncIterator, Iterator
 
@@ -20,6 +21,7 @@ from gql_app.data.db import asyncpg_dsn, create_engine, create_sessionmaker
 from gql_app.settings import Settings
 from gql_app.tools import seed_rows
 from gql_app.tools.cli import app
+from gql_app.tools.embedded import DEVELOPMENT_SETTINGS
 from gql_app.tools.seed import (
     DEMO_SCALE,
     SEEDED_TABLES,
@@ -266,3 +268,16 @@ async def test_demo_data_set_has_the_documented_logins(server_url: str) -> None:
             password_hash, admin = logins[email]
             assert verify_password(password_hash, password)
             assert admin is is_admin
+
+
+@pytest.mark.skipif("DATABASE_URL" in os.environ, reason="a server of your own has your settings")
+async def test_the_embedded_server_runs_with_the_development_settings(server_url: str) -> None:
+    """What makes the seed fast on the embedded server (``DEVELOPMENT_SETTINGS``):
+    minimal WAL (no WAL for a COPY into a table emptied in its transaction, nor
+    for index builds), room between checkpoints, no JIT."""
+    conn = await asyncpg.connect(asyncpg_dsn(server_url))
+    try:
+        shown = {name: await conn.fetchval(f"SHOW {name}") for name in DEVELOPMENT_SETTINGS}
+    finally:
+        await conn.close()
+    assert shown == DEVELOPMENT_SETTINGS

