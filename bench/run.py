@@ -227,16 +227,12 @@ def _stop_all() -> None:
 @contextlib.asynccontextmanager
 async def running(url: str, log_dir: Path) -> AsyncIterator[dict[str, Server]]:
     """The three contenders as separate processes on the scratch database, stopped on exit."""
-    # 15 connections for every contender (raw_floor.POOL_SIZE): with fewer pooled
-    # connections than clients, SQLAlchemy closes each overflow connection when it
-    # is returned, and the run would measure reconnects.
+    # gql_app runs on its defaults, as `gql-app serve` starts it (its pool of 20 holds
+    # the clients' connections without reopening any; one JSON log line per request).
     env = {
         **os.environ,
         "DATABASE_URL": url,
         "GQL_SECRET_KEY": "bench-secret-key",  # the default is refused with DATABASE_URL
-        "GQL_LOG_LEVEL": "WARNING",
-        "GQL_POOL_SIZE": str(POOL_SIZE),
-        "GQL_MAX_OVERFLOW": "0",
     }
     env.pop("GQL_READ_REPLICA_URL", None)
     servers = make_servers()
