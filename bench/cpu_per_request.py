@@ -156,7 +156,7 @@ def served() -> Iterator[tuple[int, str]]:
         process.wait(10)
 
 
-async def over_http(requests: int) -> dict[str, float]:
+async def over_http(requests: int, only: list[str]) -> dict[str, float]:
     out: dict[str, float] = {}
     with served() as (pid, url):
         async with httpx.AsyncClient(timeout=10) as http:
@@ -167,6 +167,8 @@ async def over_http(requests: int) -> dict[str, float]:
                 await asyncio.sleep(0.1)
             headers = {"content-type": "application/json"}
             for name, body in (await bodies(str(Settings().database_url))).items():
+                if only and name not in only:
+                    continue
                 for _ in range(200):
                     (await http.post(url, content=body, headers=headers)).raise_for_status()
                 started = process_cpu(pid)
@@ -186,7 +188,7 @@ def main() -> None:
     database_url(Settings())  # DATABASE_URL, or the embedded server's (exported)
     os.environ.setdefault("GQL_SECRET_KEY", "cpu-per-request")
     if args.server:
-        result = asyncio.run(over_http(args.requests))
+        result = asyncio.run(over_http(args.requests, args.only))
     else:
         # uvloop, as uvicorn runs the app when it is installed (gql_app depends on it)
         result = uvloop.run(in_process(args.requests, args.profile, args.only))
