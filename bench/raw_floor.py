@@ -37,7 +37,7 @@ from gql_app.relay.cursors import binding
 from gql_app.relay.ids import decode_id, encode_id
 from gql_app.settings import Settings
 
-POOL_SIZE = 15  # connections, for every contender (bench.run sets gql_app's and naive's)
+POOL_SIZE = 20  # connections: gql_app's default pool (GQL_POOL_SIZE), which naive shares
 CURSOR_KEY = Settings().secret_key.encode()  # the same key as the gql_app contender
 # What W1's cursors are bound to (Query.posts, filter {published: true}, no parent,
 # PUBLISHED_AT DESC), as gql_app.relay.cursors.binding makes it

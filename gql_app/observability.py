@@ -9,7 +9,6 @@ import logging
 import os
 import re
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -44,12 +43,14 @@ def request_id_from(header: str | None) -> str:
     """The client's ``X-Request-ID`` when it is sane, else a fresh one."""
     if header is not None and _REQUEST_ID.fullmatch(header):
         return header
-    return uuid.uuid4().hex
+    return os.urandom(16).hex()  # a uuid4's 128 random bits, without building a UUID
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class RequestObservation:
     request_id: str
+    method: str = "POST"
+    path: str = "/graphql"
     started: float = field(default_factory=time.perf_counter)
     sql_statements: int = 0
     operation_name: str | None = None
@@ -249,6 +250,9 @@ class Metrics:
         self.pools = PoolCollector()
         self.registry.register(self.pools)
         self._names: set[str] = set()
+        self._children: dict[tuple[str, str, str], tuple[Any, Any, Any]] = {}
+        """A request's three labelled metrics by (type, name label, outcome): bounded by
+        the name labels, and cheaper than ``labels()`` on every request."""
         self.requests = Counter(
             "gql_requests",
             "GraphQL requests.",
@@ -300,9 +304,18 @@ class Metrics:
     def observe(self, observation: RequestObservation, duration: float) -> None:
         kind = observation.operation_type or "unknown"
         name = self.name_label(observation.operation_name)
-        self.requests.labels(kind, name, observation.outcome).inc()
-        self.latency.labels(kind, name).observe(duration)
-        self.sql_statements.labels(kind).observe(observation.sql_statements)
+        key = (kind, name, observation.outcome)
+        children = self._children.get(key)
+        if children is None:
+            children = self._children[key] = (
+                self.requests.labels(*key),
+                self.latency.labels(kind, name),
+                self.sql_statements.labels(kind),
+            )
+        requests, latency, sql_statements = children
+        requests.inc()
+        latency.observe(duration)
+        sql_statements.observe(observation.sql_statements)
         for code in observation.error_codes:
             self.errors.labels(code).inc()
 
@@ -402,7 +415,9 @@ class RequestObservability:
             return
         header = next((v for k, v in scope["headers"] if k == b"x-request-id"), None)
         observation = RequestObservation(
-            request_id_from(header.decode("latin-1") if header is not None else None)
+            request_id_from(header.decode("latin-1") if header is not None else None),
+            scope["method"],
+            scope["path"],
         )
 
         async def send_with_id(message: Message) -> None:
@@ -446,22 +461,24 @@ def finish_request(metrics: Metrics, observation: RequestObservation) -> None:
     metrics.observe(observation, duration)
     if observation.span is not None:
         end_operation(observation)
-    if not request_log.isEnabledFor(logging.INFO) and observation.status < 500:
+    level = logging.ERROR if observation.status >= 500 else logging.INFO
+    if not request_log.isEnabledFor(level):
         return
-    request_log.log(
-        logging.ERROR if observation.status >= 500 else logging.INFO,
-        "graphql request",
-        extra={
-            "request_id": observation.request_id,
-            "operation_name": observation.operation_name,
-            "operation_type": observation.operation_type,
-            "duration_ms": round(duration * 1000, 2),
-            "sql_statements": observation.sql_statements,
-            "outcome": observation.outcome,
-            "error_codes": sorted(set(observation.error_codes)),
-            "status": observation.status,
-        },
-    )
+    # The record is made here, not by ``log()``: a logging call looks up its caller's
+    # frame and file, which this line never shows.
+    record = logging.LogRecord(request_log.name, level, __file__, 0, "graphql request", None, None)
+    fields = record.__dict__
+    fields["request_id"] = observation.request_id
+    fields["method"] = observation.method
+    fields["path"] = observation.path
+    fields["status"] = observation.status
+    fields["duration_ms"] = round(duration * 1000, 2)
+    fields["operation_type"] = observation.operation_type
+    fields["operation_name"] = observation.operation_name
+    fields["sql_statements"] = observation.sql_statements
+    fields["outcome"] = observation.outcome
+    fields["error_codes"] = sorted(set(observation.error_codes))
+    request_log.handle(record)
 
 
 # ---------------------------------------------------------------- logging
@@ -472,9 +489,21 @@ _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskN
 class JSONFormatter(logging.Formatter):
     """One JSON object per line: time, level, logger, message, and every ``extra`` field."""
 
+    _second: int = -1
+    _second_text: str = ""
+
+    def timestamp(self, created: float) -> str:
+        """``created`` in ISO 8601, UTC, to the millisecond (the date and time of the
+        second are formatted once per second)."""
+        second = int(created)
+        if second != self._second:
+            text = datetime.fromtimestamp(second, UTC).isoformat()  # ...T04:25:00+00:00
+            self._second, self._second_text = second, text[:-6]
+        return f"{self._second_text}.{int((created - second) * 1000):03d}+00:00"
+
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
-            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "time": self.timestamp(record.created),
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),

@@ -46,8 +46,12 @@ class Settings(BaseSettings):
     LISTEN is session state, which PgBouncer's transaction mode does not keep."""
     data_dir: Path = Path(".gql_app")
 
-    pool_size: int = 10
+    pool_size: int = 20
+    """Connections kept open. Above the concurrent operations a process runs (about 16
+    saturate one process), so none is opened or closed under steady load."""
     max_overflow: int = 5
+    """Connections opened beyond ``pool_size`` in a burst; each is closed when it comes
+    back to a pool already holding ``pool_size`` idle ones."""
     pool_timeout: float = 10.0
     pool_recycle: int = 1800
     pool_pre_ping: bool = False

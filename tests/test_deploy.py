@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import os
 import re
 import shutil
@@ -127,6 +128,64 @@ def test_serve_with_two_workers(migrated_url, tmp_path):
     while left := alive_in_group(psutil, process.pid):
         assert time.monotonic() < deadline, left
         time.sleep(0.1)
+
+
+ACCESS_LINE = re.compile(r'"POST /graphql HTTP/1\.1" 200')
+"""uvicorn's access line for one of those requests."""
+
+
+@pytest.mark.parametrize("flags", [[], ["--access-log"]], ids=["defaults", "access-log"])
+def test_serve_logs_one_json_line_per_graphql_request(migrated_url, tmp_path, flags):
+    # Given `gql-app serve` on its defaults (log level INFO), or with uvicorn's access log
+    port = free_port()
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("GQL_", "PROMETHEUS_"))},
+        "DATABASE_URL": migrated_url,
+        "GQL_SECRET_KEY": "deploy-test",
+    }
+    log = tmp_path / "serve.log"
+    command = [sys.executable, "-m", "gql_app.tools.cli", "serve", "--port", str(port), *flags]
+    with log.open("wb") as sink:
+        process = subprocess.Popen(
+            command,
+            env=env,
+            cwd=tmp_path,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    # When three queries are answered
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5) as http:
+            wait_for(http, "/ready", process, log)
+            for i in range(3):
+                response = http.post(
+                    "/graphql",
+                    json={"query": "query Count { users(first: 1) { totalCount } }"},
+                    headers={"X-Request-ID": f"served-{i}"},
+                )
+                assert response.json() == {"data": {"users": {"totalCount": 0}}}
+    finally:
+        stop(process)
+    # Then each has one JSON line with what an operator looks for; uvicorn's access
+    # line only when asked for
+    lines = log.read_text(errors="replace").splitlines()
+    ours = [
+        entry
+        for line in lines
+        if line.startswith("{") and (entry := json.loads(line))["logger"] == "gql_app.request"
+    ]
+    assert [entry["request_id"] for entry in ours] == ["served-0", "served-1", "served-2"]
+    for entry in ours:
+        assert (entry["level"], entry["method"], entry["path"], entry["status"]) == (
+            "INFO",
+            "POST",
+            "/graphql",
+            200,
+        )
+        assert (entry["operation_name"], entry["sql_statements"]) == ("Count", 1)
+        assert entry["duration_ms"] > 0
+    assert len([line for line in lines if ACCESS_LINE.search(line)]) == (3 if flags else 0)
 
 
 # ---------------------------------------------------------------- the wheel

@@ -165,11 +165,49 @@ async def test_one_log_line_per_request_with_the_exact_statement_count(client, w
     assert line.sql_statements == 2 == sql.count
     assert (line.operation_name, line.operation_type) == ("ObsAuthors", "query")
     assert (line.outcome, line.error_codes, line.status) == ("ok", [], 200)
+    assert (line.method, line.path) == ("POST", "/graphql")
     assert line.duration_ms > 0
     entry = orjson.loads(JSONFormatter().format(line))
-    for key in ("request_id", "operation_name", "operation_type", "duration_ms", "sql_statements"):
-        assert key in entry
-    assert entry["message"] == "graphql request" and entry["logger"] == "gql_app.request"
+    assert entry == {
+        "time": entry["time"],
+        "level": "INFO",
+        "logger": "gql_app.request",
+        "message": "graphql request",
+        "request_id": "line-1",
+        "method": "POST",
+        "path": "/graphql",
+        "status": 200,
+        "duration_ms": line.duration_ms,
+        "operation_type": "query",
+        "operation_name": "ObsAuthors",
+        "sql_statements": 2,
+        "outcome": "ok",
+        "error_codes": [],
+    }
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+00:00", entry["time"])
+
+
+async def test_the_log_line_of_the_full_path_names_its_method(client, world, caplog):
+    caplog.set_level(logging.INFO, logger="gql_app.request")
+    response = await client.get(
+        "/graphql", params={"query": TAG}, headers={"X-Request-ID": "get-1"}
+    )
+    assert response.json() == {"data": {"tag": {"name": "alpha"}}}
+    line: Any = request_lines(caplog)["get-1"]
+    assert (line.method, line.path, line.status, line.outcome) == ("GET", "/graphql", 200, "ok")
+    assert (line.operation_name, line.sql_statements) == ("ObsTag", 1)
+
+
+def test_the_json_formatter_writes_the_time_to_the_millisecond_in_utc():
+    formatter = JSONFormatter()
+    for created, shown in [
+        (1_700_000_000.0, "2023-11-14T22:13:20.000+00:00"),
+        (1_700_000_000.9996, "2023-11-14T22:13:20.999+00:00"),
+        (1_700_000_001.0019, "2023-11-14T22:13:21.001+00:00"),
+        (1_700_000_000.5, "2023-11-14T22:13:20.500+00:00"),  # back to a second seen before
+    ]:
+        record = logging.makeLogRecord({"name": "gql_app.x", "msg": "m", "created": created})
+        assert orjson.loads(formatter.format(record))["time"] == shown
 
 
 async def test_a_refused_query_logs_its_error_code(client, world, caplog):
@@ -275,6 +313,29 @@ async def test_metrics_show_the_pool(client, world, settings):
     assert ("gql_db_pool_connections_in_use", frozenset({("pool", "primary")})) in samples
     assert ("gql_db_pool_connections_idle", frozenset({("pool", "primary")})) in samples
     assert value(samples, "gql_db_pool_overflow", pool="primary") >= 0
+
+
+async def test_metrics_count_every_request_of_a_name_past_the_bound_as_other(settings, world):
+    # Given an app of its own (the session's keeps its name labels for other tests)
+    app = create_app(settings)
+    names = [f"Bounded{i}" for i in range(210)]
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+            # When more operation names than the bound are sent, the last one twice
+            for name in [*names, names[-1]]:
+                response = await post(http, f"query {name} {{ __typename }}")
+                assert response.json() == {"data": {"__typename": "Query"}}
+            samples = await scrape(http)
+
+    def requests(name: str) -> float:
+        labels = {"operation_type": "query", "operation_name": name, "outcome": "ok"}
+        return value(samples, "gql_requests_total", **labels)
+
+    # Then the first 200 names have a label each and the rest are "other", each request once
+    assert [requests(name) for name in names[:200]] == [1.0] * 200
+    assert [requests(name) for name in names[200:]] == [0.0] * 10
+    assert requests("other") == 11
 
 
 def test_operation_name_labels_are_bounded():

@@ -153,6 +153,14 @@ def serve(
             "--migrate", help="Migrate to head first (always done for the embedded server)."
         ),
     ] = False,
+    access_log: Annotated[
+        bool,
+        typer.Option(
+            "--access-log/--no-access-log",
+            help="Also uvicorn's access line per request (gql_app logs one JSON line "
+            "per GraphQL request either way).",
+        ),
+    ] = False,
 ) -> None:
     """Run the GraphQL server (GraphiQL at /graphql)."""
     settings = Settings()
@@ -175,6 +183,9 @@ def serve(
         workers=workers,
         reload=reload,
         log_level=settings.log_level.lower(),
+        # One line per request: gql_app's own (``observability.finish_request``), which
+        # carries the method, path, status and duration uvicorn's would, and more.
+        access_log=access_log,
         # WebSocket frames are small JSON: compression would cost each connection a
         # zlib context (~300 KiB) and each frame a compression, for little gain.
         ws_per_message_deflate=False,

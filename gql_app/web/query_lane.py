@@ -174,7 +174,9 @@ class QueryLane:
         if planned is None:
             await self.app(scope, replay(body, receive), send)
             return
-        observation = RequestObservation(request_id_from(latin1(headers.request_id)))
+        observation = RequestObservation(
+            request_id_from(latin1(headers.request_id)), "POST", scope["path"]
+        )
         observation.operation_type = "query"
         observation.operation_name = planned[0].name
         if self.tracer is not None:

@@ -5,6 +5,7 @@ persisted queries and the GraphQL-over-HTTP status codes; the body size limit.
 from __future__ import annotations
 
 import hashlib
+from functools import lru_cache
 from typing import Any
 
 import orjson
@@ -66,6 +67,7 @@ class HTTPError(HTTPException):
         self.headers = headers or {}
 
 
+@lru_cache(maxsize=64)  # clients send a handful of distinct Accept headers
 def response_media_type(accept: str | None) -> str | None:
     """The media type to answer with, or None when the client accepts neither."""
     if not accept:
