@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TypeVar, cast
+from typing import Any, TypeVar, cast
 
 from graphql import ExecutionResult, GraphQLError
 from sqlalchemy.exc import DBAPIError
@@ -174,7 +174,7 @@ async def begin_reads(ctx: Context, op: Operation) -> Reads | None:
     replica = ctx.replica
     if replica is not None and replica.serves(ctx.bearer_token):
         try:
-            reads = await begin_on(ctx, replica.engine, replica.sessionmaker)
+            reads = await begin_on(ctx, replica.engine, replica.sessionmaker, replica.failed)
         except Exception as exc:
             if database_fault(exc) is None:
                 raise
@@ -193,15 +193,24 @@ async def begin_reads(ctx: Context, op: Operation) -> Reads | None:
 
 
 async def begin_on(
-    ctx: Context, engine: AsyncEngine | None, maker: async_sessionmaker[AsyncSession]
+    ctx: Context,
+    engine: AsyncEngine | None,
+    maker: async_sessionmaker[AsyncSession],
+    failed: Callable[[], None] | None = None,
 ) -> Reads:
     """A read-only transaction on ``engine``'s driver connection (``driver_reads``:
     ``ctx.read_engine`` is set) or on a session of ``maker``, open in ``ctx``, its
-    viewer authenticated."""
+    viewer authenticated.
+
+    On the driver, BEGIN waits for the first statement, and is never sent if the
+    operation's plan sends at most one (``ReadDB.expect``). A connection found
+    broken by its first command is replaced from ``engine``, or, if ``engine`` (a
+    replica: ``failed`` marks it) does not answer, from the primary's.
+    """
     reads: Reads
     if ctx.read_engine is not None:
         assert engine is not None
-        db = await begin_read(engine)
+        db = await begin_read(engine, connector(engine, ctx.read_engine, failed))
         ctx.open_read_db(db)
         reads = Reads(db)
     else:
@@ -214,6 +223,21 @@ async def begin_on(
         await reads.end(clean=False)
         raise
     return reads
+
+
+def connector(engine: AsyncEngine, primary: AsyncEngine, failed: Callable[[], None] | None) -> Any:
+    """Where a query operation's connections come from (``driver_reads.Connect``)."""
+
+    async def connect() -> tuple[Any, AsyncEngine]:
+        try:
+            return await engine.raw_connection(), engine
+        except Exception as exc:
+            if failed is None or database_fault(exc) is None:
+                raise
+            failed()  # the replica does not answer: the primary does
+            return await primary.raw_connection(), primary
+
+    return connect
 
 
 @contextlib.asynccontextmanager
