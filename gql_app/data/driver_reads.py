@@ -269,6 +269,8 @@ class ReadDB(GuardedDB):
         (discarded if not ``clean``)."""
         if self.gone:
             return
+        if self.driver.is_closed():
+            clean = False  # broken at its statement: not back into the pool
         if clean and self.state == BEGUN:
             try:
                 await self.driver.execute("ROLLBACK")

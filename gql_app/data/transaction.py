@@ -1,8 +1,9 @@
 """The transaction boundary, drawn once: ``operation`` for the whole operation (a
-query in one REPEATABLE READ, READ ONLY snapshot, a mutation in one read-write
-transaction) and ``atomic`` for each mutation field (a savepoint). The request's
-events (``data.events``) follow the same boundary: a field that rolls back drops
-its own, and a mutation sends the rest with its commit.
+query in one REPEATABLE READ, READ ONLY snapshot, or none when its plan sends at
+most one statement, ``ReadDB.expect``; a mutation in one read-write transaction)
+and ``atomic`` for each mutation field (a savepoint). The request's events
+(``data.events``) follow the same boundary: a field that rolls back drops its
+own, and a mutation sends the rest with its commit.
 """
 
 from __future__ import annotations
@@ -148,7 +149,8 @@ class Reads:
 
 @contextlib.asynccontextmanager
 async def read_operation(ctx: Context, op: Operation) -> AsyncIterator[None]:
-    """A query operation, from BEGIN to ROLLBACK, where ``begin_reads`` chose."""
+    """A query operation, from BEGIN to ROLLBACK (if it needs a transaction), where
+    ``begin_reads`` chose."""
     reads = await begin_reads(ctx, op)
     if reads is None:
         yield
