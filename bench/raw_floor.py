@@ -3,7 +3,8 @@
 A Starlette app that recognizes the three read documents (W1-W3) by their exact
 text and answers each with the statements gql_app issues for it, one per field
 path, in the same order, in the same kind of transaction (REPEATABLE READ, READ
-ONLY). The statements below were captured from gql_app (SQLAlchemy's
+ONLY; none for W3, whose one statement reads the post with its author, as
+gql_app sends it). The statements below were captured from gql_app (SQLAlchemy's
 ``before_cursor_execute``) for an anonymous viewer and are only re-wrapped here.
 The JSON is byte-equal to gql_app's ``data``. It is the floor for that statement
 budget: no GraphQL parsing, validation, resolvers or ORM, only SQL and JSON.
@@ -73,9 +74,18 @@ TAGS_BY_POST_ID = (
     "FROM tags JOIN post_tags ON post_tags.tag_id = tags.id \n"
     "WHERE post_tags.post_id = ANY ($1::BIGINT[]) ORDER BY post_tags.post_id, tags.name, tags.id"
 )
-POSTS_BY_ID = (
+JOINED_USER_COLUMNS = (
+    "j0.id AS j0_id, j0.username AS j0_username, j0.email AS j0_email, "
+    "j0.password_hash AS j0_password_hash, j0.is_active AS j0_is_active, "
+    "j0.is_admin AS j0_is_admin, j0.age AS j0_age, j0.created_at AS j0_created_at, "
+    "j0.updated_at AS j0_updated_at, j0.last_login_at AS j0_last_login_at, "
+    "j0.post_count AS j0_post_count, j0.published_post_count AS j0_published_post_count"
+)
+# W3: the post by id, its author read beside it (gql_app.data.loaders.joined_statement)
+POSTS_BY_ID_WITH_AUTHOR = (
     "SELECT posts.id, posts.author_id, posts.title, posts.content, posts.published_at, "
-    "posts.created_at, posts.updated_at, posts.comment_count \nFROM posts \n"
+    f"posts.created_at, posts.updated_at, posts.comment_count, {JOINED_USER_COLUMNS} \n"
+    "FROM posts LEFT OUTER JOIN users AS j0 ON j0.id = posts.author_id \n"
     "WHERE posts.id = ANY ($1::BIGINT[])"
 )
 
@@ -225,26 +235,36 @@ async def node(conn: asyncpg.Connection, variables: dict[str, Any]) -> Any:
     type_name, pk = decode_id(variables["postId"])
     if type_name != "Post":
         return {"node": None}
-    posts = await conn.fetch(POSTS_BY_ID, [pk])
+    posts = await conn.fetch(POSTS_BY_ID_WITH_AUTHOR, [pk])
     if not posts or posts[0]["published_at"] is None:
         return {"node": None}
     post = posts[0]
-    author = (await conn.fetch(USERS_BY_ID, [post["author_id"]]))[0]
-    return {"node": {"title": post["title"], "author": {"username": author["username"]}}}
+    return {"node": {"title": post["title"], "author": {"username": post["j0_username"]}}}
 
 
 HANDLERS: dict[str, Handler] = {W1_FEED: feed, W2_PEOPLE: people, W3_NODE: node}
+SINGLE_STATEMENT = frozenset({W3_NODE})
+"""Documents gql_app answers with one statement, sent without BEGIN/ROLLBACK."""
+
+
+async def answer(conn: asyncpg.Connection, query: str, variables: dict[str, Any]) -> Any:
+    """The handler's answer, in the transaction gql_app would open (or none)."""
+    handler = HANDLERS[query]
+    if query in SINGLE_STATEMENT:
+        return await handler(conn, variables)
+    async with conn.transaction(isolation="repeatable_read", readonly=True):
+        return await handler(conn, variables)
 
 
 async def graphql(request: Request) -> Response:
     body = orjson.loads(await request.body())
-    handler = HANDLERS.get(body.get("query"))
-    if handler is None:
+    query = body.get("query")
+    if query not in HANDLERS:
         error = {"errors": [{"message": "The raw floor answers only the benchmark documents."}]}
         return Response(orjson.dumps(error), status_code=400, media_type="application/json")
     pool: asyncpg.Pool = request.app.state.pool
-    async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
-        data = await handler(conn, body.get("variables") or {})
+    async with pool.acquire() as conn:
+        data = await answer(conn, query, body.get("variables") or {})
     return Response(orjson.dumps({"data": data}), media_type="application/json")
 
 

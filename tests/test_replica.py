@@ -21,10 +21,12 @@ import pytest
 from sqlalchemy import event
 
 from gql_app.data.db import asyncpg_dsn
+from gql_app.data.driver_reads import BEGIN_READ_ONLY
 from gql_app.settings import Settings
 from gql_app.users.passwords import token_digest
 from gql_app.web.app import create_app
 from tests.conftest import GraphQLClient, Streaming
+from tests.documents import W3_NODE
 from tests.factories import PASSWORD
 
 MAX_LAG_S = 1.0
@@ -156,6 +158,35 @@ async def test_queries_read_the_replica(served, streaming, paused):
     # Then it is not there: the query read the replica
     assert body["data"] == {"tag": None}
     assert counted == {"primary": 0, "replica": 1}
+
+
+async def test_a_one_statement_query_reads_the_replica_without_a_transaction(
+    served, streaming, monkeypatch
+):
+    """W3 (a post by id and its author, one statement) on the replica: no BEGIN, no
+    ROLLBACK; with a token, the lookup and the read in one transaction there."""
+    await ready_when(served, "ok")
+    sent: list[str] = []
+    original = asyncpg.Connection.execute
+
+    async def execute(self: asyncpg.Connection, query: str, *args: Any, **kwargs: Any) -> Any:
+        if query in (BEGIN_READ_ONLY, "ROLLBACK"):
+            sent.append(query)
+        return await original(self, query, *args, **kwargs)
+
+    monkeypatch.setattr(asyncpg.Connection, "execute", execute)
+    world = streaming.world
+    variables = {"postId": world.gid("Post", world.posts[world.alice][0])}
+    with statements(served) as counted:
+        body = await served.gql(W3_NODE, variables)
+    assert body["data"] == {"node": {"title": "alice post 0", "author": {"username": "alice"}}}
+    assert counted == {"primary": 0, "replica": 1}
+    assert sent == []
+    with statements(served) as counted:
+        body = await served.gql(W3_NODE, variables, token=world.tokens["bob"])
+    assert body["data"]["node"]["author"] == {"username": "alice"}
+    assert counted == {"primary": 0, "replica": 2}
+    assert sent == [BEGIN_READ_ONLY, "ROLLBACK"]
 
 
 async def test_queries_on_orm_sessions_read_the_replica_too(streaming, paused):

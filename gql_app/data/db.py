@@ -226,6 +226,10 @@ class GuardedDB:
         """The operation is over: any later statement is refused."""
         self._closed = True
 
+    def expect(self, statements: int) -> None:
+        """The operation's plan sends at most ``statements`` statements. A session's
+        transaction has begun already: nothing to decide (``ReadDB`` decides)."""
+
     def enter(self) -> None:
         if self._closed:
             raise RuntimeError("the request's database session is closed")

@@ -1,12 +1,14 @@
 """Replaces the ORM session for query operations: their Core statements, compiled by
 SQLAlchemy, run on the asyncpg connection underneath (``ReadDB``), in one
-REPEATABLE READ, READ ONLY transaction. Mutations keep the session (``RequestDB``).
+REPEATABLE READ, READ ONLY transaction, or, when the operation's plan sends at
+most one statement, in none (a statement is its own snapshot). Mutations keep the
+session (``RequestDB``).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from operator import itemgetter
 from typing import Any
 
@@ -18,7 +20,8 @@ from sqlalchemy.pool import PoolProxiedConnection
 from sqlalchemy.sql import Executable
 from sqlalchemy.util import greenlet_spawn
 
-from gql_app.data.db import GuardedDB, began
+from gql_app.data.db import BEGIN_ATTEMPTS, GuardedDB, began
+from gql_app.errors import ErrorCode, database_fault
 from gql_app.tracing import end_statement
 
 log = logging.getLogger(__name__)
@@ -145,13 +148,32 @@ def plan_for(statement: Executable, dialect: Dialect, params: dict[str, Any]) ->
     return plan
 
 
+Connect = Callable[[], Awaitable[tuple[PoolProxiedConnection, AsyncEngine]]]
+"""Another connection (and its engine) for a ``ReadDB`` whose first command found
+its connection broken."""
+
+PENDING, BEGUN, SINGLE, SENT = range(4)
+"""A lazy ``ReadDB``: nothing sent yet; in its transaction; one statement expected,
+none sent; that statement sent."""
+
+
 class ReadDB(GuardedDB):
-    """A query operation's connection: one read-only transaction on the driver."""
+    """A query operation's connection: one read-only transaction on the driver, or,
+    lazily begun (``begin_read(lazy=True)``), BEGIN only with the first statement
+    of an operation whose plan did not say one statement is all it sends."""
 
-    __slots__ = ("_dispatch", "dialect", "driver", "proxied")
+    __slots__ = ("_connect", "_dispatch", "dialect", "driver", "gone", "proxied", "state")
 
-    def __init__(self, proxied: PoolProxiedConnection, engine: AsyncEngine) -> None:
+    def __init__(
+        self, proxied: PoolProxiedConnection, engine: AsyncEngine, connect: Connect | None = None
+    ) -> None:
         super().__init__()
+        self._attach(proxied, engine)
+        self._connect = connect
+        self.state = BEGUN if connect is None else PENDING
+        self.gone = False
+
+    def _attach(self, proxied: PoolProxiedConnection, engine: AsyncEngine) -> None:
         self.proxied = proxied
         self.driver: asyncpg.Connection = proxied.driver_connection  # type: ignore[assignment]
         self.dialect = engine.dialect
@@ -160,15 +182,55 @@ class ReadDB(GuardedDB):
     async def begin(self) -> None:
         await self.driver.execute(BEGIN_READ_ONLY)
 
+    def expect(self, statements: int) -> None:
+        """The plan sends at most ``statements``: with one (or none) and nothing sent
+        yet, no transaction is begun."""
+        if self.state == PENDING and statements <= 1:
+            self.state = SINGLE
+
     @property
     def session(self) -> Any:
         raise RuntimeError("a query operation has no ORM session; read with Core statements")
 
     async def rows(self, statement: Executable, params: dict[str, Any] | None = None) -> list[Any]:
-        return await self.guarded(lambda: self._fetch(statement, params))
+        return await self.guarded(lambda: self._read(statement, params))
 
     async def execute(self, statement: Executable, params: dict[str, Any] | None = None) -> Rows:
         return Rows(await self.rows(statement, params))
+
+    async def _read(self, statement: Executable, params: dict[str, Any] | None) -> list[Any]:
+        state = self.state
+        if state == BEGUN:
+            return await self._fetch(statement, params)
+        if state == SINGLE:
+            self.state = SENT
+            return await self._first(lambda: self._fetch(statement, params))
+        if state == PENDING:
+            await self._first(self.begin)
+            self.state = BEGUN
+            return await self._fetch(statement, params)
+        raise RuntimeError("an operation planned as one statement sent a second one")
+
+    async def _first(self, command: Callable[[], Awaitable[Any]]) -> Any:
+        """The connection's first command, on another connection if this one is
+        found broken (as ``began`` does with BEGIN)."""
+        for attempt in range(1, BEGIN_ATTEMPTS + 1):
+            try:
+                return await command()
+            except Exception as exc:
+                broken = self.driver.is_closed()
+                if (
+                    attempt == BEGIN_ATTEMPTS
+                    or self._connect is None
+                    or not (broken or database_fault(exc) is ErrorCode.SERVICE_UNAVAILABLE)
+                ):
+                    raise
+                log.warning("discarded a broken connection at its first command: %r", exc)
+                self.gone = True
+                await self._drop()
+                self._attach(*await self._connect())
+                self.gone = False
+        raise AssertionError("unreachable")
 
     async def _fetch(self, statement: Executable, params: dict[str, Any] | None) -> list[Any]:
         plan = plan_for(statement, self.dialect, params or {})
@@ -203,16 +265,27 @@ class ReadDB(GuardedDB):
         ]
 
     async def release(self, clean: bool) -> None:
-        """End the transaction and give the connection back (discarded if not ``clean``)."""
-        if clean:
+        """End the transaction, if one was begun, and give the connection back
+        (discarded if not ``clean``)."""
+        if self.gone:
+            return
+        if self.driver.is_closed():
+            clean = False  # broken at its statement: not back into the pool
+        if clean and self.state == BEGUN:
             try:
                 await self.driver.execute("ROLLBACK")
             except Exception as exc:
                 log.warning("discarded a connection at ROLLBACK: %s", type(exc).__name__)
                 clean = False
         if not clean:
-            self.driver.terminate()
-            await greenlet_spawn(self.proxied.invalidate)
+            await self._drop()
+        else:
+            await greenlet_spawn(self.proxied.close)
+
+    async def _drop(self) -> None:
+        """Close the connection and take it out of the pool."""
+        self.driver.terminate()
+        await greenlet_spawn(self.proxied.invalidate)
         await greenlet_spawn(self.proxied.close)
 
 
@@ -230,12 +303,18 @@ class Rows:
         return self._rows[0]
 
 
-async def begin_read(engine: AsyncEngine) -> ReadDB:
-    """A connection from the pool, in a read-only REPEATABLE READ transaction (``began``).
+async def begin_read(engine: AsyncEngine, connect: Connect | None = None) -> ReadDB:
+    """A connection from the pool, in a read-only REPEATABLE READ transaction (``began``),
+    or, given ``connect`` (where another connection comes from if this one is found
+    broken), with nothing sent yet: BEGIN goes with its first statement, or never
+    (``ReadDB.expect``).
 
     SQLAlchemy's pool still lends and takes back the connections: its sizes,
     timeouts, pre-ping, closed-connection guard and metrics apply.
     """
+    if connect is not None:
+        proxied, chosen = await connect()
+        return ReadDB(proxied, chosen, connect)
 
     async def take() -> ReadDB:
         return ReadDB(await engine.raw_connection(), engine)

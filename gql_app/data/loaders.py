@@ -11,6 +11,7 @@ import asyncio
 from collections import defaultdict
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from aiodataloader import DataLoader, dispatch_queue_batch
@@ -248,6 +249,19 @@ class LoaderRegistry:
         self._loaders: dict[type[Loader[Any, Any]], Loader[Any, Any]] = {}
         self.scheduler = BatchScheduler(ctx)
         self.shared = shared
+        self.joins: dict[type[Any], tuple[Join, ...]] = {}
+        """By-id loader class -> the to-one rows its statement reads beside each row
+        (``ByIdLoader``), as the operation's plan asks (``want``)."""
+
+    def want(self, joins: dict[type[Any], tuple[Join, ...]]) -> None:
+        """Read these to-one rows with their parents from now on (both sets kept)."""
+        for registry in (self, self.shared):
+            if registry is None or not joins:
+                continue
+            for cls, wanted in joins.items():
+                had = registry.joins.get(cls, ())
+                if had != wanted:
+                    registry.joins[cls] = tuple(dict.fromkeys((*had, *wanted)))
 
     def get(self, cls: type[L], info: Any = None) -> L:
         """The request's ``cls`` loader; pass the resolver's ``info`` when about to load."""
@@ -307,9 +321,20 @@ def values_array(values: Sequence[Any], element_type: Any) -> BindParameter[Any]
 # ---------------------------------------------------------------- to-one
 
 
+Join = tuple[str, type["ByIdLoader[Any]"]]
+"""A to-one relationship read with its parent: (the parent's foreign-key column, the
+by-id loader of the row it names)."""
+
+
 class ByIdLoader(Loader[int, M | None], Generic[M]):
     """``<Model>ByIdLoader``: primary key -> object or None
-    (``class PostByIdLoader(ByIdLoader[Post], model=Post): ...``)."""
+    (``class PostByIdLoader(ByIdLoader[Post], model=Post): ...``).
+
+    Its statement can read to-one rows with each parent (``joins``, which the
+    planned executor asks for when the document reads them): a LEFT JOIN per
+    relationship, whose row primes that relationship's by-id loader, so the
+    field reading it sends no statement of its own.
+    """
 
     for_model: ClassVar[dict[type[Any], type[ByIdLoader[Any]]]] = {}
 
@@ -318,13 +343,98 @@ class ByIdLoader(Loader[int, M | None], Generic[M]):
         if "model" in cls.__dict__:
             ByIdLoader.for_model[cls.model] = cls
 
+    @classmethod
+    def joinable(cls) -> bool:
+        """Whether the statement is the plain by-id one (no conditions of its own),
+        so a row read by a join is the row this loader would read."""
+        return (
+            cls.build_statement is ByIdLoader.build_statement
+            and cls.batch_load is ByIdLoader.batch_load
+            and cls.statement is ByIdLoader.statement
+        )
+
     def build_statement(self) -> Executable:
         table = self.model.__table__
         return select(table).where(table.c.id == any_(keys_param()))
 
+    def statement(self) -> Executable:
+        joins = self.ctx.loaders.joins.get(type(self))
+        if not joins:
+            return super().statement()
+        key = (type(self), joins)
+        statement = _JOINED.get(key)
+        if statement is None:
+            statement = _JOINED[key] = joined_statement(self.model, joins)
+        return statement
+
     async def batch_load(self, keys: list[int]) -> list[M | None]:
-        found: dict[Any, Any] = {row.id: row for row in await self.fetch(keys)}
+        rows = await self.fetch(keys)
+        joins = self.ctx.loaders.joins.get(type(self))
+        if joins:
+            prime_joined(self.ctx, rows, joins)
+        found: dict[Any, Any] = {row.id: row for row in rows}
         return [found.get(key) for key in keys]
+
+
+_JOINED: dict[tuple[type[Any], tuple[Join, ...]], Executable] = {}
+
+
+def joined_statement(model: type[Any], joins: tuple[Join, ...]) -> Executable:
+    """``model``'s by-id statement with each join's row beside the parent's, in
+    columns ``j<n>_<name>`` (all NULL when the foreign key names no row)."""
+    table = model.__table__
+    columns: list[Any] = list(table.c)
+    source: Any = table
+    for index, (key, target) in enumerate(joins):
+        joined = target.model.__table__.alias(f"j{index}")
+        source = source.outerjoin(joined, joined.c.id == table.c[key])
+        columns.extend(column.label(f"j{index}_{column.name}") for column in joined.c)
+    return select(*columns).select_from(source).where(table.c.id == any_(keys_param()))
+
+
+def prime_joined(ctx: Context, rows: Sequence[Any], joins: tuple[Join, ...]) -> None:
+    """Prime each join's loader with the rows read beside the parents (None where the
+    foreign key names no row: what that loader would answer)."""
+    for index, (key, target) in enumerate(joins):
+        loader = ctx.loaders.get(target)
+        row_class = joined_row_class(target.model)
+        names = row_class._keys
+        prefix = f"j{index}_"
+        for row in rows:
+            parent_key = getattr(row, key)
+            if parent_key is None:
+                continue
+            if getattr(row, prefix + "id") is None:
+                loader.prime(parent_key, None)
+            else:
+                loader.prime(parent_key, row_class([getattr(row, prefix + name) for name in names]))
+
+
+class JoinedRow(tuple[Any, ...]):
+    """A row read by a join: by position, by column name and by attribute, like the
+    rows the by-id loader reads itself."""
+
+    __slots__ = ()
+    _keys: tuple[str, ...] = ()
+
+    def __getitem__(self, key: Any) -> Any:  # type: ignore[override]
+        if isinstance(key, str):
+            return tuple.__getitem__(self, self._keys.index(key))
+        return tuple.__getitem__(self, key)
+
+
+_ROW_CLASSES: dict[type[Any], type[JoinedRow]] = {}
+
+
+def joined_row_class(model: type[Any]) -> type[JoinedRow]:
+    found = _ROW_CLASSES.get(model)
+    if found is None:
+        names = tuple(column.name for column in model.__table__.c)
+        namespace: dict[str, Any] = {"__slots__": (), "_keys": names}
+        for index, name in enumerate(names):
+            namespace[name] = property(itemgetter(index))
+        found = _ROW_CLASSES[model] = type("Row", (JoinedRow,), namespace)
+    return found
 
 
 class ByColumnLoader(Loader[Any, M | None], Generic[M]):

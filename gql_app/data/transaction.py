@@ -1,8 +1,9 @@
 """The transaction boundary, drawn once: ``operation`` for the whole operation (a
-query in one REPEATABLE READ, READ ONLY snapshot, a mutation in one read-write
-transaction) and ``atomic`` for each mutation field (a savepoint). The request's
-events (``data.events``) follow the same boundary: a field that rolls back drops
-its own, and a mutation sends the rest with its commit.
+query in one REPEATABLE READ, READ ONLY snapshot, or none when its plan sends at
+most one statement, ``ReadDB.expect``; a mutation in one read-write transaction)
+and ``atomic`` for each mutation field (a savepoint). The request's events
+(``data.events``) follow the same boundary: a field that rolls back drops its
+own, and a mutation sends the rest with its commit.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TypeVar, cast
+from typing import Any, TypeVar, cast
 
 from graphql import ExecutionResult, GraphQLError
 from sqlalchemy.exc import DBAPIError
@@ -148,7 +149,8 @@ class Reads:
 
 @contextlib.asynccontextmanager
 async def read_operation(ctx: Context, op: Operation) -> AsyncIterator[None]:
-    """A query operation, from BEGIN to ROLLBACK, where ``begin_reads`` chose."""
+    """A query operation, from BEGIN to ROLLBACK (if it needs a transaction), where
+    ``begin_reads`` chose."""
     reads = await begin_reads(ctx, op)
     if reads is None:
         yield
@@ -174,7 +176,7 @@ async def begin_reads(ctx: Context, op: Operation) -> Reads | None:
     replica = ctx.replica
     if replica is not None and replica.serves(ctx.bearer_token):
         try:
-            reads = await begin_on(ctx, replica.engine, replica.sessionmaker)
+            reads = await begin_on(ctx, replica.engine, replica.sessionmaker, replica.failed)
         except Exception as exc:
             if database_fault(exc) is None:
                 raise
@@ -193,15 +195,24 @@ async def begin_reads(ctx: Context, op: Operation) -> Reads | None:
 
 
 async def begin_on(
-    ctx: Context, engine: AsyncEngine | None, maker: async_sessionmaker[AsyncSession]
+    ctx: Context,
+    engine: AsyncEngine | None,
+    maker: async_sessionmaker[AsyncSession],
+    failed: Callable[[], None] | None = None,
 ) -> Reads:
     """A read-only transaction on ``engine``'s driver connection (``driver_reads``:
     ``ctx.read_engine`` is set) or on a session of ``maker``, open in ``ctx``, its
-    viewer authenticated."""
+    viewer authenticated.
+
+    On the driver, BEGIN waits for the first statement, and is never sent if the
+    operation's plan sends at most one (``ReadDB.expect``). A connection found
+    broken by its first command is replaced from ``engine``, or, if ``engine`` (a
+    replica: ``failed`` marks it) does not answer, from the primary's.
+    """
     reads: Reads
     if ctx.read_engine is not None:
         assert engine is not None
-        db = await begin_read(engine)
+        db = await begin_read(engine, connector(engine, ctx.read_engine, failed))
         ctx.open_read_db(db)
         reads = Reads(db)
     else:
@@ -214,6 +225,21 @@ async def begin_on(
         await reads.end(clean=False)
         raise
     return reads
+
+
+def connector(engine: AsyncEngine, primary: AsyncEngine, failed: Callable[[], None] | None) -> Any:
+    """Where a query operation's connections come from (``driver_reads.Connect``)."""
+
+    async def connect() -> tuple[Any, AsyncEngine]:
+        try:
+            return await engine.raw_connection(), engine
+        except Exception as exc:
+            if failed is None or database_fault(exc) is None:
+                raise
+            failed()  # the replica does not answer: the primary does
+            return await primary.raw_connection(), primary
+
+    return connect
 
 
 @contextlib.asynccontextmanager

@@ -4,14 +4,57 @@ field declared with ``loaded(...)`` or ``computed(...)``, and for plain attribut
 """
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import strawberry
 from graphql import GraphQLObjectType, GraphQLSchema
 
-from gql_app.data.loaders import MISSING
+from gql_app.data.loaders import MISSING, Join
 
 DIRECT = "gql_app.direct_resolver"
+READS = "gql_app.reads"
+
+
+def _nothing(type_name: str) -> Any:
+    return None
+
+
+def _no_joins() -> dict[type[Any], tuple[Join, ...]]:
+    return {}
+
+
+@dataclass(frozen=True, slots=True)
+class Reads:
+    """What a field's resolver reads (field metadata ``READS``), for the planned
+    executor's count of an operation's statements (``engine.statements``). A field
+    without it may send any number of statements.
+
+    ``statements``: at most this many per position of the field in a document
+    (loads batch into one statement per position); a callable is asked when a
+    document is planned. ``source(type_name)``: the by-id loader whose rows the
+    field returns for that type, if any. ``loads``: (by-id loader, the parent's key
+    attribute) for a field that is that loader's value for the key (``loaded``).
+    ``joins()``: to-one rows the resolver's own loaders must read with their rows.
+    """
+
+    statements: int | Callable[[], int]
+    source: Callable[[str], Any] = _nothing
+    loads: tuple[type[Any], str] | None = None
+    joins: Callable[[], dict[type[Any], tuple[Join, ...]]] = _no_joins
+
+    def bound(self) -> int:
+        return self.statements() if callable(self.statements) else self.statements
+
+
+def reads(
+    statements: int | Callable[[], int],
+    source: Callable[[str], Any] = _nothing,
+    joins: Callable[[], dict[type[Any], tuple[Join, ...]]] = _no_joins,
+) -> dict[str, Any]:
+    """Field metadata declaring a resolver's reads (``Reads``):
+    ``@strawberry.field(metadata=reads(1, ...))``."""
+    return {READS: Reads(statements, source, joins=joins)}
 
 
 Guard = Callable[[Any, Any], object]
@@ -53,11 +96,15 @@ def loaded(
         value = batch.peek(source_key := getattr(root, key))
         return batch.load(source_key) if value is MISSING else value
 
+    declared = Reads(1, lambda type_name: loader, loads=(loader, key))
+    field_options["metadata"] = {**field_options.get("metadata", {}), READS: declared}
     return _field(resolve, graphql_type, field_options)
 
 
 def computed(function: Callable[[Any, Any], Any], graphql_type: Any, **field_options: Any) -> Any:
-    """A field computed from the source (and info) alone: ``function(source, info)``."""
+    """A field computed from the source (and info) alone: ``function(source, info)``,
+    which sends no statement."""
+    field_options["metadata"] = {**field_options.get("metadata", {}), READS: Reads(0)}
     return _field(function, graphql_type, field_options)
 
 

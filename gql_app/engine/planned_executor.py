@@ -49,7 +49,7 @@ from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.types.arguments import convert_arguments
 from strawberry.types.field import StrawberryField
 
-LEAF, OBJECT, LIST, ABSTRACT = range(4)
+from gql_app.engine.statements import ABSTRACT, LEAF, LIST, OBJECT, Joins, operation_bound
 
 INCREMENTAL = frozenset({"defer", "stream"})
 CONDITIONAL = frozenset({"skip", "include"})
@@ -173,15 +173,19 @@ class FieldPlan:
 
 
 class ObjectPlan:
-    """The fields to execute on an object of one concrete type."""
+    """The fields to execute on an object of one concrete type; for the operation's
+    root, the most statements it may send and the to-one rows read with their
+    parents (``engine.statements``)."""
 
-    __slots__ = ("by_key", "fields", "name", "type")
+    __slots__ = ("by_key", "fields", "joins", "name", "statements", "type")
 
     def __init__(self, object_type: GraphQLObjectType, fields: list[FieldPlan]) -> None:
         self.type = object_type
         self.name = object_type.name
         self.fields = fields
         self.by_key = {field.key: field for field in fields}
+        self.statements = 0
+        self.joins: Joins = {}
 
 
 class _TypeResolved:
@@ -312,7 +316,9 @@ class PlannedExecutor(StrawberryGraphQLCoreExecutionContext):
             self.operation,
             self.hide_suggestions,
         ).grouped_field_set
-        return self._compile_object(root_type, grouped)
+        root = self._compile_object(root_type, grouped)
+        root.statements, root.joins = operation_bound(root)
+        return root
 
     def _compile_object(
         self, object_type: GraphQLObjectType, grouped: dict[str, list[FieldDetails]]
@@ -354,6 +360,11 @@ class PlannedExecutor(StrawberryGraphQLCoreExecutionContext):
             completion = Completion(ABSTRACT, nullable)
             completion.abstract = output_type  # type: ignore[assignment]
             completion.details = details
+            # Every runtime type's plan, up front: the statement count reads them all.
+            for object_type in self.schema.get_possible_types(output_type):  # type: ignore[arg-type]
+                as_object = Completion(OBJECT, nullable)
+                as_object.plan = self._object_plan(object_type, details)
+                completion.objects[object_type.name] = as_object
         else:
             completion = Completion(OBJECT, nullable)
             completion.plan = self._object_plan(output_type, details)  # type: ignore[arg-type]
@@ -395,6 +406,7 @@ class PlannedExecutor(StrawberryGraphQLCoreExecutionContext):
         self._tasks: list[asyncio.Task[Any]] = []
         self._finished: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._context = contextvars.copy_context()
+        expect(self.context_value, root)
         try:
             self._execute_object(root, self.root_value, None, self._data)
             if self._outstanding:
@@ -739,6 +751,18 @@ class PlannedExecutor(StrawberryGraphQLCoreExecutionContext):
                 # Already nulled above: the error lands inside a nulled position.
                 return found if found is not None else (None, node.key, node)
         return found
+
+
+def expect(ctx: Any, root: ObjectPlan) -> None:
+    """Tell the operation's loaders and database what the plan reads: the joins, and
+    whether one statement is all it sends (``ReadDB.expect``)."""
+    loaders = getattr(ctx, "loaders", None)
+    if loaders is None:
+        return
+    loaders.want(root.joins)
+    db = getattr(ctx, "_db", None)
+    if db is not None:
+        db.expect(root.statements)
 
 
 def _null_leaf(completion: Completion, value: Any, coerced: Any) -> TypeError:

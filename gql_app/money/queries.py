@@ -13,7 +13,17 @@ fetch_account = loaded_node(
 )
 
 
-@node_type("Transfer")
+@node_type(
+    "Transfer",
+    1,
+    TransferByIdLoader,
+    {
+        TransferByIdLoader: (
+            ("from_account_id", AccountByIdLoader),
+            ("to_account_id", AccountByIdLoader),
+        )
+    },
+)
 async def fetch_transfer(info: Info, pk: int) -> models.Transfer | None:
     """A transfer is visible to admins and to the owners of either account."""
     transfer = await info.context.loaders.get(TransferByIdLoader, info).load(pk)

@@ -10,8 +10,9 @@ import strawberry
 from graphql import GraphQLObjectType
 
 from gql_app.data.context import Context, Info
-from gql_app.data.loaders import Loader
-from gql_app.engine.fields import computed
+from gql_app.data.loaders import Join, Loader
+from gql_app.engine.fields import computed, reads
+from gql_app.engine.statements import MANY
 from gql_app.errors import BadUserInput
 from gql_app.relay.ids import decode_id_of, encode_id, is_pk, parse_id
 
@@ -25,13 +26,23 @@ class Node:
 
 NodeResolver = Callable[[Info, int], Awaitable[Any]]
 _resolvers: dict[str, NodeResolver] = {}
+_reads: dict[str, tuple[int, Any, dict[type[Any], tuple[Join, ...]]]] = {}
+"""Type name -> (statements, the by-id loader of its rows, joins) of its fetch."""
 
 
-def node_type(type_name: str) -> Callable[[NodeResolver], NodeResolver]:
-    """Register how a Node type is fetched by primary key (visibility rules included)."""
+def node_type(
+    type_name: str,
+    statements: int = MANY,
+    loader: Any = None,
+    joins: dict[type[Any], tuple[Join, ...]] | None = None,
+) -> Callable[[NodeResolver], NodeResolver]:
+    """Register how a Node type is fetched by primary key (visibility rules included):
+    at most ``statements`` statements when its loaders read ``joins`` (``Reads``),
+    returning rows of ``loader``."""
 
     def register(fetch: NodeResolver) -> NodeResolver:
         _resolvers[type_name] = fetch
+        _reads[type_name] = (statements, loader, joins or {})
         return fetch
 
     return register
@@ -51,7 +62,28 @@ def loaded_node(
             return None
         return found
 
-    return node_type(type_name)(fetch)
+    return node_type(type_name, 1, loader)(fetch)
+
+
+def _node_statements() -> int:
+    """``node``: the most any type's fetch sends (the ID's type is the client's)."""
+    return max((statements for statements, _, _ in _reads.values()), default=0)
+
+
+def _node_source(type_name: str) -> Any:
+    found = _reads.get(type_name)
+    return found[1] if found is not None else None
+
+
+def _node_joins() -> dict[type[Any], tuple[Join, ...]]:
+    joins: dict[type[Any], tuple[Join, ...]] = {}
+    for _, _, wanted in _reads.values():
+        for cls, each in wanted.items():
+            joins[cls] = tuple(dict.fromkeys((*joins.get(cls, ()), *each)))
+    return joins
+
+
+NODE_READS = reads(_node_statements, _node_source, _node_joins)
 
 
 async def by_id_or_key(
@@ -126,7 +158,8 @@ async def fetch_node(info: Info, type_name: str, pk: int) -> Any:
 @strawberry.type
 class NodeQuery:
     @strawberry.field(
-        description="Fetches any object by its global ID; null when not found or not visible."
+        description="Fetches any object by its global ID; null when not found or not visible.",
+        metadata=NODE_READS,
     )
     async def node(self, info: Info, id: strawberry.ID) -> Node | None:
         return await resolve_node(info, id)
