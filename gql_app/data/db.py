@@ -309,3 +309,17 @@ class RequestDB(GuardedDB):
 
     async def flush(self) -> None:
         await self.guarded(self.session.flush)
+
+
+class NamedRow(tuple[Any, ...]):
+    """A row by position and by column name (``_keys``, set by each row class).
+
+    Row classes add a property per column, so a row reads by attribute too."""
+
+    __slots__ = ()
+    _keys: tuple[str, ...] = ()
+
+    def __getitem__(self, key: Any) -> Any:  # type: ignore[override]
+        if isinstance(key, str):
+            return tuple.__getitem__(self, self._keys.index(key))
+        return tuple.__getitem__(self, key)

@@ -20,7 +20,7 @@ from sqlalchemy.pool import PoolProxiedConnection
 from sqlalchemy.sql import Executable
 from sqlalchemy.util import greenlet_spawn
 
-from gql_app.data.db import BEGIN_ATTEMPTS, GuardedDB, began
+from gql_app.data.db import BEGIN_ATTEMPTS, GuardedDB, NamedRow, began
 from gql_app.errors import ErrorCode, database_fault
 from gql_app.tracing import end_statement
 
@@ -120,16 +120,10 @@ class StatementPlan:
         self.converters = converters
 
 
-class ConvertedRow(tuple[Any, ...]):
+class ConvertedRow(NamedRow):
     """A row whose values went through result processors (immutable, like a record)."""
 
     __slots__ = ()
-    _keys: tuple[str, ...] = ()
-
-    def __getitem__(self, key: Any) -> Any:  # type: ignore[override]
-        if isinstance(key, str):
-            return tuple.__getitem__(self, self._keys.index(key))
-        return tuple.__getitem__(self, key)
 
 
 PLANS: LRUCache[int, tuple[Executable, tuple[str, ...], StatementPlan]] = LRUCache(maxsize=2048)

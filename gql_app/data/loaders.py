@@ -31,7 +31,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.sql.elements import BindParameter
 
-from gql_app.data.db import keys_param
+from gql_app.data.db import NamedRow, keys_param
 from gql_app.data.pages import (
     Page,
     PageArgs,
@@ -410,17 +410,11 @@ def prime_joined(ctx: Context, rows: Sequence[Any], joins: tuple[Join, ...]) -> 
                 loader.prime(parent_key, row_class([getattr(row, prefix + name) for name in names]))
 
 
-class JoinedRow(tuple[Any, ...]):
+class JoinedRow(NamedRow):
     """A row read by a join: by position, by column name and by attribute, like the
     rows the by-id loader reads itself."""
 
     __slots__ = ()
-    _keys: tuple[str, ...] = ()
-
-    def __getitem__(self, key: Any) -> Any:  # type: ignore[override]
-        if isinstance(key, str):
-            return tuple.__getitem__(self, self._keys.index(key))
-        return tuple.__getitem__(self, key)
 
 
 _ROW_CLASSES: dict[type[Any], type[JoinedRow]] = {}
