@@ -32,9 +32,9 @@ from typing import Any
 import httpx
 import orjson
 
-from bench.load import Request
+from bench.load import Request, drive
 from bench.run import GQL_APP, JSON_HEADERS, Server, free_port, libpq, running, scratch_database
-from bench.workloads import READ_WORKLOADS, W3_NODE
+from bench.workloads import READ_WORKLOADS
 from gql_app.relay.ids import encode_id
 from gql_app.settings import Settings
 from gql_app.tools.embedded import database_url
@@ -313,6 +313,24 @@ async def p50_ms(http: httpx.AsyncClient, server: Server, req: Request, count: i
     return statistics.median(times) * 1000
 
 
+async def smoke(
+    http: httpx.AsyncClient, server: Server, workload: str, req: Request, count: int
+) -> None:
+    """A workload's p50 with one client of the load tool (wrk when installed) for 3 s, as
+    the bench's c=1 column measures it; with ``count``, also over that many sequential
+    httpx requests (the Python client's own time included)."""
+    result = await drive(server.url, [req], 1, 3.0)
+    sequential = (
+        f"; {await p50_ms(http, server, req, count):.2f} ms over {count} sequential httpx requests"
+        if count
+        else ""
+    )
+    print(
+        f"{workload}: {server.name} p50 {result.p50_ms:.2f} ms with {result.tool} c=1 for 3 s "
+        f"({result.rps:.0f} req/s, {result.errors} errors){sequential}"
+    )
+
+
 async def main(scale: int, count: int) -> int:
     server_url = database_url(Settings())
     with tempfile.TemporaryDirectory(prefix="gql_bench_peer_") as tmp:
@@ -328,24 +346,22 @@ async def main(scale: int, count: int) -> int:
             ):
                 ours = servers[GQL_APP]
                 found = await check(http, ours, peer, post_id)
-                for server, gid in (
-                    (ours, encode_id("Post", post_id)),
-                    (peer, await peer_node_id(http, peer, post_id)),
-                ):
-                    body = {
-                        "query": W3_NODE if server is ours else PG_W3_NODE,
-                        "variables": {"postId": gid},
-                    }
-                    p50 = await p50_ms(
-                        http, server, Request(JSON_HEADERS, orjson.dumps(body)), count
-                    )
-                    print(f"W3 node, {count} sequential requests: {server.name} p50 {p50:.2f} ms")
+                peer_gid = await peer_node_id(http, peer, post_id)
+                for workload, document in READ_WORKLOADS.items():
+                    w3 = workload == "W3 node"
+                    for server, text, variables in (
+                        (ours, document, {"postId": encode_id("Post", post_id)}),
+                        (peer, PG_DOCUMENTS[workload], {"postId": peer_gid}),
+                    ):
+                        body = {"query": text, **({"variables": variables} if w3 else {})}
+                        req = Request(JSON_HEADERS, orjson.dumps(body))
+                        await smoke(http, server, workload, req, count if w3 else 0)
     return 1 if any(found.values()) else 0
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description="PostGraphile v5 beside gql_app: answers, W3 p50")
     parser.add_argument("--scale", type=int, default=1000, help="data set scale (users)")
-    parser.add_argument("--requests", type=int, default=200, help="sequential W3 requests")
+    parser.add_argument("--requests", type=int, default=200, help="sequential W3 requests (httpx)")
     args = parser.parse_args()
     raise SystemExit(asyncio.run(main(args.scale, args.requests)))
