@@ -33,7 +33,16 @@ import httpx
 import orjson
 
 from bench.load import Request, drive
-from bench.run import GQL_APP, JSON_HEADERS, Server, free_port, libpq, running, scratch_database
+from bench.run import (
+    GQL_APP,
+    JSON_HEADERS,
+    Server,
+    free_port,
+    libpq,
+    running,
+    scratch_database,
+    wait_ready,
+)
 from bench.workloads import READ_WORKLOADS
 from gql_app.relay.ids import encode_id
 from gql_app.settings import Settings
@@ -112,18 +121,9 @@ def peer_env(url: str, port: int, pool_size: int = 20) -> dict[str, str]:
     }
 
 
-async def wait_peer(http: httpx.AsyncClient, server: Server, limit_s: float = 60) -> None:
-    """Until PostGraphile answers ``{ __typename }`` (it has no /ready route)."""
-    deadline = time.monotonic() + limit_s
-    while time.monotonic() < deadline:
-        if server.proc is not None and server.proc.poll() is not None:
-            raise RuntimeError(f"{server.name} exited at start:\n{server.tail()}")
-        with contextlib.suppress(httpx.HTTPError):
-            response = await http.post(server.url, json={"query": "{ __typename }"})
-            if response.status_code == 200:
-                return
-        await asyncio.sleep(0.2)
-    raise RuntimeError(f"{server.name} not ready after {limit_s:.0f}s:\n{server.tail()}")
+async def _typename(http: httpx.AsyncClient, server: Server) -> httpx.Response:
+    """PostGraphile has no /ready route: ready once it answers ``{ __typename }``."""
+    return await http.post(server.url, json={"query": "{ __typename }"})
 
 
 @contextlib.asynccontextmanager
@@ -134,7 +134,7 @@ async def running_peer(url: str, log_dir: Path, port: int | None = None) -> Asyn
     try:
         server.start(peer_env(url, server.port), log_dir)
         async with httpx.AsyncClient(timeout=5) as http:
-            await wait_peer(http, server)
+            await wait_ready(http, server, probe=_typename)
         yield server
     finally:
         server.stop()

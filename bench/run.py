@@ -48,7 +48,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -256,13 +256,24 @@ async def running(
                 _RUNNING.remove(server)
 
 
-async def wait_ready(http: httpx.AsyncClient, server: Server, limit_s: float = 60) -> None:
+async def _get_ready(http: httpx.AsyncClient, server: Server) -> httpx.Response:
+    return await http.get(f"{server.base}/ready")
+
+
+async def wait_ready(
+    http: httpx.AsyncClient,
+    server: Server,
+    limit_s: float = 60,
+    probe: Callable[[httpx.AsyncClient, Server], Awaitable[httpx.Response]] | None = None,
+) -> None:
+    """Until ``probe`` (by default ``GET /ready``) answers 200, or the server exits."""
     deadline = time.monotonic() + limit_s
     while time.monotonic() < deadline:
         if server.proc is not None and server.proc.poll() is not None:
             raise RuntimeError(f"{server.name} exited at start:\n{server.tail()}")
         with contextlib.suppress(httpx.HTTPError):
-            if (await http.get(f"{server.base}/ready")).status_code == 200:
+            response = await (probe or _get_ready)(http, server)
+            if response.status_code == 200:
                 return
         await asyncio.sleep(0.2)
     raise RuntimeError(f"{server.name} not ready after {limit_s:.0f}s:\n{server.tail()}")

@@ -8,7 +8,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -23,6 +22,7 @@ import pytest
 from alembic.script import ScriptDirectory
 
 from tests.conftest import alembic_config, scratch_database
+from tests.serving import log_of, start, stop, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = ROOT / "Dockerfile"
@@ -47,34 +47,6 @@ def free_port() -> int:
         return port
 
 
-def wait_for(http: httpx.Client, path: str, process: subprocess.Popen[bytes], log: Path) -> None:
-    """Until ``path`` answers 200; fails if the server exits or takes over 12 s."""
-    deadline = time.monotonic() + 12
-    while True:
-        assert process.poll() is None, log.read_text(errors="replace")
-        try:
-            if http.get(path).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        assert time.monotonic() < deadline, log.read_text(errors="replace")
-        time.sleep(0.1)
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM to the server's process group; it must be gone within 8 s."""
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-    started = time.monotonic()
-    try:
-        process.wait(timeout=8)
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-    assert time.monotonic() - started < 8, "SIGTERM did not stop the server in time"
-
-
 @pytest.fixture(scope="module")
 async def migrated_url(server_url: str) -> AsyncIterator[str]:
     async with scratch_database(server_url, "gql_deploy") as url:
@@ -90,25 +62,9 @@ def test_serve_with_two_workers(migrated_url, tmp_path):
         "GQL_SECRET_KEY": "deploy-test",
         "GQL_LOG_LEVEL": "WARNING",
     }
-    log = tmp_path / "serve.log"
-    with log.open("wb") as sink:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "gql_app.tools.cli",
-                "serve",
-                "--port",
-                str(port),
-                "--workers",
-                "2",
-            ],
-            env=env,
-            cwd=tmp_path,
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group, workers included
-        )
+    log = log_of(tmp_path)
+    command = [sys.executable, "-m", "gql_app.tools.cli", "serve", "--port", str(port)]
+    process = start([*command, "--workers", "2"], env, tmp_path)  # its workers in its group
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5) as http:
             wait_for(http, "/ready", process, log)
@@ -143,17 +99,9 @@ def test_serve_logs_one_json_line_per_graphql_request(migrated_url, tmp_path, fl
         "DATABASE_URL": migrated_url,
         "GQL_SECRET_KEY": "deploy-test",
     }
-    log = tmp_path / "serve.log"
+    log = log_of(tmp_path)
     command = [sys.executable, "-m", "gql_app.tools.cli", "serve", "--port", str(port), *flags]
-    with log.open("wb") as sink:
-        process = subprocess.Popen(
-            command,
-            env=env,
-            cwd=tmp_path,
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    process = start(command, env, tmp_path)
     # When three queries are answered
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5) as http:
@@ -317,16 +265,8 @@ def test_the_wheel_installs_migrates_seeds_and_serves(empty_url, tmp_path):
 def serve_and_ask(bin_dir: Path, env: dict[str, str], cwd: Path) -> list[Any]:
     """``gql-app serve`` on a free port: the answers to USERS_AND_ADMINS and LOG_IN."""
     port = free_port()
-    log = cwd / "serve.log"
-    with log.open("wb") as sink:
-        process = subprocess.Popen(
-            [str(bin_dir / "gql-app"), "serve", "--port", str(port)],
-            env=env,
-            cwd=cwd,
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    log = log_of(cwd)
+    process = start([str(bin_dir / "gql-app"), "serve", "--port", str(port)], env, cwd)
     credentials = {"email": "admin@example.com", "password": ADMIN_PASSWORD}
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5) as http:

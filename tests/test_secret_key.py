@@ -9,10 +9,8 @@ embedded server and its workers accept the default.
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -22,6 +20,7 @@ from gql_app.settings import DEV_SECRET_KEY, Settings, UnsafeSettings
 from gql_app.tools.embedded import PGDATA
 from gql_app.web.app import create_app
 from tests.live_support import free_port
+from tests.serving import log_of, start, stop, wait_for
 
 # Never connected to: the refusal comes before any connection.
 ELSEWHERE = "postgresql://gql:pw@127.0.0.1:9/gql"
@@ -104,29 +103,12 @@ def test_an_embedded_url_that_is_not_the_database_does_not_allow_the_default():
 def test_serve_on_the_embedded_server_accepts_the_default_secret_key(tmp_path: Path):
     # When `gql-app serve --workers 2` starts with no DATABASE_URL and no key
     port = free_port()
-    log = tmp_path / "serve.log"
-    with log.open("wb") as sink:
-        process = subprocess.Popen(
-            [*SERVE, "--port", str(port), "--workers", "2"],
-            env=environment(GQL_DATA_DIR=str(tmp_path / "data"), GQL_LOG_LEVEL="WARNING"),
-            cwd=tmp_path,
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    env = environment(GQL_DATA_DIR=str(tmp_path / "data"), GQL_LOG_LEVEL="WARNING")
+    process = start([*SERVE, "--port", str(port), "--workers", "2"], env, tmp_path)
     try:
         # Then the embedded server is started, and both workers serve
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5) as http:
-            deadline = time.monotonic() + 90
-            while True:
-                assert process.poll() is None, log.read_text(errors="replace")
-                try:
-                    if http.get("/ready").status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                assert time.monotonic() < deadline, log.read_text(errors="replace")
-                time.sleep(0.2)
+            wait_for(http, "/ready", process, log_of(tmp_path), limit_s=90)
             for _ in range(4):  # new connections: the two workers take turns
                 with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5) as fresh:
                     response = fresh.post(
@@ -134,9 +116,4 @@ def test_serve_on_the_embedded_server_accepts_the_default_secret_key(tmp_path: P
                     )
                 assert response.status_code == 200, response.text
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        stop(process, limit_s=20)
