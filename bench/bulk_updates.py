@@ -20,10 +20,10 @@ from decimal import Decimal
 
 import asyncpg
 import httpx
+from alembic import command
 from alembic.config import Config
 from sqlalchemy.engine import make_url
 
-from alembic import command
 from gql_app.data.db import async_url
 from gql_app.settings import Settings
 from gql_app.tools.embedded import database_url
