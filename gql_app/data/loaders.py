@@ -85,9 +85,13 @@ class Loader(Declared, DataLoader[K, V]):
         self.ctx = ctx
         self.depth = 1 << 30  # shallowest GraphQL path depth among the queued loads
         self.origin: Any = None  # the ``info`` of the first queued load: names its statements
-        # Primed values, kept plain: most primed rows are never asked for, and
-        # aiodataloader would give each one a resolved future up front.
+        # Known values, kept plain: primed rows (most are never asked for, and
+        # aiodataloader would give each one a resolved future up front) and the
+        # values of batched loads (``load_keys``).
         self.primed: dict[Any, V] = {}
+        self._batched: list[tuple[list[K], asyncio.Future[None]]] = []
+        self._loading: dict[Any, asyncio.Future[None]] = {}
+        """Keys of ``load_keys`` calls queued or under way -> the batch's future."""
 
     def prime(self, key: K, value: V) -> Loader[K, V]:
         if key not in self._cache:
@@ -111,6 +115,52 @@ class Loader(Declared, DataLoader[K, V]):
         future.set_result(value)
         return future
 
+    def load_keys(self, keys: Iterable[K]) -> asyncio.Future[Any] | None:
+        """Make these keys' values known (in ``primed``): None if they are already,
+        else one future for the whole batch, set when they are (or failed with the
+        batch's error). No future or callback per key: the planned executor reads
+        the values when the batch's future is done."""
+        known, cache, loading = self.primed, self._cache, self._loading
+        missing: list[K] = []
+        waits: list[asyncio.Future[Any]] = []
+        for key in keys:
+            if key in known:
+                continue
+            cached = cache.get(key)
+            if cached is not None and cached.done() and cached.exception() is None:
+                known[key] = cached.result()
+                continue
+            under_way = loading.get(key)
+            if under_way is not None:
+                if under_way not in waits:
+                    waits.append(under_way)
+                continue
+            if cached is not None:  # a ``load`` of it is under way: it is waited for
+                if cached not in waits:
+                    waits.append(cached)
+                continue
+            loading[key] = None  # type: ignore[assignment]  # deduplicates; set below
+            missing.append(key)
+        if missing:
+            future: asyncio.Future[None] = self.loop.create_future()
+            for key in missing:
+                loading[key] = future
+            self._batched.append((missing, future))
+            if len(self._batched) == 1 and not self._queue:
+                self.ctx.loaders.scheduler.schedule(self)
+            waits.append(future)
+        if not waits:
+            return None
+        if len(waits) == 1:
+            return waits[0]
+        return asyncio.gather(*waits, return_exceptions=False)
+
+    def take_queues(self) -> tuple[list[QueuedLoad], list[tuple[list[K], asyncio.Future[None]]]]:
+        """The queued loads and batches, handed to one dispatch."""
+        queue, self._queue = self._queue, []
+        batched, self._batched = self._batched, []
+        return queue, batched
+
     def clear(self, key: K) -> Loader[K, V]:
         self.primed.pop(key, None)
         super().clear(key)
@@ -118,12 +168,13 @@ class Loader(Declared, DataLoader[K, V]):
 
     def clear_all(self) -> Loader[K, V]:
         self.primed.clear()
+        self._loading.clear()
         super().clear_all()
         return self
 
     def do_resolve_reject(self, key: K, future: asyncio.Future[V]) -> None:
         self._queue.append(QueuedLoad(key=key, future=future))
-        if len(self._queue) == 1:
+        if len(self._queue) == 1 and not self._batched:
             self.ctx.loaders.scheduler.schedule(self)
 
     async def batch_load_fn(self, keys: list[K]) -> list[V]:
@@ -216,23 +267,79 @@ class BatchScheduler:
                     continue
                 loader = min(self._pending, key=lambda waiting: waiting.depth)
                 self._pending.remove(loader)
-                queue, loader._queue = loader._queue, []
+                queue, batched = loader.take_queues()
                 loader.depth = 1 << 30
                 origin, loader.origin = loader.origin, None
-                if queue:
+                if queue or batched:
                     db.enter()
-                    batch = asyncio.ensure_future(self._run(loader, queue, origin))
+                    batch = asyncio.ensure_future(self._run(loader, queue, batched, origin))
                     self._batches.add(batch)
                     batch.add_done_callback(self._batches.discard)
         finally:
             self._task = None
 
-    async def _run(self, loader: Loader[Any, Any], queue: list[QueuedLoad], origin: Any) -> None:
+    async def _run(
+        self,
+        loader: Loader[Any, Any],
+        queue: list[QueuedLoad],
+        batched: list[tuple[list[Any], asyncio.Future[None]]],
+        origin: Any,
+    ) -> None:
         sql_origin.set(origin)  # this task's own context: traces name its statements by it
         try:
-            await dispatch_queue_batch(loader, queue)  # resolves the loads' futures
+            if not batched:
+                await dispatch_queue_batch(loader, queue)  # resolves the loads' futures
+            else:
+                await dispatch_batches(loader, queue, batched)
         finally:
             self._ctx.db.leave()
+
+
+async def dispatch_batches(
+    loader: Loader[Any, Any],
+    queue: list[QueuedLoad],
+    batched: list[tuple[list[Any], asyncio.Future[None]]],
+) -> None:
+    """One statement for the queued loads and the batches: the keys' values become
+    known (``Loader.primed``), then every future is set. A failed statement fails
+    every load and batch, and caches nothing (as aiodataloader does)."""
+    keys = list(
+        dict.fromkeys([*(load.key for load in queue), *(k for ks, _ in batched for k in ks)])
+    )
+    try:
+        values = list(await loader.batch_load_fn(keys))
+        if len(values) != len(keys):
+            raise TypeError(
+                f"{type(loader).__name__}.batch_load returned {len(values)} values"
+                f" for {len(keys)} keys"
+            )
+    except Exception as error:
+        for load in queue:
+            loader.clear(load.key)
+            if not load.future.done():
+                load.future.set_exception(error)
+        for batch_keys, future in batched:
+            for key in batch_keys:
+                loader._loading.pop(key, None)
+            if not future.done():
+                future.set_exception(error)
+        return
+    known = loader.primed
+    found = dict(zip(keys, values, strict=True))
+    for batch_keys, _ in batched:
+        for key in batch_keys:
+            known[key] = found[key]
+            loader._loading.pop(key, None)
+    for load in queue:
+        if not load.future.done():
+            value = found[load.key]
+            if isinstance(value, Exception):
+                load.future.set_exception(value)
+            else:
+                load.future.set_result(value)
+    for _, future in batched:
+        if not future.done():
+            future.set_result(None)
 
 
 class LoaderRegistry:
@@ -311,6 +418,7 @@ class LoaderRegistry:
         for loader in self._loaders.values():
             loader.clear_all()
             loader._queue = []
+            loader._batched = []
         self._loaders.clear()
 
 

@@ -96,6 +96,7 @@ def loaded(
         value = batch.peek(source_key := getattr(root, key))
         return batch.load(source_key) if value is MISSING else value
 
+    resolve.loads = (loader, key, guard)  # type: ignore[attr-defined]  # executed per batch
     declared = Reads(1, lambda type_name: loader, loads=(loader, key))
     field_options["metadata"] = {**field_options.get("metadata", {}), READS: declared}
     return _field(resolve, graphql_type, field_options)
@@ -105,6 +106,7 @@ def computed(function: Callable[[Any, Any], Any], graphql_type: Any, **field_opt
     """A field computed from the source (and info) alone: ``function(source, info)``,
     which sends no statement."""
     field_options["metadata"] = {**field_options.get("metadata", {}), READS: Reads(0)}
+    function.computed = True  # type: ignore[attr-defined]  # read inline by compiled plans
     return _field(function, graphql_type, field_options)
 
 

@@ -49,6 +49,7 @@ from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.types.arguments import convert_arguments
 from strawberry.types.field import StrawberryField
 
+from gql_app.engine.compiled import LOADED, RESOLVER, TYPENAME, VALUE, Fill, Refused, compile_fill
 from gql_app.engine.statements import ABSTRACT, LEAF, LIST, OBJECT, Joins, operation_bound
 
 INCREMENTAL = frozenset({"defer", "stream"})
@@ -121,12 +122,24 @@ class StrawberryCall:
 class Completion:
     """How a value of one output type is completed (a position in the response)."""
 
-    __slots__ = ("abstract", "coerce", "details", "item", "kind", "nullable", "objects", "plan")
+    __slots__ = (
+        "abstract",
+        "coerce",
+        "details",
+        "item",
+        "kind",
+        "leaf",
+        "nullable",
+        "objects",
+        "plan",
+    )
 
     def __init__(self, kind: int, nullable: bool) -> None:
         self.kind = kind
         self.nullable = nullable
         self.coerce: Any = None
+        self.leaf: str | None = None
+        """LEAF: the scalar or enum type's name."""
         self.plan: ObjectPlan | None = None
         self.item: Completion | None = None
         self.abstract: GraphQLAbstractType | None = None
@@ -144,7 +157,10 @@ class FieldPlan:
         "completion",
         "details",
         "field_def",
+        "index",
         "key",
+        "loads",
+        "mode",
         "name",
         "nodes",
         "parent_type",
@@ -170,6 +186,11 @@ class FieldPlan:
         self.completion: Completion | None = None
         self.shared_info = False
         self.strawberry: StrawberryCall | None = None
+        self.mode = TYPENAME if self.typename else RESOLVER
+        self.index = 0
+        """The field's position in its object plan."""
+        self.loads: tuple[type[Any], str, Any] | None = None
+        """LOADED: (by-key loader, the source's key attribute, guard or None)."""
 
 
 class ObjectPlan:
@@ -177,7 +198,7 @@ class ObjectPlan:
     root, the most statements it may send and the to-one rows read with their
     parents (``engine.statements``)."""
 
-    __slots__ = ("by_key", "fields", "joins", "name", "statements", "type")
+    __slots__ = ("batched", "by_key", "fields", "fill", "joins", "name", "statements", "type")
 
     def __init__(self, object_type: GraphQLObjectType, fields: list[FieldPlan]) -> None:
         self.type = object_type
@@ -186,16 +207,17 @@ class ObjectPlan:
         self.by_key = {field.key: field for field in fields}
         self.statements = 0
         self.joins: Joins = {}
-
-
-class _TypeResolved:
-    """An abstract value whose runtime type was awaited."""
-
-    __slots__ = ("runtime_type", "value")
-
-    def __init__(self, runtime_type: Any, value: Any) -> None:
-        self.runtime_type = runtime_type
-        self.value = value
+        for index, field in enumerate(fields):
+            field.index = index
+        self.fill: Fill = compile_fill(self, _leaf_type_name)
+        """The plain fields of a batch of objects, compiled (``engine.compiled``)."""
+        self.batched = [
+            field
+            for field in fields
+            if field.mode in (LOADED, RESOLVER)
+            or (field.mode == VALUE and _leaf_type_name(field) is None)
+        ]
+        """The fields executed per batch after the fill, in document order."""
 
 
 class PlanCache:
@@ -335,6 +357,11 @@ class PlannedExecutor(StrawberryGraphQLCoreExecutionContext):
                 plan.attribute = getattr(plan.resolve, "attribute", None)
                 plan.shared_info = getattr(plan.resolve, "shares_info", False)
                 plan.strawberry = StrawberryCall.of(self.schema, field_def, plan.resolve)
+                plan.loads = getattr(plan.resolve, "loads", None)
+                if plan.loads is not None:
+                    plan.mode = LOADED
+                elif plan.attribute is not None or getattr(plan.resolve, "computed", False):
+                    plan.mode = VALUE
                 if field_def.args or plan.nodes[0].arguments:
                     plan.static_args = not _uses_variables(plan.nodes[0])
                     if plan.static_args:
@@ -356,6 +383,7 @@ class PlannedExecutor(StrawberryGraphQLCoreExecutionContext):
         elif is_leaf_type(output_type):
             completion = Completion(LEAF, nullable)
             completion.coerce = output_type.coerce_output_value  # type: ignore[union-attr]
+            completion.leaf = output_type.name  # type: ignore[union-attr]
         elif is_abstract_type(output_type):
             completion = Completion(ABSTRACT, nullable)
             completion.abstract = output_type  # type: ignore[assignment]
@@ -395,9 +423,15 @@ class PlannedExecutor(StrawberryGraphQLCoreExecutionContext):
         )
 
     # ------------------------------------------------------------ executing
+    #
+    # Breadth-first and batched: a field of an object position is resolved for every
+    # object at that position at once (``_execute_batch``), so a loader-backed field
+    # sends all of its keys in one call and gets one future back for the batch
+    # (``Loader.load_keys``), and each value is completed in a loop over the batch.
+    # Where a value sits is a ``Slot`` (its container, key and parent), from which an
+    # error's path and its nullable ancestor are found; no path is built otherwise.
 
     async def _execute_plan(self, root: ObjectPlan) -> Any:
-        self._root_plan = root
         self._data: dict[str, Any] | None = {}
         self._arguments: dict[int, dict[str, Any]] = {}
         self._converted: dict[int, dict[str, Any]] = {}
@@ -408,7 +442,7 @@ class PlannedExecutor(StrawberryGraphQLCoreExecutionContext):
         self._context = contextvars.copy_context()
         expect(self.context_value, root)
         try:
-            self._execute_object(root, self.root_value, None, self._data)
+            self._execute_batch(root, [self.root_value], [self._data], [None])
             if self._outstanding:
                 try:
                     await self._finished
@@ -416,6 +450,12 @@ class PlannedExecutor(StrawberryGraphQLCoreExecutionContext):
                     for task in self._tasks:
                         task.cancel()
                     raise
+            errors = self.collected_errors.errors
+            if len(errors) > 1:
+                # A batch resolves a field for all its objects before the next field:
+                # errors are put in the order of their positions in the response,
+                # which is the order graphql-core's depth-first execution finds them.
+                errors.sort(key=partial(_response_order, root))
             return self.build_response(self._data)
         finally:
             # graphql-core's executor is in a reference cycle (its async helpers
@@ -427,55 +467,166 @@ class PlannedExecutor(StrawberryGraphQLCoreExecutionContext):
             self._arguments = {}
             self._converted = {}
 
-    def _wait(
-        self,
-        awaitable: Any,
-        completion: Completion,
-        field: FieldPlan,
-        path: Path,
-        container: Any,
-        key: str | int,
+    def _execute_batch(
+        self, plan: ObjectPlan, sources: list[Any], outs: list[dict[str, Any]], slots: list[Any]
     ) -> None:
-        """Complete ``container[key]`` when ``awaitable`` settles (futures need no task)."""
-        container[key] = None
-        if asyncio.isfuture(awaitable):
-            future = awaitable
-        else:
-            future = asyncio.ensure_future(awaitable)
-            self._tasks.append(future)
+        """Every field of ``plan`` for every object of the batch, in document order
+        (a pending field holds its key with None until it completes)."""
+        values = plan.fill(self, sources, outs, slots)
+        for field in plan.batched:
+            mode = field.mode
+            if mode == VALUE:
+                self._complete_field(field, values[field.index], outs, slots)
+            elif mode == LOADED:
+                self._load_field(field, sources, outs, slots, values[field.index])
+            else:
+                self._resolve_field(plan, field, sources, outs, slots)
+
+    def _field_args(self, field: FieldPlan) -> dict[str, Any]:
+        if field.static_args:
+            return field.args
+        args = self._arguments.get(id(field))
+        if args is None:
+            args = self._arguments[id(field)] = self._argument_values(field)
+        return args
+
+    def shared_info(self, field: FieldPlan, slot: Slot | None) -> Any:
+        """One info per position of the plan, for direct resolvers (they read its
+        context and depth only)."""
+        info = self._infos.get(id(field))
+        if info is None:
+            path = Path(slot_path(slot), field.key, field.parent_type.name)
+            info = self._infos[id(field)] = self._info(field, path)
+        return info
+
+    def _load_field(
+        self,
+        field: FieldPlan,
+        sources: list[Any],
+        outs: list[dict[str, Any]],
+        slots: list[Any],
+        keys: list[Any],
+    ) -> None:
+        """A ``loaded`` field: the loader's values for the batch's keys, in one call."""
+        assert field.loads is not None
+        loader_class = field.loads[0]
+        try:
+            info = self.shared_info(field, slots[0])
+            loader = self.context_value.loaders.get(loader_class, info)
+            found = loader.load_keys([k for k in keys if k is not None and type(k) is not Refused])
+        except Exception as error:
+            self._complete_field(field, [error] * len(keys), outs, slots)
+            return
+        if found is None:
+            self._complete_field(field, _values_for(loader, keys), outs, slots)
+            return
         self._outstanding += 1
-        future.add_done_callback(
-            partial(self._settled, completion, field, path, container, key),
-            context=self._context,  # one context for all: no copy per callback
+        found.add_done_callback(
+            partial(self._loaded, field, loader, keys, outs, slots), context=self._context
         )
 
-    def _settled(
+    def _loaded(
         self,
-        completion: Completion,
         field: FieldPlan,
-        path: Path,
-        container: Any,
-        key: str | int,
+        loader: Any,
+        keys: list[Any],
+        outs: list[dict[str, Any]],
+        slots: list[Any],
         future: asyncio.Future[Any],
     ) -> None:
-        if self._finished.done():
-            return
-        try:
-            if future.cancelled():  # the request is being torn down
-                self._finished.cancel()
-                return
+        def complete() -> None:
             if (error := future.exception()) is not None:
                 if not isinstance(error, Exception):
                     raise error
-                self._fail(error, completion, field, path, container, key)
+                self._complete_field(field, [error] * len(keys), outs, slots)
             else:
-                result = future.result()
-                if type(result) is _TypeResolved:
-                    self._complete_abstract(
-                        completion, field, path, result.value, container, key, result.runtime_type
-                    )
+                self._complete_field(field, _values_for(loader, keys), outs, slots)
+
+        self._settle(future, complete)
+
+    def _resolve_field(
+        self,
+        plan: ObjectPlan,
+        field: FieldPlan,
+        sources: list[Any],
+        outs: list[dict[str, Any]],
+        slots: list[Any],
+    ) -> None:
+        """A field with a resolver of its own, called per object; its pending values
+        are awaited together and completed as one batch."""
+        key = field.key
+        values: list[Any] = []
+        pending: list[int] = []
+        try:
+            args = self._field_args(field)
+        except Exception as error:
+            self._complete_field(field, [error] * len(sources), outs, slots)
+            return
+        for index, source in enumerate(sources):
+            try:
+                if field.shared_info:
+                    info = self.shared_info(field, slots[index])
                 else:
-                    self._complete(completion, field, path, result, container, key)
+                    info = self._info(field, Path(slot_path(slots[index]), key, plan.name))
+                if field.strawberry is not None:
+                    value = self._call_strawberry(field, field.strawberry, source, info, args)
+                else:
+                    value = field.resolve(source, info, **args)
+            except Exception as error:
+                value = error
+            if is_awaitable(value):
+                pending.append(index)
+                outs[index][key] = None
+            values.append(value)
+        if pending:
+            self._wait_all(
+                values, pending, partial(self._complete_field, field, values, outs, slots)
+            )
+        else:
+            self._complete_field(field, values, outs, slots)
+
+    def _wait_all(self, values: list[Any], pending: list[int], then: Any) -> None:
+        """Replace ``values[i]`` (i in ``pending``) by what it settles to (an error by
+        the exception), then call ``then()`` once."""
+        group = _Group(len(pending), then)
+        self._outstanding += 1
+        for index in pending:
+            awaitable = values[index]
+            if asyncio.isfuture(awaitable):
+                future = awaitable
+            else:
+                future = asyncio.ensure_future(awaitable)
+                self._tasks.append(future)
+            future.add_done_callback(
+                partial(self._one_settled, group, values, index), context=self._context
+            )
+
+    def _one_settled(
+        self, group: _Group, values: list[Any], index: int, future: asyncio.Future[Any]
+    ) -> None:
+        if self._finished.done():
+            return
+        if future.cancelled():  # the request is being torn down
+            self._finished.cancel()
+            return
+        error = future.exception()
+        if error is not None and not isinstance(error, Exception):
+            self._finished.set_exception(error)
+            return
+        values[index] = error if error is not None else future.result()
+        group.remaining -= 1
+        if not group.remaining:
+            self._settle(None, group.then)
+
+    def _settle(self, future: asyncio.Future[Any] | None, complete: Any) -> None:
+        """Run ``complete`` for a settled wait, then count the wait done."""
+        if self._finished.done():
+            return
+        if future is not None and future.cancelled():
+            self._finished.cancel()
+            return
+        try:
+            complete()
         except BaseException as error:
             self._finished.set_exception(error)
             return
@@ -483,59 +634,212 @@ class PlannedExecutor(StrawberryGraphQLCoreExecutionContext):
         if not self._outstanding:
             self._finished.set_result(None)
 
-    def _execute_object(
-        self, plan: ObjectPlan, source: Any, path: Path | None, out: dict[str, Any]
+    # ------------------------------------------------------------ completing
+
+    def _complete_field(
+        self, field: FieldPlan, values: list[Any], outs: list[dict[str, Any]], slots: list[Any]
     ) -> None:
-        for field in plan.fields:
-            key = field.key
-            completion = field.completion
-            if field.typename:
-                out[key] = plan.name
-                continue
-            assert completion is not None
-            attribute = field.attribute
-            if attribute is not None:
+        """Complete a field's values into ``outs``: one position per object."""
+        completion = field.completion
+        assert completion is not None
+        where = Positions(outs, [field.key] * len(values), slots, field.parent_type.name)
+        self._complete(completion, field, values, where)
+
+    def _complete(
+        self, completion: Completion, field: FieldPlan, values: list[Any], where: Positions
+    ) -> None:
+        """Complete each ``values[i]`` into its position ``i`` of ``where``."""
+        kind = completion.kind
+        nullable = completion.nullable
+        containers, keys = where.containers, where.keys
+        objects: list[Any] = []
+        at: list[int] = []
+        for index, value in enumerate(values):
+            if value is None or value is Undefined:
+                if nullable:
+                    containers[index][keys[index]] = None
+                else:
+                    self._fail_at(_null_error(field), _NON_NULL, field, where, index)
+            elif isinstance(value, Exception):
+                self._fail_at(value, completion, field, where, index)
+            elif kind == LEAF:
                 try:
-                    value = getattr(source, attribute)
+                    coerced = completion.coerce(value)
+                    if coerced is None or coerced is Undefined:
+                        raise _null_leaf(completion, value, coerced)
                 except Exception as error:
-                    self._fail(error, completion, field, Path(path, key, plan.name), out, key)
+                    self._fail_at(error, completion, field, where, index)
                     continue
-                if completion.kind == LEAF and value is not None:
-                    try:
-                        coerced = completion.coerce(value)
-                    except Exception as error:
-                        self._fail(error, completion, field, Path(path, key, plan.name), out, key)
-                        continue
-                    if coerced is not None and coerced is not Undefined:
-                        out[key] = coerced
-                        continue
-                self._complete(completion, field, Path(path, key, plan.name), value, out, key)
-                continue
-            field_path = Path(path, key, plan.name)
-            try:
-                if field.static_args:
-                    args = field.args
-                else:
-                    args = self._arguments.get(id(field))  # type: ignore[assignment]
-                    if args is None:
-                        args = self._arguments[id(field)] = self._argument_values(field)
-                if field.shared_info:
-                    info = self._infos.get(id(field))
-                    if info is None:
-                        info = self._infos[id(field)] = self._info(field, field_path)
-                else:
-                    info = self._info(field, field_path)
-                if field.strawberry is not None:
-                    value = self._call_strawberry(field, field.strawberry, source, info, args)
-                else:
-                    value = field.resolve(source, info, **args)
-            except Exception as error:
-                self._fail(error, completion, field, field_path, out, key)
-                continue
-            if is_awaitable(value):
-                self._wait(value, completion, field, field_path, out, key)
+                containers[index][keys[index]] = coerced
             else:
-                self._complete(completion, field, field_path, value, out, key)
+                objects.append(value)
+                at.append(index)
+        if not objects:
+            return
+        if kind == OBJECT:
+            self._complete_objects(completion, field, objects, where, at)
+        elif kind == LIST:
+            self._complete_lists(completion, field, objects, where, at)
+        else:
+            self._complete_abstract(completion, field, objects, where, at)
+
+    def _complete_objects(
+        self,
+        completion: Completion,
+        field: FieldPlan,
+        values: list[Any],
+        where: Positions,
+        at: list[int],
+    ) -> None:
+        """Objects of one type at positions ``at`` of ``where``: executed as one batch."""
+        plan = completion.plan
+        assert plan is not None
+        sources: list[Any] = []
+        outs: list[dict[str, Any]] = []
+        slots: list[Slot] = []
+        check = plan.type.is_type_of is not None
+        for value, index in zip(values, at, strict=True):
+            slot = where.slot(index, completion.nullable)
+            if check:
+                try:
+                    self._check_type_of(plan.type, field, slot, value)
+                except Exception as error:
+                    self._fail_at(error, completion, field, where, index)
+                    continue
+            out: dict[str, Any] = {}
+            slot.container[slot.key] = out
+            sources.append(value)
+            outs.append(out)
+            slots.append(slot)
+        if sources:
+            self._execute_batch(plan, sources, outs, slots)
+
+    def _complete_lists(
+        self,
+        completion: Completion,
+        field: FieldPlan,
+        values: list[Any],
+        where: Positions,
+        at: list[int],
+    ) -> None:
+        """Lists at positions ``at``: their items completed as one batch."""
+        item = completion.item
+        assert item is not None
+        elements: list[Any] = []
+        items_at = Positions([], [], [], None)
+        pending: list[int] = []
+        for value, index in zip(values, at, strict=True):
+            if not is_iterable(value):
+                self._fail_at(_not_iterable(field), completion, field, where, index)
+                continue
+            slot = where.slot(index, completion.nullable)
+            items: list[Any] = []
+            slot.container[slot.key] = items
+            for position, element in enumerate(value):
+                items.append(None)
+                if is_awaitable(element):
+                    pending.append(len(elements))
+                elements.append(element)
+                items_at.add(items, position, slot)
+        if not elements:
+            return
+        complete = partial(self._complete, item, field, elements, items_at)
+        if pending:
+            self._wait_all(elements, pending, complete)
+        else:
+            complete()
+
+    def _complete_abstract(
+        self,
+        completion: Completion,
+        field: FieldPlan,
+        values: list[Any],
+        where: Positions,
+        at: list[int],
+    ) -> None:
+        """Resolve each value's runtime type (awaiting it if need be), then complete
+        the values of each type as objects of that type."""
+        abstract = completion.abstract
+        assert abstract is not None
+        resolve_type = abstract.resolve_type or self.type_resolver
+        by_type: dict[str, tuple[Completion, list[Any], list[int]]] = {}
+        for value, index in zip(values, at, strict=True):
+            try:
+                info = self._info(field, where.path(index))
+                runtime_type = resolve_type(value, info, abstract)
+                if is_awaitable(runtime_type):
+                    self._resolve_type_later(completion, field, runtime_type, value, where, index)
+                    continue
+                as_object = self._as_object(completion, runtime_type, value, info)
+            except Exception as error:
+                self._fail_at(error, completion, field, where, index)
+                continue
+            name = as_object.plan.name  # type: ignore[union-attr]
+            group = by_type.get(name)
+            if group is None:
+                group = by_type[name] = (as_object, [], [])
+            group[1].append(value)
+            group[2].append(index)
+        for as_object, group_values, group_at in by_type.values():
+            self._complete_objects(as_object, field, group_values, where, group_at)
+
+    def _as_object(
+        self, completion: Completion, runtime_type: Any, value: Any, info: Any
+    ) -> Completion:
+        assert completion.abstract is not None
+        object_type = self.ensure_valid_runtime_type(
+            runtime_type, completion.abstract, completion.details, info, value
+        )
+        as_object = completion.objects.get(object_type.name)
+        if as_object is None:
+            as_object = Completion(OBJECT, completion.nullable)
+            as_object.plan = self._object_plan(object_type, completion.details)
+            completion.objects[object_type.name] = as_object
+        return as_object
+
+    def _resolve_type_later(
+        self,
+        completion: Completion,
+        field: FieldPlan,
+        runtime_type: Any,
+        value: Any,
+        where: Positions,
+        index: int,
+    ) -> None:
+        resolved = [runtime_type]
+
+        def complete() -> None:
+            found = resolved[0]
+            try:
+                if isinstance(found, Exception):
+                    raise found
+                info = self._info(field, where.path(index))
+                as_object = self._as_object(completion, found, value, info)
+            except Exception as error:
+                self._fail_at(error, completion, field, where, index)
+                return
+            self._complete_objects(as_object, field, [value], where, [index])
+
+        where.containers[index][where.keys[index]] = None
+        self._wait_all(resolved, [0], complete)
+
+    def _check_type_of(
+        self, object_type: GraphQLObjectType, field: FieldPlan, slot: Slot, value: Any
+    ) -> None:
+        info = self._info(field, slot_path(slot))  # type: ignore[arg-type]
+        matches = object_type.is_type_of(value, info)  # type: ignore[misc]
+        if is_awaitable(matches):
+            matches.close()  # type: ignore[union-attr]
+            raise GraphQLError(
+                f"Type {object_type.name} has an asynchronous is_type_of,"
+                " which the planned executor does not support.",
+                field.nodes,
+            )
+        if not matches:
+            raise GraphQLError(
+                f"Expected value of type '{object_type.name}' but got: {inspect(value)}.",
+                field.nodes,
+            )
 
     def _info(self, field: FieldPlan, path: Path) -> Any:
         return self.build_resolve_info(
@@ -568,189 +872,149 @@ class PlannedExecutor(StrawberryGraphQLCoreExecutionContext):
             return call.resolver(source, **kwargs)
         return call.resolver(**kwargs)
 
-    def _complete(
-        self,
-        completion: Completion,
-        field: FieldPlan,
-        path: Path,
-        value: Any,
-        container: Any,
-        key: str | int,
-    ) -> None:
-        """Complete ``value`` into ``container[key]``, the position at ``path``."""
-        if value is None or value is Undefined:
-            if completion.nullable:
-                container[key] = None
-            else:
-                self._fail_null(completion, field, path, container, key)
-            return
-        if isinstance(value, Exception):
-            self._fail(value, completion, field, path, container, key)
-            return
-        kind = completion.kind
-        try:
-            if kind == LEAF:
-                coerced = completion.coerce(value)
-                if coerced is None or coerced is Undefined:
-                    raise _null_leaf(completion, value, coerced)
-                container[key] = coerced
-            elif kind == OBJECT:
-                plan = completion.plan
-                assert plan is not None
-                if plan.type.is_type_of is not None:
-                    self._check_type_of(plan.type, field, path, value)
-                out: dict[str, Any] = {}
-                container[key] = out
-                self._execute_object(plan, value, path, out)
-            elif kind == LIST:
-                if not is_iterable(value):
-                    raise _not_iterable(field)
-                item = completion.item
-                assert item is not None
-                items: list[Any] = []
-                container[key] = items
-                for index, element in enumerate(value):
-                    items.append(None)
-                    item_path = Path(path, index, None)
-                    if is_awaitable(element):
-                        self._wait(element, item, field, item_path, items, index)
-                    else:
-                        self._complete(item, field, item_path, element, items, index)
-            else:
-                self._complete_abstract(completion, field, path, value, container, key, None)
-        except Exception as error:
-            self._fail(error, completion, field, path, container, key)
-
-    def _complete_abstract(
-        self,
-        completion: Completion,
-        field: FieldPlan,
-        path: Path,
-        value: Any,
-        container: Any,
-        key: str | int,
-        runtime_type: Any,
-    ) -> None:
-        """Resolve the value's runtime type (awaiting it if need be), then complete it
-        as an object of that type."""
-        abstract = completion.abstract
-        assert abstract is not None
-        info = self._info(field, path)
-        try:
-            if runtime_type is None:
-                resolve_type = abstract.resolve_type or self.type_resolver
-                runtime_type = resolve_type(value, info, abstract)
-                if is_awaitable(runtime_type):
-                    typed = _await_type(runtime_type, value)
-                    self._wait(typed, completion, field, path, container, key)
-                    return
-            object_type = self.ensure_valid_runtime_type(
-                runtime_type, abstract, completion.details, info, value
-            )
-            as_object = completion.objects.get(object_type.name)
-            if as_object is None:
-                as_object = Completion(OBJECT, completion.nullable)
-                as_object.plan = self._object_plan(object_type, completion.details)
-                completion.objects[object_type.name] = as_object
-        except Exception as error:
-            self._fail(error, completion, field, path, container, key)
-            return
-        self._complete(as_object, field, path, value, container, key)
-
-    def _check_type_of(
-        self, object_type: GraphQLObjectType, field: FieldPlan, path: Path, value: Any
-    ) -> None:
-        info = self._info(field, path)
-        matches = object_type.is_type_of(value, info)  # type: ignore[misc]
-        if is_awaitable(matches):
-            matches.close()  # type: ignore[union-attr]
-            raise GraphQLError(
-                f"Type {object_type.name} has an asynchronous is_type_of,"
-                " which the planned executor does not support.",
-                field.nodes,
-            )
-        if not matches:
-            raise GraphQLError(
-                f"Expected value of type '{object_type.name}' but got: {inspect(value)}.",
-                field.nodes,
-            )
-
     # ------------------------------------------------------------ errors
 
-    def _fail_null(
-        self, completion: Completion, field: FieldPlan, path: Path, container: Any, key: str | int
+    def leaf(self, field: FieldPlan, value: Any, out: dict[str, Any], slot: Slot | None) -> None:
+        """Complete one leaf value at ``out[field.key]`` (compiled fills call this for
+        what their inline check does not pass: nulls, errors, awaitables, coercion)."""
+        completion = field.completion
+        assert completion is not None
+        values = [value]
+        where = Positions([out], [field.key], [slot], field.parent_type.name)
+        complete = partial(self._complete, completion, field, values, where)
+        if is_awaitable(value):
+            out[field.key] = None
+            self._wait_all(values, [0], complete)
+        else:
+            complete()
+
+    def fail_leaf(
+        self, field: FieldPlan, error: Exception, out: dict[str, Any], slot: Slot | None
     ) -> None:
-        message = (
-            f"Cannot return null for non-nullable field {field.parent_type.name}.{field.name}."
+        """A field error at ``out[field.key]`` (compiled fills call this)."""
+        assert field.completion is not None
+        self._fail(error, field.completion, field, out, field.key, slot, field.parent_type.name)
+
+    def _fail_at(
+        self, raw: Exception, completion: Completion, field: FieldPlan, where: Positions, index: int
+    ) -> None:
+        self._fail(
+            raw,
+            completion,
+            field,
+            where.containers[index],
+            where.keys[index],
+            where.parents[index],
+            where.typename,
         )
-        self._fail(TypeError(message), completion, field, path, container, key)
 
     def _fail(
         self,
         raw: Exception,
         completion: Completion,
         field: FieldPlan,
-        path: Path,
         container: Any,
-        key: str | int,
+        key: Any,
+        parent: Slot | None,
+        typename: str | None,
     ) -> None:
-        """A field error at ``path``: null it, or its nearest nullable ancestor."""
+        """A field error at ``container[key]``: null it, or its nearest nullable ancestor."""
+        path = Path(slot_path(parent), key, typename)
         error = located_error(raw, field.nodes, path.as_list())
         if completion.nullable:
             container[key] = None
             self.collected_errors.add(error, path)
             return
-        position = self._nullable_ancestor(path)
-        if position is None:
+        slot = parent
+        while slot is not None and not slot.nullable:
+            slot = slot.parent
+        if slot is None:
             self._data = None
             self.collected_errors.add(error, None)
             return
-        ancestor_container, ancestor_key, ancestor_path = position
-        if ancestor_container is not None:
-            ancestor_container[ancestor_key] = None
-        self.collected_errors.add(error, ancestor_path)
+        slot.container[slot.key] = None
+        self.collected_errors.add(error, slot_path(slot))
 
-    def _nullable_ancestor(self, path: Path) -> tuple[Any, str | int, Path] | None:
-        """The nearest nullable position above ``path`` (None: the whole response)."""
-        chain = []
-        node = path.prev
-        while node is not None:
-            chain.append(node)
-            node = node.prev
-        chain.reverse()
-        container: Any = self._data
-        if container is None:
-            return None  # the whole response is null already
-        plan: ObjectPlan | None = self._root_plan
-        completion: Completion | None = None
-        found = None
-        for index, node in enumerate(chain):
-            if completion is None or completion.kind != LIST:
-                if plan is None:
-                    break
-                field = plan.by_key.get(node.key)  # type: ignore[arg-type]
-                if field is None or field.completion is None:
-                    break
-                completion = field.completion
-            else:
-                completion = completion.item
-                assert completion is not None
-            if completion.nullable:
-                found = (container, node.key, node)
-            try:
-                container = container[node.key]
-            except (KeyError, IndexError, TypeError):
-                container = None
-            if completion.kind == OBJECT:
-                plan = completion.plan
-            elif completion.kind == ABSTRACT:
-                following = chain[index + 1] if index + 1 < len(chain) else path
-                found_type = completion.objects.get(following.typename or "")
-                plan = found_type.plan if found_type is not None else None
-            if container is None:
-                # Already nulled above: the error lands inside a nulled position.
-                return found if found is not None else (None, node.key, node)
-        return found
+
+class Slot:
+    """Where an object or a list sits in the response: its container and key, whether
+    that position is nullable, and the slot holding the container (None: the root).
+    Errors find their path and their nullable ancestor from it."""
+
+    __slots__ = ("container", "key", "nullable", "parent", "path", "typename")
+
+    def __init__(
+        self, parent: Slot | None, container: Any, key: Any, nullable: bool, typename: str | None
+    ) -> None:
+        self.parent = parent
+        self.container = container
+        self.key = key
+        self.nullable = nullable
+        self.typename = typename
+        self.path: Path | None = None
+
+
+def slot_path(slot: Slot | None) -> Path | None:
+    """The response path of a slot (made on first use: only errors and resolvers
+    with an info of their own need one)."""
+    if slot is None:
+        return None
+    path = slot.path
+    if path is None:
+        path = slot.path = Path(slot_path(slot.parent), slot.key, slot.typename)
+    return path
+
+
+class Positions:
+    """Where a batch of values goes: value ``i`` into ``containers[i][keys[i]]``, a
+    container held by the slot ``parents[i]``; ``typename``: the type whose fields
+    the keys are (None: the keys are list indexes)."""
+
+    __slots__ = ("containers", "keys", "parents", "typename")
+
+    def __init__(
+        self, containers: list[Any], keys: list[Any], parents: list[Any], typename: str | None
+    ) -> None:
+        self.containers = containers
+        self.keys = keys
+        self.parents = parents
+        self.typename = typename
+
+    def add(self, container: Any, key: Any, parent: Slot | None) -> None:
+        self.containers.append(container)
+        self.keys.append(key)
+        self.parents.append(parent)
+
+    def slot(self, index: int, nullable: bool) -> Slot:
+        """The slot of position ``index``, for the object or list completed there."""
+        return Slot(
+            self.parents[index], self.containers[index], self.keys[index], nullable, self.typename
+        )
+
+    def path(self, index: int) -> Path:
+        return Path(slot_path(self.parents[index]), self.keys[index], self.typename)
+
+
+class _Group:
+    """Values awaited together: ``then`` runs when the last one settles."""
+
+    __slots__ = ("remaining", "then")
+
+    def __init__(self, remaining: int, then: Any) -> None:
+        self.remaining = remaining
+        self.then = then
+
+
+_NON_NULL = Completion(LEAF, False)
+"""Where a null for a non-null field propagates from."""
+
+
+def _values_for(loader: Any, keys: list[Any]) -> list[Any]:
+    known = loader.primed
+    return [
+        None if key is None else key.error if type(key) is Refused else known.get(key)
+        for key in keys
+    ]
 
 
 def expect(ctx: Any, root: ObjectPlan) -> None:
@@ -763,6 +1027,43 @@ def expect(ctx: Any, root: ObjectPlan) -> None:
     db = getattr(ctx, "_db", None)
     if db is not None:
         db.expect(root.statements)
+
+
+def _response_order(root: ObjectPlan, error: GraphQLError) -> tuple[int, ...]:
+    """Where an error's path is in the response, as a sortable key: field positions in
+    their object plans, list indexes as they are."""
+    order: list[int] = []
+    plans: list[ObjectPlan] = [root]
+    completion: Completion | None = None
+    for key in error.path or ():
+        if isinstance(key, int):
+            order.append(key)
+            completion = completion.item if completion is not None else None
+        else:
+            field = next((p.by_key[key] for p in plans if key in p.by_key), None)
+            if field is None:
+                break
+            order.append(field.index)
+            completion = field.completion
+        if completion is None:
+            plans = []
+        elif completion.kind == OBJECT:
+            plans = [completion.plan]  # type: ignore[list-item]
+        elif completion.kind == ABSTRACT:
+            plans = [c.plan for c in completion.objects.values() if c.plan is not None]
+    return tuple(order)
+
+
+def _leaf_type_name(field: FieldPlan) -> str | None:
+    """The name of the field's leaf type when its completion is a leaf, else None."""
+    completion = field.completion
+    return completion.leaf if completion is not None else None
+
+
+def _null_error(field: FieldPlan) -> TypeError:
+    return TypeError(
+        f"Cannot return null for non-nullable field {field.parent_type.name}.{field.name}."
+    )
 
 
 def _null_leaf(completion: Completion, value: Any, coerced: Any) -> TypeError:
@@ -778,10 +1079,6 @@ def _not_iterable(field: FieldPlan) -> GraphQLError:
         "Expected Iterable, but did not find one for field"
         f" '{field.parent_type.name}.{field.name}'."
     )
-
-
-async def _await_type(runtime_type: Any, value: Any) -> _TypeResolved:
-    return _TypeResolved(await runtime_type, value)
 
 
 def _uses_variables(node: FieldNode) -> bool:
