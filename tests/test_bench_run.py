@@ -6,10 +6,21 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 
-from bench.common import GQL_APP, RAW
+from bench.common import GQL_APP, NAIVE, RAW
 from bench.load import LoadResult
 from bench.postgraphile import PEER
-from bench.run import Cell, Peer, Report, ScaleRun, StatementCount, Timed, against_peer, render
+from bench.run import (
+    Cell,
+    Peer,
+    Report,
+    ScaleRun,
+    StatementCount,
+    Timed,
+    against_peer,
+    contenders,
+    prepare_peer,
+    render,
+)
 
 
 def load(rps: float, p50: float, p99: float, errors: int = 0) -> LoadResult:
@@ -103,3 +114,10 @@ def test_the_page_puts_the_peer_first_and_lists_it_across_scales() -> None:
     assert headings[:2] == ["## Against PostGraphile", "## Machine"]
     assert "| W3 node | PostGraphile | 1.00 / 1.00 | 600 / 600 | 1.00x / 1.00x | — |" in text
     assert "| PostGraphile | 600 | 600-600 | 25.0 | 40.0 |" in text
+
+
+def test_the_peer_runs_beside_gql_app_and_the_naive_baseline_at_the_first_scale_only() -> None:
+    assert contenders(0, Peer("5.1.5", "v22")) == (GQL_APP, PEER, RAW, NAIVE)
+    assert contenders(1, Peer("5.1.5", "v22")) == (GQL_APP, PEER, RAW)
+    assert contenders(0, prepare_peer(no_peer=True)) == (GQL_APP, RAW, NAIVE)
+    assert prepare_peer(no_peer=True).skipped == "left out on purpose (`--no-peer`)"
