@@ -83,20 +83,9 @@ import psutil
 from prometheus_client.parser import text_string_to_metric_families
 from websockets.asyncio.client import connect
 
-from bench.run import _RUNNING as RUNNING_SERVERS
-from bench.run import (
-    ROOT,
-    Scratch,
-    Server,
-    _stop_all,
-    backend_pids,
-    busy_seconds,
-    free_port,
-    machine,
-    pg_cpu,
-    scratch_database,
-    wait_ready,
-)
+from bench.common import ROOT, Scratch, Server, free_port, scratch_database, stop_all, wait_ready
+from bench.common import RUNNING as RUNNING_SERVERS
+from bench.run import backend_pids, busy_seconds, machine, pg_cpu
 from bench.workloads import (
     W4_ADD_COMMENT,
     W6_ADJUST_PRICES,
@@ -1006,7 +995,7 @@ def main() -> None:
     finally:
         for proc in _CLIENTS:
             kill_group(proc.pid)
-        _stop_all()
+        stop_all()
     report.seconds = time.perf_counter() - began
     args.output.write_text(render(report) + kept_analysis(args.output))
     print(f"wrote {args.output} ({report.seconds:.0f} s)")

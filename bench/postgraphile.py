@@ -32,17 +32,18 @@ from typing import Any
 import httpx
 import orjson
 
-from bench.load import Request, drive
-from bench.run import (
+from bench.common import (
     GQL_APP,
     JSON_HEADERS,
     Server,
+    answer,
     free_port,
     libpq,
     running,
     scratch_database,
     wait_ready,
 )
+from bench.load import Request, drive
 from bench.workloads import READ_WORKLOADS
 from gql_app.relay.ids import encode_id
 from gql_app.settings import Settings
@@ -102,6 +103,13 @@ def install() -> Path:
     if not NODE.is_file():
         raise RuntimeError(f"npm ci left no Node binary at {NODE}")
     return NODE
+
+
+def installed_versions() -> tuple[str, str]:
+    """(PostGraphile's version, Node's) as installed in bench/postgraphile/node_modules."""
+    package = orjson.loads((CLI.parent.parent / "package.json").read_bytes())
+    node = subprocess.run([str(NODE), "--version"], capture_output=True, text=True, check=True)
+    return str(package["version"]), node.stdout.strip()
 
 
 def peer_server(port: int | None = None) -> Server:
@@ -270,6 +278,38 @@ async def peer_node_id(http: httpx.AsyncClient, peer: Server, row_id: int) -> st
         http, peer, "query($r: BigInt!) { postByRowId(rowId: $r) { id } }", {"r": str(row_id)}
     )
     return str(data["postByRowId"]["id"])
+
+
+async def peer_requests(http: httpx.AsyncClient, peer: Server, post_id: int) -> dict[str, Request]:
+    """W1-W3 as PostGraphile is asked them: its documents, W3 with its id of the post."""
+    variables = {"postId": await peer_node_id(http, peer, post_id)}
+    out = {}
+    for workload, document in PG_DOCUMENTS.items():
+        body: dict[str, Any] = {"query": document}
+        if workload == "W3 node":
+            body["variables"] = variables
+        out[workload] = Request(JSON_HEADERS, orjson.dumps(body))
+    return out
+
+
+async def check_answer(
+    http: httpx.AsyncClient,
+    ours: Server,
+    peer: Server,
+    workload: str,
+    requests: tuple[Request, Request],
+) -> None:
+    """PostGraphile's answer to a workload, in our shape, equal to gql_app's (ids,
+    cursors and timestamp text aside: :func:`differences`), else AssertionError."""
+    ours_request, peer_request = requests
+    expected = await answer(http, ours, ours_request)
+    got = as_ours(workload, await answer(http, peer, peer_request))
+    found = differences(expected, got)
+    if found:
+        raise AssertionError(
+            f"{workload}: {peer.name}'s answer differs from gql_app's in {len(found)} places:\n  "
+            + "\n  ".join(found[:10])
+        )
 
 
 async def check(

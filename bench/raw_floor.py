@@ -1,13 +1,18 @@
 """The raw floor: gql_app's own batched SQL, run with asyncpg, answers built with orjson.
 
-A Starlette app that recognizes the three read documents (W1-W3) by their exact
-text and answers each with the statements gql_app issues for it, one per field
-path, in the same order, in the same kind of transaction (REPEATABLE READ, READ
-ONLY; none for W3, whose one statement reads the post with its author, as
-gql_app sends it). The statements below were captured from gql_app (SQLAlchemy's
-``before_cursor_execute``) for an anonymous viewer and are only re-wrapped here.
-The JSON is byte-equal to gql_app's ``data``. It is the floor for that statement
-budget: no GraphQL parsing, validation, resolvers or ORM, only SQL and JSON.
+A bare ASGI callable (:func:`app`, no framework: uvicorn calls it directly) that
+recognizes the three read documents (W1-W3) by their exact text and answers each
+with the statements gql_app issues for it, one per field path, in the same order,
+in the same kind of transaction (REPEATABLE READ, READ ONLY; none for W3, whose one
+statement reads the post with its author, as gql_app sends it). The statements
+below were captured from gql_app (SQLAlchemy's ``before_cursor_execute``) for an
+anonymous viewer and are only re-wrapped here. The JSON is byte-equal to gql_app's
+``data``. It is the floor for that statement budget: no GraphQL parsing,
+validation, resolvers, ORM or web framework, only HTTP (uvicorn's), SQL and JSON.
+
+Routes: ``POST /graphql`` (a body that is not one of the documents as a JSON object
+is a 400 with a GraphQL-style error), ``GET /ready``, 404 and 405 otherwise. The
+asyncpg pool is created and closed in the ASGI lifespan and kept in its state.
 
     uvicorn bench.raw_floor:app --port 8102      # DATABASE_URL names the database
 """
@@ -15,25 +20,21 @@ budget: no GraphQL parsing, validation, resolvers or ORM, only SQL and JSON.
 from __future__ import annotations
 
 import base64
-import contextlib
 import hashlib
 import hmac
 import os
 from collections import defaultdict
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 
 import asyncpg
 import orjson
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
 
 from bench.workloads import W1_FEED, W2_PEOPLE, W3_NODE
 from gql_app.content.loaders import PostCriteria
 from gql_app.content.types import POST_ORDER, PostOrderField
 from gql_app.data.db import asyncpg_dsn
+from gql_app.errors import BadUserInput
 from gql_app.relay.cursors import binding
 from gql_app.relay.ids import decode_id, encode_id
 from gql_app.settings import Settings
@@ -256,44 +257,130 @@ async def answer(conn: asyncpg.Connection, query: str, variables: dict[str, Any]
         return await handler(conn, variables)
 
 
-async def graphql(request: Request) -> Response:
-    body = orjson.loads(await request.body())
-    query = body.get("query")
-    if query not in HANDLERS:
-        error = {"errors": [{"message": "The raw floor answers only the benchmark documents."}]}
-        return Response(orjson.dumps(error), status_code=400, media_type="application/json")
-    pool: asyncpg.Pool = request.app.state.pool
+# ---------------------------------------------------------------- serving: a bare ASGI callable
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+JSON_TYPE = (b"content-type", b"application/json")
+
+
+class BadRequest(Exception):
+    """A body the floor cannot answer: a 400 with a GraphQL-style error, not a crash."""
+
+
+def parse(body: bytes) -> tuple[str, dict[str, Any]]:
+    """The benchmark document and its variables from a POST body, or :class:`BadRequest`."""
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest("The body is not JSON.") from exc
+    if not isinstance(payload, dict):
+        raise BadRequest("The body is not a JSON object.")
+    query = payload.get("query")
+    if not isinstance(query, str) or query not in HANDLERS:
+        raise BadRequest("The raw floor answers only the benchmark documents.")
+    variables = payload.get("variables") or {}
+    if not isinstance(variables, dict):
+        raise BadRequest("`variables` must be a JSON object.")
+    if query == W3_NODE and not isinstance(variables.get("postId"), str):
+        raise BadRequest("W3 needs the `postId` variable, a string.")
+    return query, variables
+
+
+async def respond(send: Send, status: int, body: bytes) -> None:
+    await send({"type": "http.response.start", "status": status, "headers": [JSON_TYPE]})
+    await send({"type": "http.response.body", "body": body})
+
+
+def error(message: str) -> bytes:
+    return orjson.dumps({"errors": [{"message": message}]})
+
+
+async def read_body(receive: Receive) -> bytes | None:
+    """The request's body, or None when the client went away before sending it all."""
+    chunks = []
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+async def graphql(pool: asyncpg.Pool, receive: Receive, send: Send) -> None:
+    body = await read_body(receive)
+    if body is None:
+        return
+    try:
+        query, variables = parse(body)
+        async with pool.acquire() as conn:
+            data = await answer(conn, query, variables)
+    except (BadRequest, BadUserInput) as exc:
+        await respond(send, 400, error(str(exc)))
+        return
+    await respond(send, 200, orjson.dumps({"data": data}))
+
+
+async def ready(pool: asyncpg.Pool, send: Send) -> None:
     async with pool.acquire() as conn:
-        data = await answer(conn, query, body.get("variables") or {})
-    return Response(orjson.dumps({"data": data}), media_type="application/json")
-
-
-async def ready(request: Request) -> Response:
-    async with request.app.state.pool.acquire() as conn:
         await conn.fetchval("SELECT 1")
-    return Response(b'{"status":"ready"}', media_type="application/json")
+    await respond(send, 200, b'{"status":"ready"}')
 
 
 async def no_reset(conn: asyncpg.Connection) -> None:
     """Nothing to undo: no session state is changed (asyncpg would send RESET ALL etc.)."""
 
 
-@contextlib.asynccontextmanager
-async def lifespan(app: Starlette) -> AsyncIterator[None]:
-    app.state.pool = await asyncpg.create_pool(
+async def create_pool() -> asyncpg.Pool:
+    return await asyncpg.create_pool(
         asyncpg_dsn(os.environ["DATABASE_URL"]),
         min_size=1,
         max_size=POOL_SIZE,
         reset=no_reset,
         server_settings={"jit": "off", "application_name": "bench raw floor"},
     )
-    try:
-        yield
-    finally:
-        await app.state.pool.close()
 
 
-app = Starlette(
-    routes=[Route("/graphql", graphql, methods=["POST"]), Route("/ready", ready)],
-    lifespan=lifespan,
-)
+async def lifespan(scope: Scope, receive: Receive, send: Send) -> None:
+    """The pool lives in the lifespan state (ASGI's ``scope["state"]``, which the server
+    copies into every request's scope): created at startup, closed at shutdown."""
+    pool: asyncpg.Pool | None = None
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            try:
+                pool = scope["state"]["pool"] = await create_pool()
+            except (KeyError, OSError, asyncpg.PostgresError) as exc:
+                await send({"type": "lifespan.startup.failed", "message": repr(exc)})
+                return
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            if pool is not None:
+                await pool.close()
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
+ROUTES = {"/graphql": "POST", "/ready": "GET"}
+
+
+async def app(scope: Scope, receive: Receive, send: Send) -> None:
+    """The floor as uvicorn runs it: POST /graphql, GET /ready, 404 and 405 otherwise."""
+    if scope["type"] == "lifespan":
+        await lifespan(scope, receive, send)
+        return
+    if scope["type"] != "http":
+        raise RuntimeError(f"the raw floor serves HTTP only, not {scope['type']}")
+    method = ROUTES.get(scope["path"])
+    if method is None:
+        await respond(send, 404, error("Not found."))
+    elif scope["method"] != method:
+        await respond(send, 405, error(f"{scope['path']} takes {method} only."))
+    elif method == "GET":
+        await ready(scope["state"]["pool"], send)
+    else:
+        await graphql(scope["state"]["pool"], receive, send)

@@ -1,31 +1,38 @@
-"""The benchmark harness: W1-W5 against gql_app, a naive baseline and the raw floor.
+"""The benchmark harness: W1-W5 against gql_app, PostGraphile, a naive baseline, the floor.
 
-    .venv/bin/python -m bench.run --scale 1000 --concurrency 16 --duration 10
+    .venv/bin/python -m bench.run --scales 1000,10000 --concurrency 16 --duration 5 --rounds 3
 
 One command, one run, the same data for every contender:
 
 1. Installs ``wrk`` (Debian package) when it is missing and the machine allows it;
-   otherwise loads with the asyncio client in ``bench/load.py``.
+   otherwise loads with the asyncio client in ``bench/load.py``. Installs the peer,
+   PostGraphile v5 on Node 22 (``bench/postgraphile.py``: ``npm ci`` on first use);
+   without npm, or with ``--no-peer``, it is left out and RESULTS.md says why.
 2. Creates a scratch database on ``DATABASE_URL``'s server (else the embedded
    one), migrates it with Alembic, seeds the SPEC's data set at ``--scale``.
 3. Phase A, statements counted: ``ALTER DATABASE ... SET log_statement = 'all'``
-   (this database only), starts the three contenders as separate server
-   processes (gql_app: ``gql-app serve --workers 1``; naive: ``bench/naive.py``;
-   raw floor: ``bench/raw_floor.py``; each under uvicorn, one process), checks
-   every contender's answer byte-equal to gql_app's, then sends a few sequential
-   requests per workload and counts the statements PostgreSQL logged for the
-   scratch database's backends (cross-checked against gql_app's own
+   (this database only), starts the contenders as separate server processes
+   (gql_app: ``gql-app serve --workers 1``; PostGraphile: one Node process; naive:
+   ``bench/naive.py``; raw floor: ``bench/raw_floor.py``, a bare ASGI callable; the
+   Python ones under uvicorn, one process each), checks every contender's answer
+   equal to gql_app's (PostGraphile's mapped to our shape first), then sends a few
+   sequential requests per workload and counts the statements PostgreSQL logged for
+   the scratch database's backends (cross-checked against gql_app's own
    ``gql_request_sql_statements`` metric). Servers stopped.
 4. Phase B, timed: statement logging off again, servers restarted, answers
-   checked equal again, then per workload and contender: a short warm-up, then
-   ``--concurrency`` connections for ``--duration`` seconds, then one connection
-   for ``--duration`` seconds, each with requests/s, p50, p99 and errors from the
-   load tool, and the CPU seconds the server process (psutil) and the scratch
-   database's PostgreSQL backends used. W4 (addComment from 50 signed-in users)
-   mutates data and runs after the reads; W5 (the bulk mutations, over HTTP,
-   against the same UPDATE sent directly) runs last.
+   checked equal again, then per read workload ``--rounds`` rounds, round-robin over
+   the contenders (each once per round, so drifting load hits all alike): a warm-up
+   in the first round, then ``--concurrency`` connections for ``--duration`` seconds,
+   then one connection for ``--duration`` seconds, each with requests/s, p50, p99
+   and errors from the load tool, and the CPU seconds the server process (psutil)
+   and the scratch database's PostgreSQL backends used; every figure reported is
+   the median over the rounds. The naive baseline is timed in one round. W4
+   (addComment from 50 signed-in users, one round) mutates data and runs after the
+   reads; W5 (the bulk mutations, over HTTP, against the same UPDATE sent
+   directly) runs last.
 5. Stops every server (process groups, also on failure), drops the scratch
-   database, writes ``bench/RESULTS.md``.
+   database, writes ``bench/RESULTS.md``: first the comparison with PostGraphile
+   (issue 13's ratios and targets), then the tables per scale and workload.
 """
 
 from __future__ import annotations
@@ -41,14 +48,12 @@ import re
 import shlex
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -58,39 +63,43 @@ import asyncpg
 import httpx
 import orjson
 import psutil
-from alembic import command
-from alembic.config import Config
 from prometheus_client.parser import text_string_to_metric_families
-from sqlalchemy.engine import make_url
 
-from bench import bulk_updates
+from bench import bulk_updates, postgraphile
+from bench.common import (
+    GQL_APP,
+    JSON_HEADERS,
+    NAIVE,
+    RAW,
+    ROOT,
+    Scratch,
+    Server,
+    answer,
+    check_equal,
+    running,
+    scratch_database,
+    stop_all,
+)
 from bench.load import LoadResult, Request, drive, wrk_path
 from bench.plans import SETTINGS as AUTO_EXPLAIN
 from bench.plans import Plan, parse_log, summary_table, write_plans
+from bench.postgraphile import PEER
 from bench.raw_floor import POOL_SIZE
 from bench.workloads import READ_WORKLOADS, W3_NODE, W4_ADD_COMMENT
-from gql_app.data.db import async_url
 from gql_app.relay.ids import encode_id
 from gql_app.settings import Settings
 from gql_app.tools.embedded import database_url
-from gql_app.tools.seed import seed
 from gql_app.users.passwords import new_token, token_digest
 
-ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "RESULTS.md"
 PLANS = ROOT / "bench" / "plans"
-GQL_APP, NAIVE, RAW = "gql_app", "naive (N+1)", "raw floor"
-CONTENDERS = (GQL_APP, NAIVE, RAW)
 W4_NAME, W5_NAME = "W4 addComment", "W5 bulk"
-JSON_HEADERS = {"Content-Type": "application/json"}
 COUNT_REQUESTS = 10  # sequential requests per workload and contender in the counting pass
 W4_USERS = 50
 WARMUP_SECONDS = 2.0
+NAIVE_SECONDS = 10.0
+"""The naive baseline's shortest timed run: its W1 takes seconds per request at c=16."""
 BEFORE_ALL = "2000-01-01T00:00:00+00:00"  # deactivates nobody: counts statements, changes nothing
-
-
-def libpq(url: str) -> str:
-    return async_url(url).replace("postgresql+asyncpg://", "postgresql://", 1)
 
 
 # ---------------------------------------------------------------- wrk
@@ -118,207 +127,9 @@ def ensure_wrk() -> str:
     return (out.stdout or out.stderr).splitlines()[0].strip()
 
 
-# ---------------------------------------------------------------- server processes
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@dataclass
-class Server:
-    name: str
-    argv: list[str]
-    port: int
-    proc: subprocess.Popen[bytes] | None = None
-    log: Path | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/graphql"
-
-    @property
-    def base(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self, env: dict[str, str], log_dir: Path) -> None:
-        self.log = log_dir / f"{re.sub(r'[^a-z]+', '_', self.name)}.log"
-        with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(
-                self.argv,
-                cwd=ROOT,
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # its own process group: stopped as a whole
-            )
-
-    def stop(self) -> None:
-        proc, self.proc = self.proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=5)
-
-    def cpu_seconds(self) -> float:
-        """User + system CPU of the server process and its children."""
-        if self.proc is None:
-            return 0.0
-        try:
-            root = psutil.Process(self.proc.pid)
-            total = 0.0
-            for p in [root, *root.children(recursive=True)]:
-                with contextlib.suppress(psutil.Error):
-                    t = p.cpu_times()
-                    total += t.user + t.system
-            return total
-        except psutil.Error:
-            return 0.0
-
-    def tail(self) -> str:
-        if self.log is None or not self.log.is_file():
-            return ""
-        return "\n".join(self.log.read_text(errors="replace").splitlines()[-30:])
-
-
-def make_servers() -> dict[str, Server]:
-    bin_dir = Path(sys.executable).parent
-    gql_cli = bin_dir / "gql-app"
-    gql = [str(gql_cli)] if gql_cli.is_file() else [sys.executable, "-m", "gql_app.tools.cli"]
-
-    def uvicorn(target: str, port: int) -> list[str]:
-        return [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            target,
-            "--port",
-            str(port),
-            "--workers",
-            "1",
-            "--log-level",
-            "warning",
-            "--no-access-log",
-        ]
-
-    servers = {}
-    port = free_port()
-    servers[GQL_APP] = Server(GQL_APP, [*gql, "serve", "--port", str(port), "--workers", "1"], port)
-    port = free_port()
-    servers[NAIVE] = Server(NAIVE, uvicorn("bench.naive:app", port), port)
-    port = free_port()
-    servers[RAW] = Server(RAW, uvicorn("bench.raw_floor:app", port), port)
-    return servers
-
-
-_RUNNING: list[Server] = []
-
-
-def _stop_all() -> None:
-    while _RUNNING:
-        _RUNNING.pop().stop()
-
-
-@contextlib.asynccontextmanager
-async def running(
-    url: str, log_dir: Path, contenders: tuple[str, ...] = CONTENDERS
-) -> AsyncIterator[dict[str, Server]]:
-    """The contenders as separate processes on the scratch database, stopped on exit."""
-    # gql_app runs on its defaults, as `gql-app serve` starts it (its pool of 20 holds
-    # the clients' connections without reopening any; one JSON log line per request).
-    env = {
-        **os.environ,
-        "DATABASE_URL": url,
-        "GQL_SECRET_KEY": "bench-secret-key",  # the default is refused with DATABASE_URL
-    }
-    env.pop("GQL_READ_REPLICA_URL", None)
-    servers = {name: s for name, s in make_servers().items() if name in contenders}
-    try:
-        for server in servers.values():
-            server.start(env, log_dir)
-            _RUNNING.append(server)
-        async with httpx.AsyncClient(timeout=5) as http:
-            for server in servers.values():
-                await wait_ready(http, server)
-        yield servers
-    finally:
-        for server in servers.values():
-            server.stop()
-            if server in _RUNNING:
-                _RUNNING.remove(server)
-
-
-async def _get_ready(http: httpx.AsyncClient, server: Server) -> httpx.Response:
-    return await http.get(f"{server.base}/ready")
-
-
-async def wait_ready(
-    http: httpx.AsyncClient,
-    server: Server,
-    limit_s: float = 60,
-    probe: Callable[[httpx.AsyncClient, Server], Awaitable[httpx.Response]] | None = None,
-) -> None:
-    """Until ``probe`` (by default ``GET /ready``) answers 200, or the server exits."""
-    deadline = time.monotonic() + limit_s
-    while time.monotonic() < deadline:
-        if server.proc is not None and server.proc.poll() is not None:
-            raise RuntimeError(f"{server.name} exited at start:\n{server.tail()}")
-        with contextlib.suppress(httpx.HTTPError):
-            response = await (probe or _get_ready)(http, server)
-            if response.status_code == 200:
-                return
-        await asyncio.sleep(0.2)
-    raise RuntimeError(f"{server.name} not ready after {limit_s:.0f}s:\n{server.tail()}")
-
-
-# ---------------------------------------------------------------- the scratch database
-
-
-@dataclass
-class Scratch:
-    name: str
-    url: str
-    conn: asyncpg.Connection  # to the scratch database; its own statements are not logged
-    seed_seconds: float = 0.0
-    rows: int = 0
-    seed_phases: dict[str, float] = field(default_factory=dict)
-
-
-@contextlib.asynccontextmanager
-async def scratch_database(server_url: str, scale: int) -> AsyncIterator[Scratch]:
-    name = f"gql_bench_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(libpq(server_url))
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    url = make_url(async_url(server_url)).set(database=name).render_as_string(hide_password=False)
-    conn: asyncpg.Connection | None = None
-    try:
-        config = Config(str(ROOT / "alembic.ini"))
-        config.attributes["database_url"] = url
-        await asyncio.to_thread(command.upgrade, config, "head")
-        report = await seed(url, scale, progress=False)
-        phases = ", ".join(f"{k} {v:.1f}s" for k, v in report.phases.items())
-        print(
-            f"seeded scale {scale}: {report.total_rows:,} rows in {report.seconds:.1f}s ({phases})"
-        )
-        conn = await asyncpg.connect(libpq(url), server_settings={"log_statement": "none"})
-        yield Scratch(name, url, conn, report.seconds, report.total_rows, report.phases)
-    finally:
-        if conn is not None:
-            await conn.close()
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
-
-
 @dataclass
 class Fixtures:
+    post_id: int
     post_gid: str
     w4_requests: list[Request]
     admin_token: str
@@ -362,7 +173,8 @@ async def fixtures(db: Scratch) -> Fixtures:
         }
         headers = {**JSON_HEADERS, "Authorization": f"Bearer {token}"}
         requests.append(Request(headers, orjson.dumps(body)))
-    return Fixtures(encode_id("Post", w3_post), requests, await bulk_updates.admin_token(conn))
+    admin_token = await bulk_updates.admin_token(conn)
+    return Fixtures(w3_post, encode_id("Post", w3_post), requests, admin_token)
 
 
 def read_requests(fx: Fixtures) -> dict[str, list[Request]]:
@@ -373,37 +185,6 @@ def read_requests(fx: Fixtures) -> dict[str, list[Request]]:
             body["variables"] = {"postId": fx.post_gid}
         out[name] = [Request(JSON_HEADERS, orjson.dumps(body))]
     return out
-
-
-# ---------------------------------------------------------------- answers
-
-
-async def answer(http: httpx.AsyncClient, server: Server, req: Request) -> Any:
-    response = await http.post(server.url, content=req.body, headers=req.headers)
-    payload = response.json()
-    if response.status_code != 200 or payload.get("errors"):
-        raise AssertionError(f"{server.name} answered {response.status_code}: {response.text}")
-    return payload["data"]
-
-
-async def check_equal(
-    http: httpx.AsyncClient, servers: dict[str, Server], workload: str, req: Request
-) -> int:
-    """Every contender's ``data`` byte-equal (as JSON) to gql_app's; returns its size."""
-    expected = orjson.dumps(await answer(http, servers[GQL_APP], req))
-    for name in servers.keys() - {GQL_APP}:
-        got = orjson.dumps(await answer(http, servers[name], req))
-        if got != expected:
-            diff = next(
-                (i for i, (a, b) in enumerate(zip(got, expected, strict=False)) if a != b),
-                min(len(got), len(expected)),
-            )
-            raise AssertionError(
-                f"{workload}: {name}'s answer differs from gql_app's at byte {diff}:\n"
-                f"  gql_app: ...{expected[max(0, diff - 80) : diff + 80]!r}\n"
-                f"  {name}: ...{got[max(0, diff - 80) : diff + 80]!r}"
-            )
-    return len(expected)
 
 
 def shape(value: Any) -> Any:
@@ -545,14 +326,85 @@ async def count_statements(
 
 
 @dataclass
+class Timed:
+    result: LoadResult
+    cpu_ms: float | None  # server process CPU per request
+    pg_cpu_ms: float | None  # the scratch database's backends, per request
+    other_pct: float  # busy CPU of everything else (the load tool included), % of the machine
+
+
+@dataclass(frozen=True)
+class Rounds:
+    """One load run repeated over rounds. Each figure is the median of its rounds' (so
+    the req/s and the p99 may come from different rounds); errors are summed."""
+
+    runs: tuple[LoadResult, ...]
+
+    @property
+    def rps(self) -> float:
+        return statistics.median(r.rps for r in self.runs)
+
+    @property
+    def p50_ms(self) -> float:
+        return statistics.median(r.p50_ms for r in self.runs)
+
+    @property
+    def p99_ms(self) -> float:
+        return statistics.median(r.p99_ms for r in self.runs)
+
+    @property
+    def errors(self) -> int:
+        return sum(r.errors for r in self.runs)
+
+    @property
+    def tool(self) -> str:
+        return self.runs[0].tool
+
+    @property
+    def spread(self) -> tuple[float, float]:
+        """The lowest and highest req/s over the rounds."""
+        return min(r.rps for r in self.runs), max(r.rps for r in self.runs)
+
+
+def rounds_of(runs: Sequence[LoadResult]) -> Rounds | None:
+    return Rounds(tuple(runs)) if runs else None
+
+
+def median_of(values: Iterable[float | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return statistics.median(known) if known else None
+
+
+@dataclass
 class Cell:
-    c16: LoadResult | None = None
-    c1: LoadResult | None = None
-    cpu_ms: float | None = None
-    pg_cpu_ms: float | None = None
+    """One contender on one workload: its timed runs (one per round) and statements."""
+
+    c16_runs: list[Timed] = field(default_factory=list)
+    c1_runs: list[LoadResult] = field(default_factory=list)
     sql: StatementCount | None = None
     metrics_sql: float | None = None
-    other_pct: float | None = None  # the machine's CPU not used by the server or PostgreSQL
+
+    @property
+    def c16(self) -> Rounds | None:
+        return rounds_of([t.result for t in self.c16_runs])
+
+    @property
+    def c1(self) -> Rounds | None:
+        return rounds_of(self.c1_runs)
+
+    @property
+    def cpu_ms(self) -> float | None:
+        """Server process CPU per request at c=16, the median over rounds."""
+        return median_of(t.cpu_ms for t in self.c16_runs)
+
+    @property
+    def pg_cpu_ms(self) -> float | None:
+        return median_of(t.pg_cpu_ms for t in self.c16_runs)
+
+    @property
+    def other_pct(self) -> float | None:
+        """The machine's CPU used by neither the server nor PostgreSQL (median)."""
+        return median_of(t.other_pct for t in self.c16_runs)
 
 
 def busy_seconds() -> float:
@@ -581,14 +433,6 @@ async def settle(server: Server, limit_s: float = 60) -> None:
             return
 
 
-@dataclass
-class Timed:
-    result: LoadResult
-    cpu_ms: float | None  # server process CPU per request
-    pg_cpu_ms: float | None  # the scratch database's backends, per request
-    other_pct: float  # busy CPU of everything else (the load tool included), % of the machine
-
-
 async def timed(
     db: Scratch, server: Server, requests: list[Request], concurrency: int, duration: float
 ) -> Timed:
@@ -607,20 +451,30 @@ async def timed(
 
 
 async def measure(
-    db: Scratch, server: Server, requests: list[Request], args: argparse.Namespace, cell: Cell
+    db: Scratch,
+    server: Server,
+    requests: list[Request],
+    args: argparse.Namespace,
+    cell: Cell,
+    warm: bool = True,
 ) -> None:
-    print(f"  {server.name}: warm-up", flush=True)
-    await drive(server.url, requests, args.concurrency, WARMUP_SECONDS)
-    run = await timed(db, server, requests, args.concurrency, args.duration)
-    cell.c16, cell.cpu_ms, cell.pg_cpu_ms, cell.other_pct = (
-        run.result,
-        run.cpu_ms,
-        run.pg_cpu_ms,
-        run.other_pct,
+    """One round: c=``--concurrency`` then c=1, each for ``--duration`` seconds (the
+    naive baseline at least ``NAIVE_SECONDS``), added to the cell's runs (after a
+    warm-up when ``warm``: the first round)."""
+    duration = max(args.duration, NAIVE_SECONDS) if server.name == NAIVE else args.duration
+    if warm:
+        print(f"  {server.name}: warm-up", flush=True)
+        await drive(server.url, requests, args.concurrency, WARMUP_SECONDS)
+    run = await timed(db, server, requests, args.concurrency, duration)
+    cell.c16_runs.append(run)
+    one = (await timed(db, server, requests, 1, duration)).result
+    cell.c1_runs.append(one)
+    print(
+        f"  {server.name}: c={args.concurrency} {run.result.rps:,.0f} req/s "
+        f"(p50 {run.result.p50_ms:.2f} ms, p99 {run.result.p99_ms:.2f} ms), "
+        f"c=1 {one.rps:,.0f} req/s (p50 {one.p50_ms:.2f} ms)",
+        flush=True,
     )
-    print(f"  {server.name}: c={args.concurrency} {cell.c16.rps:,.0f} req/s", flush=True)
-    cell.c1 = (await timed(db, server, requests, 1, args.duration)).result
-    print(f"  {server.name}: c=1 {cell.c1.rps:,.0f} req/s", flush=True)
 
 
 # ---------------------------------------------------------------- W5
@@ -681,6 +535,28 @@ async def bulk(
 
 
 @dataclass
+class Peer:
+    """PostGraphile's place in the run: its versions when it is a contender, else why not."""
+
+    version: str = ""
+    node: str = ""
+    skipped: str = ""
+
+
+def prepare_peer(no_peer: bool) -> Peer:
+    """PostGraphile installed (``npm ci`` on first use), or the reason it is left out."""
+    if no_peer:
+        return Peer(skipped="left out on purpose (`--no-peer`)")
+    try:
+        postgraphile.install()
+        version, node = postgraphile.installed_versions()
+    except (RuntimeError, OSError, subprocess.CalledProcessError) as exc:
+        print(f"PostGraphile left out: {exc}", file=sys.stderr)
+        return Peer(skipped=f"not installed ({exc})")
+    return Peer(version, node)
+
+
+@dataclass
 class ScaleRun:
     """One scale's scratch database, measurements and plans."""
 
@@ -704,6 +580,7 @@ class Report:
     log_path: Path | None = None
     runs: list[ScaleRun] = field(default_factory=list)
     w5: BulkResult | None = None
+    peer: Peer = field(default_factory=Peer)
     seconds: float = 0.0
     load_at_start: tuple[float, float, float] = field(default_factory=os.getloadavg)
 
@@ -740,9 +617,7 @@ async def run(args: argparse.Namespace, report: Report) -> None:
         log_dir = Path(tmp)
         for i, scale in enumerate(args.scales):
             last = i == len(args.scales) - 1
-            # The naive baseline's N+1 grows with the data: at the first scale only.
-            contenders = CONTENDERS if i == 0 else (GQL_APP, RAW)
-            scale_run = ScaleRun(scale, contenders)
+            scale_run = ScaleRun(scale, contenders(i, report.peer))
             scale_run.cells = {w: {} for w in [*READ_WORKLOADS, W4_NAME]}
             report.runs.append(scale_run)
             async with scratch_database(server_url, scale) as db:
@@ -772,6 +647,59 @@ async def run(args: argparse.Namespace, report: Report) -> None:
         ),
         "",
     )
+
+
+def contenders(index: int, peer: Peer) -> tuple[str, ...]:
+    """Who runs at the ``index``-th scale, in the order of the tables and of each round:
+    the naive baseline at the first scale only (its N+1 grows with the data)."""
+    names = [GQL_APP, PEER, RAW, NAIVE]
+    if peer.skipped:
+        names.remove(PEER)
+    return tuple(names if index == 0 else names[:-1])
+
+
+@contextlib.asynccontextmanager
+async def started(
+    url: str, log_dir: Path, names: tuple[str, ...]
+) -> AsyncIterator[dict[str, Server]]:
+    """The contenders ``names`` as separate processes, in that order, stopped on exit."""
+    async with running(url, log_dir, names) as ours, contextlib.AsyncExitStack() as stack:
+        servers = dict(ours)
+        if PEER in names:
+            servers[PEER] = await stack.enter_async_context(postgraphile.running_peer(url, log_dir))
+        yield {name: servers[name] for name in names}
+
+
+async def contender_requests(
+    http: httpx.AsyncClient,
+    servers: dict[str, Server],
+    fx: Fixtures,
+    reads: dict[str, list[Request]],
+) -> dict[str, dict[str, list[Request]]]:
+    """Per read workload, each contender's requests: PostGraphile's in its own names."""
+    peer: dict[str, Request] = {}
+    if PEER in servers:
+        peer = await postgraphile.peer_requests(http, servers[PEER], fx.post_id)
+    return {
+        workload: {name: [peer[workload]] if name == PEER else requests for name in servers}
+        for workload, requests in reads.items()
+    }
+
+
+async def check_answers(
+    http: httpx.AsyncClient,
+    servers: dict[str, Server],
+    workload: str,
+    requests: dict[str, list[Request]],
+) -> int:
+    """Every contender's answer equal to gql_app's (PostGraphile's mapped to our shape
+    first); returns the size of gql_app's."""
+    ours = {name: server for name, server in servers.items() if name != PEER}
+    size = await check_equal(http, ours, workload, requests[GQL_APP][0])
+    if PEER in servers:
+        pair = (requests[GQL_APP][0], requests[PEER][0])
+        await postgraphile.check_answer(http, servers[GQL_APP], servers[PEER], workload, pair)
+    return size
 
 
 def plans_of(scale_run: ScaleRun) -> dict[str, list[Plan]]:
@@ -806,17 +734,17 @@ async def logged(db: Scratch) -> AsyncIterator[None]:
 async def count_reads(
     db: Scratch,
     log: StatementLog,
-    reads: dict[str, list[Request]],
+    requests: dict[str, dict[str, list[Request]]],
     servers: dict[str, Server],
     http: httpx.AsyncClient,
     scale_run: ScaleRun,
 ) -> None:
-    for workload, requests in reads.items():
-        scale_run.sizes[workload] = await check_equal(http, servers, workload, requests[0])
+    for workload, by_name in requests.items():
+        scale_run.sizes[workload] = await check_answers(http, servers, workload, by_name)
         for name, server in servers.items():
             cell = scale_run.cells[workload].setdefault(name, Cell())
 
-            async def send(server: Server = server, req: Request = requests[0]) -> None:
+            async def send(server: Server = server, req: Request = by_name[name][0]) -> None:
                 await answer(http, server, req)
 
             before = await gql_metric_sql(http, server) if name == GQL_APP else None
@@ -864,10 +792,11 @@ async def phase_a(
     print(f"scale {scale_run.scale:,} phase A: equality, statement counts, plans", flush=True)
     async with (
         logged(db),
-        running(db.url, log_dir, scale_run.contenders) as servers,
+        started(db.url, log_dir, scale_run.contenders) as servers,
         httpx.AsyncClient(timeout=60) as http,
     ):
-        await count_reads(db, log, reads, servers, http, scale_run)
+        requests = await contender_requests(http, servers, fx, reads)
+        await count_reads(db, log, requests, servers, http, scale_run)
         server = servers[GQL_APP]
         cell = scale_run.cells[W4_NAME].setdefault(GQL_APP, Cell())
         w4 = iter(fx.w4_requests[-COUNT_REQUESTS - 1 :])
@@ -884,6 +813,11 @@ async def phase_a(
             report.w5 = await count_w5(db, log, http, server, fx)
 
 
+def rounds_for(name: str, args: argparse.Namespace) -> int:
+    """The naive baseline is timed once: it is far below the others and not a target."""
+    return 1 if name == NAIVE else args.rounds
+
+
 async def phase_b(
     db: Scratch,
     fx: Fixtures,
@@ -895,14 +829,19 @@ async def phase_b(
 ) -> None:
     print(f"scale {scale_run.scale:,} phase B: timed runs (logging off)", flush=True)
     async with (
-        running(db.url, log_dir, scale_run.contenders) as servers,
+        started(db.url, log_dir, scale_run.contenders) as servers,
         httpx.AsyncClient(timeout=60) as http,
     ):
-        for workload, requests in reads.items():
+        requests = await contender_requests(http, servers, fx, reads)
+        for workload, by_name in requests.items():
             print(workload, flush=True)
-            await check_equal(http, servers, workload, requests[0])
-            for name, server in servers.items():
-                await measure(db, server, requests, args, scale_run.cells[workload][name])
+            await check_answers(http, servers, workload, by_name)
+            for number in range(1, args.rounds + 1):
+                print(f" round {number} of {args.rounds}", flush=True)
+                for name, server in servers.items():
+                    if number <= rounds_for(name, args):
+                        cell = scale_run.cells[workload][name]
+                        await measure(db, server, by_name[name], args, cell, warm=number == 1)
         print(W4_NAME, flush=True)
         await check_w4(http, servers[GQL_APP], fx.w4_requests[0])
         w4_cell = scale_run.cells[W4_NAME][GQL_APP]
@@ -948,8 +887,17 @@ def versions(report: Report) -> list[str]:
         f"- uvicorn {v('uvicorn')} (uvloop {v('uvloop')}, httptools {v('httptools')}), "
         f"starlette {v('starlette')}, orjson {v('orjson')}",
         f"- PostgreSQL {report.pg_version}",
+        peer_version(report.peer),
         f"- Load tool: {report.wrk}",
     ]
+
+
+def peer_version(peer: Peer) -> str:
+    if peer.skipped:
+        return f"- PostGraphile: {peer.skipped}"
+    return (
+        f"- PostGraphile {peer.version} on Node {peer.node} (bench/postgraphile/package-lock.json)"
+    )
 
 
 def ms(value: float | None) -> str:
@@ -962,12 +910,163 @@ def pct(value: float | None) -> str:
     return f"{value:.0f}%" if value is not None else "—"
 
 
-def rps(result: LoadResult | None) -> str:
+def p50(result: Rounds | None) -> float | None:
+    """The median p50, unless no request completed (wrk then reports 0)."""
+    return result.p50_ms if result is not None and result.rps else None
+
+
+def p99(result: Rounds | None) -> float | None:
+    return result.p99_ms if result is not None and result.rps else None
+
+
+def rps(result: Rounds | None) -> str:
     return f"{result.rps:,.0f}" if result is not None else "—"
 
 
 TARGETS = {"W1 feed": "2x (stretch 1.5x)", "W2 people": "1.5x", "W3 node": "1.5x"}
 """Issue 12's targets: c=1 p50 at the largest scale within this factor of the first."""
+
+
+PEER_TARGETS = {"W1 feed": 0.9, "W2 people": 0.9, "W3 node": 0.6}
+"""Issue 13's targets: gql_app's req/s at c=16 over PostGraphile's, in the same run."""
+PEER_STRETCH = 1.0
+TAIL_TARGET = 2.0
+"""gql_app's p99 at c=16 within this factor of its p50."""
+
+
+@dataclass(frozen=True)
+class PeerRow:
+    """One scale and workload of the comparison with PostGraphile."""
+
+    scale: int
+    workload: str
+    gql: Cell
+    peer: Cell | None
+    floor: Cell | None
+
+    @property
+    def ratio(self) -> float | None:
+        """gql_app's req/s at c=16 over PostGraphile's."""
+        ours, theirs = self.gql.c16, self.peer.c16 if self.peer else None
+        return ours.rps / theirs.rps if ours and theirs and theirs.rps else None
+
+    @property
+    def share(self) -> float | None:
+        """gql_app's req/s at c=16 over the raw floor's."""
+        ours, floor = self.gql.c16, self.floor.c16 if self.floor else None
+        return ours.rps / floor.rps if ours and floor and floor.rps else None
+
+    @property
+    def tail(self) -> float | None:
+        """gql_app's p99 over its p50 at c=16."""
+        ours = self.gql.c16
+        return ours.p99_ms / ours.p50_ms if ours and ours.p50_ms else None
+
+    @property
+    def one_client_faster(self) -> bool | None:
+        """Whether gql_app's c=1 p50 is at most PostGraphile's."""
+        ours, theirs = self.gql.c1, self.peer.c1 if self.peer else None
+        return ours.p50_ms <= theirs.p50_ms if ours and theirs else None
+
+    @property
+    def same_statements(self) -> bool | None:
+        """Whether gql_app sends as many statements per request as the floor (all kinds)."""
+        ours, floor = self.gql.sql, self.floor.sql if self.floor else None
+        if ours is None or floor is None:
+            return None
+        return (ours.data, ours.other) == (floor.data, floor.other)
+
+
+def peer_rows(report: Report) -> list[PeerRow]:
+    rows = []
+    for scale_run in report.runs:
+        for workload in PEER_TARGETS:
+            cells = scale_run.cells.get(workload, {})
+            gql = cells.get(GQL_APP)
+            if gql is not None:
+                row = PeerRow(scale_run.scale, workload, gql, cells.get(PEER), cells.get(RAW))
+                rows.append(row)
+    return rows
+
+
+def verdict(met: bool | None) -> str:
+    return "—" if met is None else "met" if met else "**not met**"
+
+
+def times(value: float | None) -> str:
+    return f"{value:.2f}" if value is not None else "—"
+
+
+def peer_line(row: PeerRow) -> str:
+    target = PEER_TARGETS[row.workload]
+    r = row.ratio
+    p50s = " / ".join(ms(p50(cell.c1 if cell else None)) for cell in (row.gql, row.peer, row.floor))
+    sql = " / ".join(
+        str(cell.sql) if cell and cell.sql else "—" for cell in (row.gql, row.peer, row.floor)
+    )
+    tail = row.tail
+    return (
+        f"| {row.scale:,} | {row.workload} | {rps(row.gql.c16)} | "
+        f"{rps(row.peer.c16 if row.peer else None)} | {times(r)} | "
+        f"≥ {target:g}: {verdict(r >= target if r is not None else None)} | "
+        f"{verdict(r >= PEER_STRETCH if r is not None else None)} / "
+        f"{verdict(row.one_client_faster)} | "
+        f"{rps(row.floor.c16 if row.floor else None)} | "
+        f"{pct(100 * row.share if row.share is not None else None)} | "
+        f"{times(tail)}: {verdict(tail <= TAIL_TARGET if tail is not None else None)} | "
+        f"{p50s} | {sql} |"
+    )
+
+
+def tally(label: str, results: list[bool | None]) -> str:
+    known = [x for x in results if x is not None]
+    return f"{label}: {sum(known)} of {len(known)}"
+
+
+def against_peer(report: Report) -> list[str]:
+    """Issue 13's comparison: gql_app's throughput over PostGraphile's, per scale and
+    workload, beside the floor, gql_app's tail and the statements each sends."""
+    lines = ["## Against PostGraphile", ""]
+    if report.peer.skipped:
+        return [*lines, f"PostGraphile was not run: {report.peer.skipped}.", ""]
+    c = report.args.concurrency
+    rows = peer_rows(report)
+    targets = ", ".join(f"{w} ≥ {t:g}" for w, t in PEER_TARGETS.items())
+    return [
+        *lines,
+        f"gql_app's req/s at c={c} over PostGraphile {report.peer.version}'s (Node "
+        f"{report.peer.node}), one process each, same data, same run, median of "
+        f"{report.args.rounds} rounds. Targets (issue 13): {targets}; gql_app's p99 at "
+        f"most {TAIL_TARGET:g}x its p50; as many statements per request as the raw floor. "
+        f"Stretch: a ratio of at least {PEER_STRETCH:g} and a one-client (c=1) p50 at most "
+        "PostGraphile's. SQL/request: the application's statements (+ the rest: BEGIN, "
+        "ROLLBACK, ...), from PostgreSQL's log.",
+        "",
+        f"| scale | workload | gql_app req/s c={c} | PostGraphile req/s c={c} | ratio | "
+        "target | stretch (ratio / c=1 p50) | raw floor req/s | gql_app's share of the "
+        f"floor | gql_app p99/p50 (≤ {TAIL_TARGET:g}) | c=1 p50 ms gql_app / PostGraphile "
+        "/ floor | SQL/request gql_app / PostGraphile / floor |",
+        "|--:|---|--:|--:|--:|---|---|--:|--:|---|--:|---|",
+        *(peer_line(row) for row in rows),
+        "",
+        tally(
+            "Targets met",
+            [
+                row.ratio >= PEER_TARGETS[row.workload] if row.ratio is not None else None
+                for row in rows
+            ],
+        )
+        + "; "
+        + tally("stretch ratio", [row.ratio >= PEER_STRETCH if row.ratio else None for row in rows])
+        + "; "
+        + tally("c=1 p50 at most PostGraphile's", [row.one_client_faster for row in rows])
+        + "; "
+        + tally("p99/p50", [row.tail <= TAIL_TARGET if row.tail else None for row in rows])
+        + "; "
+        + tally("statements equal to the floor's", [row.same_statements for row in rows])
+        + ".",
+        "",
+    ]
 
 
 def header(report: Report) -> list[str]:
@@ -992,9 +1091,14 @@ def header(report: Report) -> list[str]:
         f"Scales {scales}, one after the other, each on its own scratch database (dropped "
         f"before the next); {c} connections and 1 connection, {args.duration:g} s each "
         f"after a {WARMUP_SECONDS:g} s warm-up; one server process per contender, all on "
-        "the same scratch database, one at a time under load. The naive baseline runs at "
-        "the first scale only (its N+1 grows with the data); W5 at the last.",
+        "the same scratch database, one at a time under load. W1-W3 are timed in "
+        f"{args.rounds} rounds, round-robin (every contender once, then the next round), "
+        "so that drifting machine load hits all alike; each figure is the median over the "
+        "rounds. The naive baseline (at the first scale only: its N+1 grows with the "
+        f"data; its runs last at least {NAIVE_SECONDS:g} s, as its W1 takes seconds per "
+        "request) and W4 are timed in one round; W5 runs at the last scale.",
         "",
+        *against_peer(report),
         "## Machine",
         "",
         *machine(report),
@@ -1015,19 +1119,35 @@ def header(report: Report) -> list[str]:
         "- **gql_app**: `gql-app serve --workers 1` on its defaults, as users start it "
         f"(a pool of {POOL_SIZE} connections plus 5 overflow, one JSON log line per request, "
         "no access log).",
+        f"- **{PEER}**: {peer_contender(report.peer)}",
+        "- **raw floor**: `bench/raw_floor.py`, the statements gql_app issues for the "
+        "document, run directly with asyncpg in a REPEATABLE READ READ ONLY transaction, "
+        "JSON built with orjson; a bare ASGI callable (no framework) on uvicorn, one "
+        "process.",
         "- **naive (N+1)**: `bench/naive.py`, a Strawberry schema over the same models with "
         "plain per-object resolvers: one `SELECT` per relationship per parent, no "
         "dataloaders (uvicorn, one process, same pool settings, orjson).",
-        "- **raw floor**: `bench/raw_floor.py`, the statements gql_app issues for the "
-        "document, run directly with asyncpg in a REPEATABLE READ READ ONLY transaction, "
-        "JSON built with orjson (Starlette on uvicorn, one process).",
         "",
         "Before any timing, every contender's `data` is checked byte-equal (as JSON) to "
         "gql_app's, in both phases (sizes at the first scale: "
         + ", ".join(f"{w} {n:,} B" for w, n in sizes.items())
-        + "). W4 checks the payload's shape.",
+        + "); PostGraphile's is first mapped to gql_app's names and shape "
+        "(`bench.postgraphile.as_ours`) and compared field by field, ids and cursors "
+        "aside (each server encodes its own), timestamps as instants. W4 checks the "
+        "payload's shape.",
         "",
     ]
+
+
+def peer_contender(peer: Peer) -> str:
+    if peer.skipped:
+        return f"not run: {peer.skipped}."
+    return (
+        f"PostGraphile {peer.version} on Node {peer.node} (`bench/postgraphile.py`: "
+        "`graphile.config.mjs`, the amber preset over the same tables, one Node process, "
+        f"node-postgres pool of {POOL_SIZE}, `NODE_ENV=production`), asked W1-W3 in its "
+        "own names (`allPosts`, `postsByAuthorId`, ...)."
+    )
 
 
 def method(report: Report) -> list[str]:
@@ -1037,14 +1157,16 @@ def method(report: Report) -> list[str]:
         "",
         f"- **req/s, p50, p99, errors**: from the load tool ({report.tool or 'wrk'}), a "
         "closed loop over HTTP/1.1 keep-alive; errors are socket errors, non-200 answers "
-        'and answers with `"errors"`, summed over both runs.',
+        'and answers with `"errors"`, summed over every run; with several rounds, each '
+        "figure is the median of the rounds' (req/s range: the lowest and highest round).",
         "- **SQL/request**: counted from PostgreSQL's own statement log "
         "(`log_statement = 'all'` set on the scratch database only; file "
         f"`{in_repository(report.log_path)}`), "
         f"over {COUNT_REQUESTS} sequential requests after a warm request, in a separate "
         "pass so logging costs nothing in the timed runs. First number: the "
         "application's statements; in parentheses: the rest (BEGIN, ROLLBACK/COMMIT, "
-        "SAVEPOINT, the pool's pre-ping). gql_app's own count (its "
+        "SAVEPOINT, the pool's pre-ping). Every contender's backends are counted alike, "
+        "PostGraphile's included. gql_app's own count (its "
         "`gql_request_sql_statements` metric) is given below each table as a cross-check.",
         "- **Plans**: in the same pass the scratch database loads `auto_explain` "
         "(`session_preload_libraries`, `log_analyze`, `log_buffers`, every statement): "
@@ -1054,7 +1176,8 @@ def method(report: Report) -> list[str]:
         "hit + read, node types, flags for a Seq Scan over a table that grows with the "
         "scale, any scan reading more than 10 000 rows or a Sort of more than 1 000 rows); "
         "in full in the linked files.",
-        f"- **CPU ms/request**: user + system CPU seconds of the server process (psutil) "
+        f"- **CPU ms/request**: user + system CPU seconds of the server process (psutil; "
+        "PostGraphile's Node process alike) "
         f"during the c={c} run, divided by the requests served; **PG CPU** the same for "
         "the scratch database's PostgreSQL backends. **other CPU**: the rest of the "
         "machine's busy CPU during that run (the load tool and anything else running), in % "
@@ -1090,16 +1213,16 @@ def scale_table(report: Report) -> list[str]:
         "|---|---|---|---|---|---|",
     ]
     for workload in first.cells:
-        for name in (GQL_APP, RAW):
+        for name in (GQL_APP, PEER, RAW):
             cells = [r.cells.get(workload, {}).get(name) for r in runs]
             if not any(cells):
                 continue
-            p50 = [x.c1.p50_ms if x and x.c1 else None for x in cells]
+            p50s = [p50(x.c1 if x else None) for x in cells]
             tput = [rps(x.c16) if x else "—" for x in cells]
-            ratios = [ratio(v, p50[0]) for v in p50]
+            ratios = [ratio(v, p50s[0]) for v in p50s]
             target = TARGETS.get(workload, "—") if name == GQL_APP else "—"
             lines.append(
-                f"| {workload} | {name} | {' / '.join(ms(v) for v in p50)} | "
+                f"| {workload} | {name} | {' / '.join(ms(v) for v in p50s)} | "
                 f"{' / '.join(tput)} | {' / '.join(ratios)} | {target} |"
             )
     seeds = [
@@ -1112,15 +1235,23 @@ def scale_table(report: Report) -> list[str]:
     return [*lines, "", "Seeding per scale: " + "; ".join(seeds) + ".", ""]
 
 
+def spread(result: Rounds | None) -> str:
+    """The lowest and highest round's req/s (one round: only the one)."""
+    if result is None or len(result.runs) < 2:
+        return "—"
+    low, high = result.spread
+    return f"{low:,.0f}-{high:,.0f}"
+
+
 def workload_table(workload: str, cells: dict[str, Cell], c: int) -> list[str]:
     floor = cells.get(RAW)
     lines = [
         f"### {workload}",
         "",
-        f"| contender | req/s c={c} | p50 ms | p99 ms | req/s c=1 | p50 ms c=1 | "
-        f"p99 ms c=1 | errors | SQL/request | server CPU ms/req | PG CPU ms/req | "
-        f"other CPU | req/s vs floor (c={c} / c=1) |",
-        "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
+        f"| contender | req/s c={c} | range over rounds | p50 ms | p99 ms | req/s c=1 | "
+        "p50 ms c=1 | p99 ms c=1 | errors | SQL/request | server CPU ms/req | "
+        f"PG CPU ms/req | other CPU | req/s vs floor (c={c} / c=1) |",
+        "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
     ]
     for name, cell in cells.items():
         vs = "—"
@@ -1129,10 +1260,11 @@ def workload_table(workload: str, cells: dict[str, Cell], c: int) -> list[str]:
             vs = f"{c16:.0f}% / {c1:.0f}%"
         errors = sum(r.errors for r in (cell.c16, cell.c1) if r is not None)
         lines.append(
-            f"| {name} | {rps(cell.c16)} | {ms(cell.c16.p50_ms if cell.c16 else None)} | "
-            f"{ms(cell.c16.p99_ms if cell.c16 else None)} | {rps(cell.c1)} | "
-            f"{ms(cell.c1.p50_ms if cell.c1 else None)} | "
-            f"{ms(cell.c1.p99_ms if cell.c1 else None)} | "
+            f"| {name} | {rps(cell.c16)} | {spread(cell.c16)} | "
+            f"{ms(p50(cell.c16))} | "
+            f"{ms(p99(cell.c16))} | {rps(cell.c1)} | "
+            f"{ms(p50(cell.c1))} | "
+            f"{ms(p99(cell.c1))} | "
             f"{errors} | {cell.sql or '—'} | {ms(cell.cpu_ms)} | {ms(cell.pg_cpu_ms)} | "
             f"{pct(cell.other_pct)} | {vs} |"
         )
@@ -1232,7 +1364,18 @@ def main() -> None:
         help="several scales in one run, smallest first (e.g. 1000,10000,100000)",
     )
     parser.add_argument("--concurrency", type=int, default=16, help="connections under load")
-    parser.add_argument("--duration", type=float, default=10.0, help="seconds per timed run")
+    parser.add_argument(
+        "--duration", type=float, default=5.0, help="seconds per timed run (c=16, then c=1)"
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="rounds of W1-W3's timed runs, round-robin over the contenders (medians)",
+    )
+    parser.add_argument(
+        "--no-peer", action="store_true", help="leave PostGraphile out (it needs npm)"
+    )
     parser.add_argument("--w5-runs", type=int, default=5, help="W5 runs (median)")
     parser.add_argument("--output", type=Path, default=RESULTS, help="where to write")
     parser.add_argument(
@@ -1242,12 +1385,15 @@ def main() -> None:
     args.scales = args.scales or [args.scale]
     if any(scale < 1 for scale in args.scales):
         parser.error("scales must be at least 1")
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
     os.chdir(ROOT)
     report = Report(
         args=args,
         command=".venv/bin/python -m bench.run " + shlex.join(sys.argv[1:]),
         started=dt.datetime.now(dt.UTC),
         wrk=ensure_wrk(),
+        peer=prepare_peer(args.no_peer),
     )
 
     def interrupted(signum: int, frame: Any) -> None:
@@ -1258,7 +1404,7 @@ def main() -> None:
     try:
         asyncio.run(run(args, report))
     finally:
-        _stop_all()
+        stop_all()
     report.seconds = time.perf_counter() - began
     args.output.write_text(render(report) + "\n" + kept_sections(args.output))
     print(f"wrote {args.output} ({report.seconds:.0f} s)")

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from bench import postgraphile
-from bench.run import GQL_APP, running, scratch_database
+from bench.common import GQL_APP, running, scratch_database
 
 FEED_NODE = {
     "id": "WyJwb3N0cyIsMV0=",

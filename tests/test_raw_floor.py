@@ -3,6 +3,8 @@ hand-written copies of gql_app's statements: they must change together."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
@@ -46,3 +48,99 @@ async def test_the_raw_floor_answers_byte_equal_with_the_same_statements(
         assert raw_floor.POSTS_BY_ID_WITH_AUTHOR in sent and not began
     else:
         assert began
+
+
+# ---------------------------------------------------------------- served: the bare ASGI callable
+
+Message = dict[str, Any]
+
+
+@pytest.fixture
+async def floor_state(database_url: str, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Any]:
+    """The floor's lifespan run as uvicorn runs it: its state holds the pool."""
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    state: dict[str, Any] = {}
+    inbox: asyncio.Queue[Message] = asyncio.Queue()
+    outbox: asyncio.Queue[Message] = asyncio.Queue()
+    scope = {"type": "lifespan", "state": state}
+    task = asyncio.create_task(raw_floor.app(scope, inbox.get, outbox.put))
+    await inbox.put({"type": "lifespan.startup"})
+    assert (await outbox.get())["type"] == "lifespan.startup.complete"
+    yield state
+    await inbox.put({"type": "lifespan.shutdown"})
+    assert (await outbox.get())["type"] == "lifespan.shutdown.complete"
+    await task
+
+
+async def call(state: dict[str, Any], method: str, path: str, body: bytes = b"") -> tuple[int, Any]:
+    """One HTTP request to the floor in-process: its status and its JSON body."""
+    requests = [{"type": "http.request", "body": body, "more_body": False}]
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        return requests.pop(0) if requests else {"type": "http.disconnect"}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": method, "path": path, "state": dict(state)}
+    await raw_floor.app(scope, receive, send)
+    start, answer = sent
+    assert dict(start["headers"])[b"content-type"] == b"application/json"
+    return start["status"], orjson.loads(answer["body"])
+
+
+async def test_the_served_floor_answers_w3_and_is_ready(floor_state, world):
+    post = world.posts[world.alice][0]
+    body = {"query": W3_NODE, "variables": {"postId": world.gid("Post", post)}}
+
+    status, payload = await call(floor_state, "POST", "/graphql", orjson.dumps(body))
+    ready = await call(floor_state, "GET", "/ready")
+
+    assert status == 200
+    assert payload["data"]["node"]["author"] == {"username": "alice"}
+    assert ready == (200, {"status": "ready"})
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b"{not json", "The body is not JSON."),
+        (b"[1, 2]", "The body is not a JSON object."),
+        (b'{"query": "{ users { nodes { id } } }"}', "only the benchmark documents"),
+        (b'{"query": ["a list"]}', "only the benchmark documents"),
+        (orjson.dumps({"query": W3_NODE, "variables": [1]}), "must be a JSON object"),
+        (orjson.dumps({"query": W3_NODE}), "needs the `postId` variable"),
+        (orjson.dumps({"query": W3_NODE, "variables": {"postId": "nonsense"}}), "Invalid ID"),
+    ],
+    ids=[
+        "not-json",
+        "not-object",
+        "other-document",
+        "query-not-text",
+        "variables",
+        "no-id",
+        "bad-id",
+    ],
+)
+async def test_a_body_the_floor_cannot_answer_is_a_400_with_an_error(floor_state, body, message):
+    status, payload = await call(floor_state, "POST", "/graphql", body)
+
+    assert status == 400
+    assert list(payload) == ["errors"]
+    assert message in payload["errors"][0]["message"]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [
+        ("GET", "/", 404),
+        ("POST", "/graphq", 404),
+        ("GET", "/graphql", 405),
+        ("POST", "/ready", 405),
+    ],
+)
+async def test_other_routes_and_methods_are_404_and_405_without_touching_the_pool(
+    method, path, status
+):
+    assert (await call({}, method, path))[0] == status
