@@ -23,10 +23,14 @@ from typing import Any
 
 from graphql import GraphQLBoolean, GraphQLID, GraphQLInt, GraphQLString
 
-TYPENAME, VALUE, LOADED, RESOLVER = range(4)
+from gql_app.engine.fields import Refused
+
+TYPENAME, VALUE, LOADED, BATCHED, RESOLVER = range(5)
 """How a field is executed: its type's name; read from the source (an attribute or
 a computed field, which send nothing); a loader's value for a key of the source
-(``engine.fields.loaded``), loaded per batch; any other resolver, called per object."""
+(``engine.fields.loaded``), loaded per batch; a resolver with a batch form
+(``engine.fields.Batched``: connections), called once per batch; any other
+resolver, called per object."""
 
 _PASS_THROUGH = {
     GraphQLString.name: "{v}.__class__ is str",
@@ -37,15 +41,6 @@ _PASS_THROUGH = {
 """Values a built-in scalar's output coercion returns unchanged (its own checks)."""
 
 Fill = Callable[[Any, list[Any], list[dict[str, Any]], list[Any]], list[Any]]
-
-
-class Refused:
-    """A loader-backed field's guard refused the viewer for one object: the error."""
-
-    __slots__ = ("error",)
-
-    def __init__(self, error: Exception) -> None:
-        self.error = error
 
 
 def compile_fill(plan: Any, leaf_type_name: Callable[[Any], str | None]) -> Fill:
@@ -64,7 +59,7 @@ def compile_fill(plan: Any, leaf_type_name: Callable[[Any], str | None]) -> Fill
             returned.append("None")
             continue
         names[f"F{index}"] = field
-        if mode == RESOLVER:
+        if mode in (RESOLVER, BATCHED):
             body.append(f"o[{key}] = None")
             returned.append("None")
         elif mode == LOADED:

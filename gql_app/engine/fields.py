@@ -57,6 +57,24 @@ def reads(
     return {READS: Reads(statements, source, joins=joins)}
 
 
+class Refused:
+    """A batched field's value for one object that could not be loaded (its guard
+    refused the viewer, or its key could not be read): the error."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+
+Batched = Callable[[list[Any], Any, dict[str, Any]], tuple[type[Any], list[Any], Any]]
+"""A resolver's batch form (its ``batch`` attribute), which the planned executor
+calls once for all the objects at a position: ``batch(sources, info, kwargs)`` ->
+(loader class, one key per source (or a ``Refused``), ``finish``), where
+``finish(loader, keys)`` gives the values once the loader knows the keys
+(``Loader.load_keys``)."""
+
+
 Guard = Callable[[Any, Any], object]
 """``guard(ctx, parent)``: raises (an AppError) when the viewer may not see the field."""
 

@@ -49,7 +49,16 @@ from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.types.arguments import convert_arguments
 from strawberry.types.field import StrawberryField
 
-from gql_app.engine.compiled import LOADED, RESOLVER, TYPENAME, VALUE, Fill, Refused, compile_fill
+from gql_app.engine.compiled import (
+    BATCHED,
+    LOADED,
+    RESOLVER,
+    TYPENAME,
+    VALUE,
+    Fill,
+    compile_fill,
+)
+from gql_app.engine.fields import Batched, Refused
 from gql_app.engine.statements import ABSTRACT, LEAF, LIST, OBJECT, Joins, operation_bound
 
 INCREMENTAL = frozenset({"defer", "stream"})
@@ -154,6 +163,7 @@ class FieldPlan:
     __slots__ = (
         "args",
         "attribute",
+        "batch",
         "completion",
         "details",
         "field_def",
@@ -189,6 +199,8 @@ class FieldPlan:
         self.mode = TYPENAME if self.typename else RESOLVER
         self.index = 0
         """The field's position in its object plan."""
+        self.batch: Batched | None = None
+        """BATCHED: the resolver's batch form."""
         self.loads: tuple[type[Any], str, Any] | None = None
         """LOADED: (by-key loader, the source's key attribute, guard or None)."""
 
@@ -214,7 +226,7 @@ class ObjectPlan:
         self.batched = [
             field
             for field in fields
-            if field.mode in (LOADED, RESOLVER)
+            if field.mode in (LOADED, BATCHED, RESOLVER)
             or (field.mode == VALUE and _leaf_type_name(field) is None)
         ]
         """The fields executed per batch after the fill, in document order."""
@@ -358,8 +370,13 @@ class PlannedExecutor(StrawberryGraphQLCoreExecutionContext):
                 plan.shared_info = getattr(plan.resolve, "shares_info", False)
                 plan.strawberry = StrawberryCall.of(self.schema, field_def, plan.resolve)
                 plan.loads = getattr(plan.resolve, "loads", None)
+                if plan.strawberry is not None:
+                    wrapped = getattr(plan.strawberry.resolver, "wrapped_func", None)
+                    plan.batch = getattr(wrapped, "batch", None)
                 if plan.loads is not None:
                     plan.mode = LOADED
+                elif plan.batch is not None:
+                    plan.mode = BATCHED
                 elif plan.attribute is not None or getattr(plan.resolve, "computed", False):
                     plan.mode = VALUE
                 if field_def.args or plan.nodes[0].arguments:
@@ -479,6 +496,8 @@ class PlannedExecutor(StrawberryGraphQLCoreExecutionContext):
                 self._complete_field(field, values[field.index], outs, slots)
             elif mode == LOADED:
                 self._load_field(field, sources, outs, slots, values[field.index])
+            elif mode == BATCHED:
+                self._batch_field(field, sources, outs, slots)
             else:
                 self._resolve_field(plan, field, sources, outs, slots)
 
@@ -509,7 +528,34 @@ class PlannedExecutor(StrawberryGraphQLCoreExecutionContext):
     ) -> None:
         """A ``loaded`` field: the loader's values for the batch's keys, in one call."""
         assert field.loads is not None
-        loader_class = field.loads[0]
+        self._load(field, field.loads[0], keys, _values_for, outs, slots)
+
+    def _batch_field(
+        self, field: FieldPlan, sources: list[Any], outs: list[dict[str, Any]], slots: list[Any]
+    ) -> None:
+        """A resolver with a batch form (``engine.fields.Batched``), called once."""
+        call = field.strawberry
+        assert call is not None and field.batch is not None
+        try:
+            info = call.info_class(_raw_info=self.shared_info(field, slots[0]), _field=call.field)
+            kwargs = self._converted_args(field, call, info, self._field_args(field))
+            loader_class, keys, finish = field.batch(sources, info, kwargs)
+        except Exception as error:
+            self._complete_field(field, [error] * len(sources), outs, slots)
+            return
+        self._load(field, loader_class, keys, finish, outs, slots)
+
+    def _load(
+        self,
+        field: FieldPlan,
+        loader_class: type[Any],
+        keys: list[Any],
+        finish: Any,
+        outs: list[dict[str, Any]],
+        slots: list[Any],
+    ) -> None:
+        """Complete ``finish(loader, keys)`` once the loader knows the keys (None and
+        ``Refused`` keys aside): at once if it does, else when its batch is read."""
         try:
             info = self.shared_info(field, slots[0])
             loader = self.context_value.loaders.get(loader_class, info)
@@ -518,11 +564,12 @@ class PlannedExecutor(StrawberryGraphQLCoreExecutionContext):
             self._complete_field(field, [error] * len(keys), outs, slots)
             return
         if found is None:
-            self._complete_field(field, _values_for(loader, keys), outs, slots)
+            self._complete_field(field, finish(loader, keys), outs, slots)
             return
         self._outstanding += 1
         found.add_done_callback(
-            partial(self._loaded, field, loader, keys, outs, slots), context=self._context
+            partial(self._loaded, field, loader, keys, finish, outs, slots),
+            context=self._context,
         )
 
     def _loaded(
@@ -530,6 +577,7 @@ class PlannedExecutor(StrawberryGraphQLCoreExecutionContext):
         field: FieldPlan,
         loader: Any,
         keys: list[Any],
+        finish: Any,
         outs: list[dict[str, Any]],
         slots: list[Any],
         future: asyncio.Future[Any],
@@ -540,7 +588,7 @@ class PlannedExecutor(StrawberryGraphQLCoreExecutionContext):
                     raise error
                 self._complete_field(field, [error] * len(keys), outs, slots)
             else:
-                self._complete_field(field, _values_for(loader, keys), outs, slots)
+                self._complete_field(field, finish(loader, keys), outs, slots)
 
         self._settle(future, complete)
 
@@ -854,16 +902,7 @@ class PlannedExecutor(StrawberryGraphQLCoreExecutionContext):
     ) -> Any:
         """Strawberry's resolver wrapper without its per-call argument conversion."""
         strawberry_info = call.info_class(_raw_info=info, _field=call.field)
-        converted = self._converted.get(id(field))
-        if converted is None:
-            converted = self._converted[id(field)] = convert_arguments(
-                args,
-                call.field.arguments,
-                scalar_registry=call.scalar_registry,
-                config=call.config,
-                info=strawberry_info,
-            )
-        kwargs = dict(converted)
+        kwargs = dict(self._converted_args(field, call, strawberry_info, args))
         for name in call.source_names:
             kwargs[name] = source
         if call.info_name is not None:
@@ -871,6 +910,21 @@ class PlannedExecutor(StrawberryGraphQLCoreExecutionContext):
         if call.pass_self:
             return call.resolver(source, **kwargs)
         return call.resolver(**kwargs)
+
+    def _converted_args(
+        self, field: FieldPlan, call: StrawberryCall, info: Any, args: dict[str, Any]
+    ) -> dict[str, Any]:
+        """The field's arguments as Strawberry passes them (converted once per request)."""
+        converted = self._converted.get(id(field))
+        if converted is None:
+            converted = self._converted[id(field)] = convert_arguments(
+                args,
+                call.field.arguments,
+                scalar_registry=call.scalar_registry,
+                config=call.config,
+                info=info,
+            )
+        return converted
 
     # ------------------------------------------------------------ errors
 

@@ -10,6 +10,7 @@ import dataclasses
 import enum
 import inspect
 from collections.abc import Awaitable, Callable, Hashable
+from functools import partial
 from typing import Any, Generic, TypeVar
 
 import strawberry
@@ -24,7 +25,7 @@ from graphql import (
 from gql_app.data.context import Info
 from gql_app.data.loaders import MISSING, PageLoader, PageRequest, RootPage
 from gql_app.data.pages import Ordering, Page, PageArgs, SortKey
-from gql_app.engine.fields import Guard, computed
+from gql_app.engine.fields import Guard, Refused, computed
 from gql_app.errors import BadUserInput
 from gql_app.relay.cursors import binding, decode_cursor, encode_cursor
 from gql_app.settings import Settings
@@ -234,6 +235,11 @@ def connection(
             page = pages.load(page_key) if known is MISSING else known
             return page if known_total is None else with_total(page, known_total)
 
+        # the planned executor's form: all the parents at a position at once
+        resolve.batch = partial(  # type: ignore[attr-defined]
+            _pages_of, source, arguments, total_count, total, key
+        )
+
     else:
 
         async def resolve(root: Any, info: Any, **kwargs: Any) -> Any:  # type: ignore[misc]
@@ -250,6 +256,59 @@ def connection(
 
 MaintainedTotal = Callable[[Any, Any, Any], int | None]
 """``(ctx, parent row, criteria) -> total or None``: see ``connection(total=)``."""
+
+
+def _pages_of(
+    source: type[PageLoader[Any]],
+    arguments: Arguments,
+    total_count: TotalCountLookahead,
+    total: MaintainedTotal | None,
+    key: str,
+    roots: list[Any],
+    info: Any,
+    kwargs: dict[str, Any],
+) -> tuple[type[PageLoader[Any]], list[Any], Callable[[PageLoader[Any], list[Any]], list[Any]]]:
+    """A nested connection field for all the parents at a position (``Batched``):
+    one page key per parent, its page request shared unless cursors bind it to
+    the parent; ``finish`` reads the pages the loader read."""
+    ctx = info.context
+    wanted = total_count.wanted(info)
+    cursors = kwargs.get("after") is not None or kwargs.get("before") is not None
+    window: tuple[PageArgs, Hashable] | None = None
+    requests: dict[bool, PageRequest] = {}
+    keys: list[Any] = []
+    totals: list[int | None] = []
+    for root in roots:
+        try:
+            if arguments.guard is not None:
+                arguments.guard(ctx, root)
+            parent = getattr(root, key)
+            if window is None or cursors:
+                window = arguments.window(info, kwargs, parent)
+            args, where = window
+            known_total = total(ctx, root, where) if wanted and total else None
+            counted = wanted and known_total is None
+            request = requests.get(counted) if not cursors else None
+            if request is None:
+                request = requests[counted] = PageRequest(args, where, counted)
+            keys.append((parent, request))
+            totals.append(known_total)
+        except Exception as error:
+            keys.append(Refused(error))
+            totals.append(None)
+
+    def finish(pages: PageLoader[Any], keys: list[Any]) -> list[Any]:
+        known = pages.primed
+        return [
+            page_key.error
+            if type(page_key) is Refused
+            else known[page_key]
+            if known_total is None
+            else dataclasses.replace(known[page_key], total=known_total)
+            for page_key, known_total in zip(keys, totals, strict=True)
+        ]
+
+    return source, keys, finish
 
 
 def with_total(page: Page[Any] | Awaitable[Page[Any]], total: int) -> Any:
@@ -279,9 +338,15 @@ class Arguments:
         self, root: Any, info: Any, kwargs: dict[str, Any], parent: Hashable
     ) -> tuple[PageArgs, Hashable]:
         """(page window, criteria); ``parent``: the parent's key, None at the root."""
-        ctx = info.context
         if self.guard is not None:
-            self.guard(ctx, root)
+            self.guard(info.context, root)
+        return self.window(info, kwargs, parent)
+
+    def window(
+        self, info: Any, kwargs: dict[str, Any], parent: Hashable
+    ) -> tuple[PageArgs, Hashable]:
+        """``read`` without the guard."""
+        ctx = info.context
         given = kwargs.get("filter")
         where = given.criteria() if given is not None else self.empty
         args = page_args(
