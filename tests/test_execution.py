@@ -290,3 +290,73 @@ async def test_statement_and_plan_caches_stay_bounded(gql, world, monkeypatch) -
     cached = dict(loaders.PAGE_STATEMENTS)
     await gql(W2_PEOPLE_N, {"n": 7})
     assert dict(loaders.PAGE_STATEMENTS) == cached
+
+
+async def test_each_object_plan_is_compiled_to_one_fill_function(gql, world) -> None:
+    """A document's object plans become Python functions reading the plain fields of
+    a whole batch inline; loader-backed fields collect their keys there."""
+    plans: list[Any] = []
+    compile_root = PlannedExecutor.compile_root
+
+    def recording(self: PlannedExecutor) -> Any:
+        plans.append(compile_root(self))
+        return plans[-1]
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(PlannedExecutor, "compile_root", recording)
+        patch.setattr(execution, "PLANS", execution.PlanCache())
+        body = await gql(W1_FEED_N, {"n": 3})
+    assert len(body["data"]["posts"]["edges"]) == 3
+    (root,) = plans
+    edges = root.by_key["posts"].completion.plan.by_key["edges"].completion.item.plan
+    post = edges.by_key["node"].completion.plan
+    source = post.fill.__source__
+    assert "for s, o, slot in zip(sources, outs, slots):" in source
+    assert "v = s.title" in source  # an attribute, read inline
+    assert "if v.__class__ is str:" in source  # and passed without a coercion call
+    assert "k3.append(getattr(s, K3))" in source  # author: its key, collected for the batch
+    assert [field.key for field in post.batched] == ["author", "tags", "comments"]
+
+
+async def test_loader_backed_fields_load_per_batch_not_per_key(gql, world, monkeypatch) -> None:
+    """The feed's authors, profiles, tags, comment pages and comment authors are read
+    with one ``load_keys`` call per position: no future or callback per key."""
+    from aiodataloader import DataLoader
+
+    from gql_app.data.loaders import Loader
+
+    per_key: list[Any] = []
+    batches: list[tuple[str, int]] = []
+    load, load_keys = DataLoader.load, Loader.load_keys
+
+    def counting_load(self: Any, key: Any) -> Any:
+        per_key.append(key)
+        return load(self, key)
+
+    def counting_load_keys(self: Any, keys: Any) -> Any:
+        keys = list(keys)
+        batches.append((type(self).__name__, len(keys)))
+        return load_keys(self, keys)
+
+    monkeypatch.setattr(DataLoader, "load", counting_load)
+    monkeypatch.setattr(Loader, "load_keys", counting_load_keys)
+    for n in (5, 20):
+        per_key.clear()
+        batches.clear()
+        body = await gql(W1_FEED_N, {"n": n})
+        assert len(body["data"]["posts"]["edges"]) == n
+        assert per_key == []
+        # one call per position, each with every parent's key
+        names = [name for name, _ in batches]
+        assert sorted(names) == sorted(
+            [
+                "UserByIdLoader",  # Post.author
+                "ProfileByUserIdLoader",  # User.profile
+                "TagsByPostIdLoader",  # Post.tags
+                "CommentPageByPostIdLoader",  # Post.comments
+                "UserByIdLoader",  # Comment.author
+            ]
+        ), batches
+        assert ("UserByIdLoader", n) in batches  # every post's author key, in one call
+        assert ("TagsByPostIdLoader", n) in batches
+        assert ("CommentPageByPostIdLoader", n) in batches
