@@ -1,11 +1,16 @@
 """Replaces graphql-core's executor for query operations (as Strawberry's execution
-context class): a document's selection is compiled once into a plan of resolvers
-and completions, then walked without a task or coroutine per field, so every
-loader sees all of its keys before its batch is sent.
+context class): a document's selection is compiled once into a plan of object
+plans, fields and completions, each object plan into a Python function
+(``engine.compiled``), and executed breadth-first: a field is resolved for every
+object at its position at once, so every loader gets all of its keys in one call
+and one future per batch (no task, coroutine, future or callback per field or
+per key).
 
 Subscription operations run here too, once per event (the root value is the
-event's object, ``web.live``). The GraphQL semantics stay graphql-core's; mutations,
-``@defer``/``@stream``, introspection roots and field middleware take its own path.
+event's object, ``web.live``). The GraphQL semantics stay graphql-core's (answers,
+error messages and paths, null propagation; errors listed in response order);
+mutations, ``@defer``/``@stream``, introspection roots and field middleware take
+its own path.
 """
 
 from __future__ import annotations
