@@ -747,25 +747,43 @@ class PlannedExecutor(StrawberryGraphQLCoreExecutionContext):
         """Objects of one type at positions ``at`` of ``where``: executed as one batch."""
         plan = completion.plan
         assert plan is not None
-        sources: list[Any] = []
+        if plan.type.is_type_of is not None:
+            self._check_types(completion, field, values, where, at)
+            if not values:
+                return
+        containers, keys, parents = where.containers, where.keys, where.parents
+        nullable, typename = completion.nullable, where.typename
         outs: list[dict[str, Any]] = []
         slots: list[Slot] = []
-        check = plan.type.is_type_of is not None
-        for value, index in zip(values, at, strict=True):
-            slot = where.slot(index, completion.nullable)
-            if check:
-                try:
-                    self._check_type_of(plan.type, field, slot, value)
-                except Exception as error:
-                    self._fail_at(error, completion, field, where, index)
-                    continue
+        for index in at:  # the hot loop of every object position: kept flat
             out: dict[str, Any] = {}
-            slot.container[slot.key] = out
-            sources.append(value)
+            container, key = containers[index], keys[index]
+            container[key] = out
             outs.append(out)
-            slots.append(slot)
-        if sources:
-            self._execute_batch(plan, sources, outs, slots)
+            slots.append(Slot(parents[index], container, key, nullable, typename))
+        self._execute_batch(plan, values, outs, slots)
+
+    def _check_types(
+        self,
+        completion: Completion,
+        field: FieldPlan,
+        values: list[Any],
+        where: Positions,
+        at: list[int],
+    ) -> None:
+        """Keep in ``values``/``at`` only the values the type's ``is_type_of`` accepts."""
+        plan = completion.plan
+        assert plan is not None
+        kept: list[tuple[Any, int]] = []
+        for value, index in zip(values, at, strict=True):
+            try:
+                self._check_type_of(plan.type, field, where.slot(index, False), value)
+            except Exception as error:
+                self._fail_at(error, completion, field, where, index)
+                continue
+            kept.append((value, index))
+        values[:] = [value for value, _ in kept]
+        at[:] = [index for _, index in kept]
 
     def _complete_lists(
         self,
@@ -780,20 +798,28 @@ class PlannedExecutor(StrawberryGraphQLCoreExecutionContext):
         assert item is not None
         elements: list[Any] = []
         items_at = Positions([], [], [], None)
+        in_container, in_key, in_parent = (
+            items_at.containers.append,
+            items_at.keys.append,
+            items_at.parents.append,
+        )
         pending: list[int] = []
         for value, index in zip(values, at, strict=True):
-            if not is_iterable(value):
-                self._fail_at(_not_iterable(field), completion, field, where, index)
-                continue
+            if type(value) is not list:
+                if not is_iterable(value):
+                    self._fail_at(_not_iterable(field), completion, field, where, index)
+                    continue
+                value = list(value)
             slot = where.slot(index, completion.nullable)
-            items: list[Any] = []
+            items: list[Any] = [None] * len(value)
             slot.container[slot.key] = items
             for position, element in enumerate(value):
-                items.append(None)
-                if is_awaitable(element):
+                if _AWAITABLE_TYPES.get(element.__class__, True) and is_awaitable(element):
                     pending.append(len(elements))
                 elements.append(element)
-                items_at.add(items, position, slot)
+                in_container(items)
+                in_key(position)
+                in_parent(slot)
         if not elements:
             return
         complete = partial(self._complete, item, field, elements, items_at)
@@ -1038,11 +1064,6 @@ class Positions:
         self.keys = keys
         self.parents = parents
         self.typename = typename
-
-    def add(self, container: Any, key: Any, parent: Slot | None) -> None:
-        self.containers.append(container)
-        self.keys.append(key)
-        self.parents.append(parent)
 
     def slot(self, index: int, nullable: bool) -> Slot:
         """The slot of position ``index``, for the object or list completed there."""
