@@ -125,7 +125,7 @@ async def in_process(requests: int, profile: str | None, only: list[str]) -> dic
             if profile == name:
                 profiler.disable()
                 text = io.StringIO()
-                pstats.Stats(profiler, stream=text).sort_stats("tottime").print_stats(45)
+                pstats.Stats(profiler, stream=text).sort_stats(os.environ.get("PROFILE_SORT", "tottime")).print_stats(45)
                 if os.environ.get("PROFILE_CALLERS"):
                     pstats.Stats(profiler, stream=text).print_callers(os.environ["PROFILE_CALLERS"])
                 print(text.getvalue())
