@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from collections.abc import Callable, Hashable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
@@ -39,6 +39,7 @@ from gql_app.data.pages import (
     page_statement,
     pages_statement,
     root_page_of,
+    table_columns,
 )
 from gql_app.tracing import sql_origin
 
@@ -52,6 +53,10 @@ K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
 M = TypeVar("M")
 L = TypeVar("L", bound="Loader[Any, Any]")
+
+Columns = Mapping[type[Any], frozenset[str]]
+"""Model -> the names of its table's columns an operation reads (``engine.columns``);
+a model not in it is read whole."""
 
 
 class Declared:
@@ -181,17 +186,30 @@ class Loader(Declared, DataLoader[K, V]):
         return await self.batch_load(keys)
 
     def statement(self) -> Executable:
-        """The batch statement, built once per loader class: keys bind as ``:keys``.
+        """The batch statement, built once per loader class and ``shape``: keys bind
+        as ``:keys``.
 
-        Only for loaders whose statement is fully declared by the class (no
-        per-request conditions); reusing one statement object also reuses its
-        SQLAlchemy cache key, which is otherwise recomputed on every execution.
+        Only for loaders whose statement is fully declared by the class and its
+        shape (no per-request conditions); reusing one statement object also reuses
+        its SQLAlchemy cache key, which is otherwise recomputed on every execution.
         """
-        cls = type(self)
-        statement = _STATEMENTS.get(cls)
+        key = (type(self), self.shape())
+        statement = _STATEMENTS.get(key)
         if statement is None:
-            statement = _STATEMENTS[cls] = self.build_statement()
+            statement = _STATEMENTS[key] = self.build_statement()
         return statement
+
+    def shape(self) -> Hashable:
+        """What decides the statement besides the class (e.g. the columns it reads)."""
+        return None
+
+    def selected(self, model: type[Any], *keys: str) -> frozenset[str] | None:
+        """The columns of ``model``'s table to read (None: all): the operation's
+        (``LoaderRegistry.narrow``) and ``keys``, the ones the loader itself reads."""
+        names = self.ctx.loaders.columns.get(model)
+        if names is None or not keys:
+            return names
+        return names.union(keys)
 
     def build_statement(self) -> Executable:
         raise NotImplementedError
@@ -204,7 +222,7 @@ class Loader(Declared, DataLoader[K, V]):
         raise NotImplementedError
 
 
-_STATEMENTS: dict[type[Any], Executable] = {}
+_STATEMENTS: LRUCache[tuple[type[Any], Hashable], Executable] = LRUCache(maxsize=1024)
 
 
 PAGE_STATEMENTS: LRUCache[Hashable, Executable] = LRUCache(maxsize=512)
@@ -364,6 +382,16 @@ class LoaderRegistry:
         self.joins: dict[type[Any], tuple[Join, ...]] = {}
         """By-id loader class -> the to-one rows its statement reads beside each row
         (``ByIdLoader``), as the operation's plan asks (``want``)."""
+        self.columns: Columns = {}
+        """The columns the operation reads of each table (``narrow``); none: whole rows."""
+
+    def narrow(self, columns: Columns) -> None:
+        """Read only these columns of each table from now on (its plan's, set once per
+        operation, before it reads: rows read earlier, e.g. the viewer's, are whole).
+        Never for loaders shared across operations (a live batch's): one operation's
+        set does not cover another's documents."""
+        if self.shared is None:
+            self.columns = columns
 
     def want(self, joins: dict[type[Any], tuple[Join, ...]]) -> None:
         """Read these to-one rows with their parents from now on (both sets kept)."""
@@ -466,52 +494,74 @@ class ByIdLoader(Loader[int, M | None], Generic[M]):
             and cls.statement is ByIdLoader.statement
         )
 
+    def shape(self) -> frozenset[str] | None:
+        return self.selected(self.model)
+
     def build_statement(self) -> Executable:
         table = self.model.__table__
-        return select(table).where(table.c.id == any_(keys_param()))
+        columns = table_columns(self.model, self.shape())
+        return select(*columns).where(table.c.id == any_(keys_param()))
 
     def statement(self) -> Executable:
         joins = self.ctx.loaders.joins.get(type(self))
         if not joins:
             return super().statement()
-        key = (type(self), joins)
+        shapes = self.joined_shapes(joins)
+        key = (type(self), joins, shapes)
         statement = _JOINED.get(key)
         if statement is None:
-            statement = _JOINED[key] = joined_statement(self.model, joins)
+            statement = _JOINED[key] = joined_statement(self.model, joins, shapes)
         return statement
+
+    def joined_shapes(self, joins: tuple[Join, ...]) -> tuple[frozenset[str] | None, ...]:
+        """The columns read of the parent (with the joins' keys) and of each join's row."""
+        parent = self.selected(self.model, *(key for key, _ in joins))
+        return (parent, *(self.selected(target.model) for _, target in joins))
 
     async def batch_load(self, keys: list[int]) -> list[M | None]:
         rows = await self.fetch(keys)
         joins = self.ctx.loaders.joins.get(type(self))
         if joins:
-            prime_joined(self.ctx, rows, joins)
+            prime_joined(self.ctx, rows, joins, self.joined_shapes(joins)[1:])
         found: dict[Any, Any] = {row.id: row for row in rows}
         return [found.get(key) for key in keys]
 
 
-_JOINED: dict[tuple[type[Any], tuple[Join, ...]], Executable] = {}
+_JOINED: LRUCache[Hashable, Executable] = LRUCache(maxsize=1024)
 
 
-def joined_statement(model: type[Any], joins: tuple[Join, ...]) -> Executable:
+def joined_statement(
+    model: type[Any], joins: tuple[Join, ...], shapes: Sequence[frozenset[str] | None]
+) -> Executable:
     """``model``'s by-id statement with each join's row beside the parent's, in
-    columns ``j<n>_<name>`` (all NULL when the foreign key names no row)."""
+    columns ``j<n>_<name>`` (all NULL when the foreign key names no row).
+    ``shapes``: the columns read of the parent, then of each join's row (None: all)."""
     table = model.__table__
-    columns: list[Any] = list(table.c)
+    columns: list[Any] = table_columns(model, shapes[0])
     source: Any = table
     for index, (key, target) in enumerate(joins):
         joined = target.model.__table__.alias(f"j{index}")
         source = source.outerjoin(joined, joined.c.id == table.c[key])
-        columns.extend(column.label(f"j{index}_{column.name}") for column in joined.c)
+        columns.extend(
+            joined.c[column.name].label(f"j{index}_{column.name}")
+            for column in table_columns(target.model, shapes[index + 1])
+        )
     return select(*columns).select_from(source).where(table.c.id == any_(keys_param()))
 
 
-def prime_joined(ctx: Context, rows: Sequence[Any], joins: tuple[Join, ...]) -> None:
+def prime_joined(
+    ctx: Context,
+    rows: Sequence[Any],
+    joins: tuple[Join, ...],
+    shapes: Sequence[frozenset[str] | None],
+) -> None:
     """Prime each join's loader with the rows read beside the parents (None where the
-    foreign key names no row: what that loader would answer)."""
+    foreign key names no row: what that loader would answer). ``shapes``: the
+    columns read of each join's row (None: all)."""
     for index, (key, target) in enumerate(joins):
         loader = ctx.loaders.get(target)
-        row_class = joined_row_class(target.model)
-        names = row_class._keys
+        names = tuple(column.name for column in table_columns(target.model, shapes[index]))
+        row_class = joined_row_class(target.model, names)
         prefix = f"j{index}_"
         for row in rows:
             parent_key = getattr(row, key)
@@ -530,27 +580,31 @@ class JoinedRow(NamedRow):
     __slots__ = ()
 
 
-_ROW_CLASSES: dict[type[Any], type[JoinedRow]] = {}
+_ROW_CLASSES: LRUCache[tuple[type[Any], tuple[str, ...]], type[JoinedRow]] = LRUCache(maxsize=1024)
 
 
-def joined_row_class(model: type[Any]) -> type[JoinedRow]:
-    found = _ROW_CLASSES.get(model)
+def joined_row_class(model: type[Any], names: tuple[str, ...]) -> type[JoinedRow]:
+    """The row class of ``model``'s rows read by a join with these columns."""
+    found = _ROW_CLASSES.get((model, names))
     if found is None:
-        names = tuple(column.name for column in model.__table__.c)
         namespace: dict[str, Any] = {"__slots__": (), "_keys": names}
         for index, name in enumerate(names):
             namespace[name] = property(itemgetter(index))
-        found = _ROW_CLASSES[model] = type("Row", (JoinedRow,), namespace)
+        found = _ROW_CLASSES[model, names] = type("Row", (JoinedRow,), namespace)
     return found
 
 
 class ByColumnLoader(Loader[Any, M | None], Generic[M]):
     """A unique column -> object or None (e.g. ``ProfileByUserIdLoader``)."""
 
+    def shape(self) -> frozenset[str] | None:
+        return self.selected(self.model, type(self).column.key)
+
     def build_statement(self) -> Executable:
         column = type(self).column
         element = None if column.type.python_type is int else column.type
-        return select(self.model.__table__).where(column == any_(keys_param(element)))
+        columns = table_columns(self.model, self.shape())
+        return select(*columns).where(column == any_(keys_param(element)))
 
     async def batch_load(self, keys: list[Any]) -> list[M | None]:
         column = type(self).column
@@ -571,10 +625,13 @@ class ListByColumnLoader(Loader[int, list[M]], Generic[M]):
     def conditions(self) -> list[ColumnElement[bool]]:
         return []
 
+    def shape(self) -> frozenset[str] | None:
+        return self.selected(self.model, type(self).column.key)
+
     def build_statement(self) -> Executable:
         column = type(self).column
         return (
-            select(self.model.__table__)
+            select(*table_columns(self.model, self.shape()))
             .where(column == any_(keys_param()), *self.conditions())
             .order_by(*self.order_by, self.model.id)
         )
@@ -597,10 +654,13 @@ class ManyToManyLoader(Loader[int, list[M]], Generic[M]):
     link_child: ClassVar[str]
     order_by: ClassVar[Sequence[Any]] = ()
 
+    def shape(self) -> frozenset[str] | None:
+        return self.selected(self.model)
+
     def build_statement(self) -> Executable:
         parent = self.link.c[self.link_parent]
         return (
-            select(parent.label("gql_parent"), *self.model.__table__.c)
+            select(parent.label("gql_parent"), *table_columns(self.model, self.shape()))
             .join(self.link, self.link.c[self.link_child] == self.model.id)
             .where(parent == any_(keys_param()))
             .order_by(parent, *self.order_by, self.model.id)
@@ -718,11 +778,13 @@ class PageLoader(Loader[tuple[int, PageRequest], Page[M]], Generic[M]):
         """The page statement for a request shape, reused across requests (LRU).
 
         It is determined by the loader class, the request (ordering, limit,
-        decoded cursors, filter, count) and who is asking: ``conditions`` may
-        only read the context through ``ctx.visibility``.
+        decoded cursors, filter, count), the columns read (with the ordering's) and
+        who is asking: ``conditions`` may only read the context through
+        ``ctx.visibility``.
         """
+        columns = self.selected(self.model, request.args.ordering.key.attr)
         return page_statement_for(
-            (type(self), request, self.ctx.visibility),
+            (type(self), request, self.ctx.visibility, columns),
             lambda: pages_statement(
                 self.model,
                 self.children,
@@ -731,6 +793,7 @@ class PageLoader(Loader[tuple[int, PageRequest], Page[M]], Generic[M]):
                 request.with_count,
                 branches=lambda parent: self.branches(parent) or [self.children(parent)],
                 sort_keys=self.sort_keys,
+                columns=columns,
             ),
         )
 
@@ -772,14 +835,17 @@ class RootPage(Declared, Generic[M]):
 
     async def read(self, args: PageArgs, criteria: Hashable, with_count: bool) -> Page[M]:
         ctx = self.ctx
+        names = ctx.loaders.columns.get(self.model)
+        columns = None if names is None else names | {args.ordering.key.attr}
         statement = page_statement_for(
-            (type(self), criteria, args, with_count, ctx.visibility),
+            (type(self), criteria, args, with_count, ctx.visibility, columns),
             lambda: page_statement(
                 self.model,
                 self.conditions(criteria),
                 args,
                 with_count,
                 self.total(criteria) if with_count else None,
+                columns,
             ),
         )
         page = root_page_of(await ctx.db.rows(statement), args, with_count)

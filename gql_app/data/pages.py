@@ -228,6 +228,7 @@ def pages_statement(
     *,
     branches: Branches | None = None,
     sort_keys: Any = None,
+    columns: frozenset[str] | None = None,
 ) -> Select[Any]:
     """One statement: a page of children for every parent id in ``:keys``, each
     read through the index (a LATERAL subquery per parent).
@@ -236,17 +237,19 @@ def pages_statement(
     read in order and LIMITed on its own, merged and LIMITed again (an OR of two
     foreign keys, or rules that differ by parent). ``sort_keys``: where the ordering
     columns are read from, when not ``model`` (attributes named as the model's).
-    The total counts ``children`` under ``where``."""
+    ``columns``: the children's columns read (``table_columns``). The total counts
+    ``children`` under ``where``."""
     parents = func.unnest(keys_param()).table_valued("pid").render_derived("p")
     from_, join = children(parents.c.pid)
     parts = branches(parents.c.pid) if branches is not None else [(from_, join)]
-    inner = _page_of_parts(model, parts, where, args, sort_keys, parents).lateral("page")
-    columns: list[Any] = [parents.c.pid.label("gql_parent"), *inner.c]
+    selected = table_columns(model, columns)
+    inner = _page_of_parts(selected, parts, where, args, sort_keys, parents).lateral("page")
+    read: list[Any] = [parents.c.pid.label("gql_parent"), *inner.c]
     if with_count:
         count = select(func.count()).select_from(from_).where(*join, *where).scalar_subquery()
-        columns.append(count.label("gql_total"))
+        read.append(count.label("gql_total"))
     return (
-        select(*columns)
+        select(*read)
         .select_from(parents)
         .outerjoin(inner, true())
         .order_by(parents.c.pid, *args.ordering.order_by(inner.c, reverse=args.backward))
@@ -254,7 +257,7 @@ def pages_statement(
 
 
 def _page_of_parts(
-    model: type[Any],
+    selected: list[Any],
     parts: list[tuple[FromClause | type[Any], list[ColumnElement[bool]]]],
     where: Sequence[ColumnElement[bool]],
     args: PageArgs,
@@ -269,7 +272,7 @@ def _page_of_parts(
 
     def part(from_: Any, within: list[ColumnElement[bool]]) -> Select[Any]:
         return (
-            select(*_table(model).c)
+            select(*selected)
             .select_from(from_)
             .where(*within)
             .order_by(*order)
@@ -315,11 +318,13 @@ def page_statement(
     args: PageArgs,
     with_count: bool,
     total: ColumnElement[Any] | None = None,
+    columns: frozenset[str] | None = None,
 ) -> Select[Any]:
     """A root connection's page, and its total in the same statement when asked:
-    ``total`` (an expression over maintained counts) when given, else a count."""
+    ``total`` (an expression over maintained counts) when given, else a count.
+    ``columns``: the columns read (``table_columns``)."""
     page = (
-        select(*_table(model).c)
+        select(*table_columns(model, columns))
         .where(*where, *args.cursor_conditions(None, where))
         .order_by(*args.ordering.order_by(reverse=args.backward))
         .limit(args.limit + 1)
@@ -349,9 +354,14 @@ def root_page_of(rows: Sequence[Any], args: PageArgs, with_count: bool) -> Page[
     return Page.build([row for row in rows if row.id is not None], args, total)
 
 
-def _table(model: Any) -> Any:
-    """The model's table: pages are read as Core rows (attribute access, no ORM state)."""
-    return model.__table__
+def table_columns(model: Any, names: frozenset[str] | None) -> list[Any]:
+    """The columns of ``model``'s table named in ``names`` (every column when None), in
+    the table's order, so one set of names always makes the same statement. Rows are
+    read as Core rows (attribute access, no ORM state)."""
+    columns = model.__table__.c
+    if names is None:
+        return list(columns)
+    return [column for column in columns if column.name in names]
 
 
 # ---------------------------------------------------------------- text search
