@@ -104,6 +104,10 @@ class Settings(BaseSettings):
     """Run query operations' statements on the asyncpg connection under SQLAlchemy's
     pool (``gql_app.data.driver_reads``); off: through an ORM session, as mutations do."""
 
+    narrow_columns: bool = True
+    """Query statements select only the columns the document reads (``engine.columns``);
+    off: whole rows (for comparison; the answers are the same)."""
+
     log_level: str = "INFO"
     slow_query_ms: int = 200
 

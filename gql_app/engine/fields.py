@@ -5,7 +5,7 @@ field declared with ``loaded(...)`` or ``computed(...)``, and for plain attribut
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import strawberry
 from graphql import GraphQLObjectType, GraphQLSchema
@@ -14,6 +14,9 @@ from gql_app.data.loaders import MISSING, Join
 
 DIRECT = "gql_app.direct_resolver"
 READS = "gql_app.reads"
+COLUMNS = "gql_app.columns"
+"""Field metadata: the names of the parent row's columns the resolver reads
+(``engine.columns``); a field without it may read any column of its parent."""
 
 
 def _nothing(type_name: str) -> Any:
@@ -75,20 +78,52 @@ calls once for all the objects at a position: ``batch(sources, info, kwargs)`` -
 (``Loader.load_keys``)."""
 
 
+def columns(*names: str) -> dict[str, Any]:
+    """Field metadata declaring the parent row's columns a resolver reads (``COLUMNS``):
+    ``@strawberry.field(metadata=columns("owner_id", "balance"))``."""
+    return {COLUMNS: frozenset(names)}
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def reading(*names: str) -> Callable[[F], F]:
+    """Declare the parent row's columns a helper of a field reads (a guard, a
+    connection's maintained total): ``@reading("owner_id")``."""
+
+    def declare(function: F) -> F:
+        function.columns = frozenset(names)  # type: ignore[attr-defined]
+        return function
+
+    return declare
+
+
+def columns_read_by(helper: Callable[..., Any] | None) -> frozenset[str] | None:
+    """The parent columns ``helper`` reads (``reading``): none without one, None when
+    it does not say (it may read any)."""
+    if helper is None:
+        return frozenset()
+    found = getattr(helper, "columns", None)
+    return found if isinstance(found, frozenset) else None
+
+
 Guard = Callable[[Any, Any], object]
-"""``guard(ctx, parent)``: raises (an AppError) when the viewer may not see the field."""
+"""``guard(ctx, parent)``: raises (an AppError) when the viewer may not see the field;
+declared with ``reading`` when it reads the parent's columns."""
 
 
 def private_to(owner: str) -> Guard:
     """The field is private to the user whose id is the parent's ``owner`` attribute
     (and to admins); FORBIDDEN for everyone else."""
 
+    @reading(owner)
     def guard(ctx: Any, parent: Any) -> None:
         ctx.require_private(getattr(parent, owner))
 
     return guard
 
 
+@reading()
 def viewer_required(ctx: Any, parent: Any) -> None:
     """The field needs a signed-in viewer; UNAUTHENTICATED otherwise."""
     ctx.require_viewer()
@@ -116,14 +151,28 @@ def loaded(
 
     resolve.loads = (loader, key, guard)  # type: ignore[attr-defined]  # executed per batch
     declared = Reads(1, lambda type_name: loader, loads=(loader, key))
-    field_options["metadata"] = {**field_options.get("metadata", {}), READS: declared}
+    metadata = {**field_options.get("metadata", {}), READS: declared}
+    guarded = columns_read_by(guard)
+    if guarded is not None:
+        metadata[COLUMNS] = guarded | {key}
+    field_options["metadata"] = metadata
     return _field(resolve, graphql_type, field_options)
 
 
-def computed(function: Callable[[Any, Any], Any], graphql_type: Any, **field_options: Any) -> Any:
+def computed(
+    function: Callable[[Any, Any], Any],
+    graphql_type: Any,
+    *,
+    columns: tuple[str, ...] | None = None,
+    **field_options: Any,
+) -> Any:
     """A field computed from the source (and info) alone: ``function(source, info)``,
-    which sends no statement."""
-    field_options["metadata"] = {**field_options.get("metadata", {}), READS: Reads(0)}
+    which sends no statement. ``columns``: the source row's columns it reads (None:
+    any, so its rows are read whole)."""
+    metadata = {**field_options.get("metadata", {}), READS: Reads(0)}
+    if columns is not None:
+        metadata[COLUMNS] = frozenset(columns)
+    field_options["metadata"] = metadata
     function.computed = True  # type: ignore[attr-defined]  # read inline by compiled plans
     return _field(function, graphql_type, field_options)
 

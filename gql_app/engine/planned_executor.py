@@ -54,6 +54,8 @@ from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.types.arguments import convert_arguments
 from strawberry.types.field import StrawberryField
 
+from gql_app.data.loaders import Columns
+from gql_app.engine.columns import document_columns
 from gql_app.engine.compiled import (
     BATCHED,
     LOADED,
@@ -212,10 +214,21 @@ class FieldPlan:
 
 class ObjectPlan:
     """The fields to execute on an object of one concrete type; for the operation's
-    root, the most statements it may send and the to-one rows read with their
-    parents (``engine.statements``)."""
+    root, the most statements it may send, the to-one rows read with their
+    parents (``engine.statements``) and the columns read of each table
+    (``engine.columns``, worked out when the plan first runs)."""
 
-    __slots__ = ("batched", "by_key", "fields", "fill", "joins", "name", "statements", "type")
+    __slots__ = (
+        "batched",
+        "by_key",
+        "columns",
+        "fields",
+        "fill",
+        "joins",
+        "name",
+        "statements",
+        "type",
+    )
 
     def __init__(self, object_type: GraphQLObjectType, fields: list[FieldPlan]) -> None:
         self.type = object_type
@@ -224,6 +237,7 @@ class ObjectPlan:
         self.by_key = {field.key: field for field in fields}
         self.statements = 0
         self.joins: Joins = {}
+        self.columns: Columns | None = None
         for index, field in enumerate(fields):
             field.index = index
         self.fill: Fill = compile_fill(self, _leaf_type_name)
@@ -1098,12 +1112,18 @@ def _values_for(loader: Any, keys: list[Any]) -> list[Any]:
 
 
 def expect(ctx: Any, root: ObjectPlan) -> None:
-    """Tell the operation's loaders and database what the plan reads: the joins, and
-    whether one statement is all it sends (``ReadDB.expect``)."""
+    """Tell the operation's loaders and database what the plan reads: the joins, the
+    columns of each table (unless ``Settings.narrow_columns`` is off), and whether one
+    statement is all it sends (``ReadDB.expect``)."""
     loaders = getattr(ctx, "loaders", None)
     if loaders is None:
         return
     loaders.want(root.joins)
+    settings = getattr(ctx, "settings", None)
+    if settings is None or settings.narrow_columns:
+        if root.columns is None:
+            root.columns = document_columns(root)
+        loaders.narrow(root.columns)
     db = getattr(ctx, "_db", None)
     if db is not None:
         db.expect(root.statements)

@@ -25,7 +25,7 @@ from graphql import (
 from gql_app.data.context import Info
 from gql_app.data.loaders import MISSING, PageLoader, PageRequest, RootPage
 from gql_app.data.pages import Ordering, Page, PageArgs, SortKey
-from gql_app.engine.fields import Guard, Refused, computed
+from gql_app.engine.fields import COLUMNS, Guard, Refused, columns_read_by, computed
 from gql_app.errors import BadUserInput
 from gql_app.relay.cursors import binding, decode_cursor, encode_cursor
 from gql_app.settings import Settings
@@ -216,7 +216,9 @@ def connection(
     argument). ``order_by``: whether ``orderBy`` is exposed. ``guard(ctx, parent)``
     runs first. ``total(ctx, parent, criteria)``: a nested page's ``totalCount`` read
     from the parent's row (its maintained counts), or None to count in the page
-    statement. A root page reader gives its own (``RootPage.total``).
+    statement. A root page reader gives its own (``RootPage.total``). The field
+    reads the parent's ``key`` and what ``guard`` and ``total`` declare they read
+    (``engine.fields.reading``).
     """
     empty = filter().criteria() if filter is not None else criteria
     arguments = Arguments(sorting, empty, guard)
@@ -251,6 +253,10 @@ def connection(
                 sql_origin.reset(token)
 
     _declare(resolve, filter, sorting.input if order_by else None)
+    guarded, totalled = columns_read_by(guard), columns_read_by(total)
+    if guarded is not None and totalled is not None:
+        metadata = field_options.get("metadata", {})
+        field_options["metadata"] = {**metadata, COLUMNS: guarded | totalled | {key}}
     return strawberry.field(resolver=resolve, **field_options)
 
 

@@ -108,6 +108,7 @@ def global_id(type_name: str) -> Any:
     return computed(
         lambda root, info: encode_id(type_name, root.id),
         strawberry.ID,
+        columns=("id",),
         description="Opaque global ID.",
     )
 
