@@ -19,6 +19,7 @@ from gql_app.commerce.loaders import (
     UnitsSoldByProductIdLoader,
 )
 from gql_app.data.context import Info
+from gql_app.engine.columns import rows_of
 from gql_app.engine.fields import computed, loaded
 from gql_app.relay.connection import OrderDirection, Sorting
 from gql_app.relay.node import Node, global_id
@@ -28,6 +29,7 @@ from gql_app.users.loaders import UserByIdLoader
 OrderStatus = strawberry.enum(models.OrderStatus, name="OrderStatus")
 
 
+@rows_of(models.Product)
 @strawberry.type
 class Product(Node):
     id: strawberry.ID = global_id("Product")
@@ -42,6 +44,7 @@ class Product(Node):
     )
 
 
+@rows_of(models.OrderItem)
 @strawberry.type
 class OrderItem:
     quantity: int
@@ -49,9 +52,14 @@ class OrderItem:
 
     product: Product = loaded(ProductByIdLoader, "product_id", Product)
 
-    subtotal: Decimal = computed(lambda root, info: root.quantity * root.unit_price, Decimal)
+    subtotal: Decimal = computed(
+        lambda root, info: root.quantity * root.unit_price,
+        Decimal,
+        columns=("quantity", "unit_price"),
+    )
 
 
+@rows_of(models.Order, always=("customer_id",))  # an Order node is its customer's
 @strawberry.type
 class Order(Node):
     id: strawberry.ID = global_id("Order")

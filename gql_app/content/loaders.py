@@ -17,6 +17,7 @@ from gql_app.data.loaders import (
     RootPage,
 )
 from gql_app.data.pages import contains, in_range
+from gql_app.engine.fields import reading
 from gql_app.users.models import User
 
 
@@ -95,6 +96,7 @@ class Drafts(enum.Enum):
     VIEWER = "viewer"  # the viewer's own drafts
 
 
+@reading("id", "published_post_count", "post_count")
 def author_post_total(ctx: Context, author: Any, criteria: PostCriteria) -> int | None:
     """``User.posts { totalCount }`` from the user's row (its maintained counts), or None
     when the filter needs an exact count."""
@@ -110,6 +112,7 @@ def author_post_total(ctx: Context, author: Any, criteria: PostCriteria) -> int 
     return total  # type: ignore[no-any-return]
 
 
+@reading("published_post_count")
 def tag_post_total(ctx: Context, tag: Any, criteria: PostCriteria) -> int | None:
     """``Tag.posts { totalCount }`` (published posts only) from the tag's row."""
     counted = criteria.counted(ctx.visibility)

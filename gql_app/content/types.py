@@ -15,6 +15,7 @@ from gql_app.content.loaders import (
     TagsByPostIdLoader,
     tag_post_total,
 )
+from gql_app.engine.columns import rows_of
 from gql_app.engine.fields import computed, loaded
 from gql_app.relay.connection import Connection, OrderDirection, Sorting, connection
 from gql_app.relay.ids import decode_id_of
@@ -71,6 +72,7 @@ class PostFilter:
         )
 
 
+@rows_of(models.Post, always=("author_id", "published_at"))  # can_see_post
 @strawberry.type
 class Post(Node):
     id: strawberry.ID = global_id("Post")
@@ -94,6 +96,7 @@ class Post(Node):
     comments: Connection[Comment] = connection(CommentPageByPostIdLoader, COMMENT_ORDER)
 
 
+@rows_of(models.Tag)
 @strawberry.type
 class Tag(Node):
     id: strawberry.ID = global_id("Tag")
@@ -106,9 +109,12 @@ class Tag(Node):
         total=tag_post_total,
         description="Published posts carrying this tag.",
     )
-    post_count: int = computed(lambda tag, info: tag.published_post_count, int)
+    post_count: int = computed(
+        lambda tag, info: tag.published_post_count, int, columns=("published_post_count",)
+    )
 
 
+@rows_of(models.Comment, always=("post_id",))  # a Comment node is visible when its post is
 @strawberry.type
 class Comment(Node):
     id: strawberry.ID = global_id("Comment")

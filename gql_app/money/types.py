@@ -7,7 +7,8 @@ from decimal import Decimal
 import strawberry
 
 from gql_app.data.context import Info
-from gql_app.engine.fields import loaded, private_to
+from gql_app.engine.columns import rows_of
+from gql_app.engine.fields import columns, loaded, private_to
 from gql_app.money import models
 from gql_app.money.loaders import AccountByIdLoader, TransferPageByAccountIdLoader
 from gql_app.relay.connection import Connection, OrderDirection, Sorting, connection
@@ -23,6 +24,7 @@ class TransferOrderField(enum.Enum):  # not exposed: transfers come newest first
 TRANSFER_ORDER = Sorting(TransferOrderField, models.Transfer, OrderDirection.DESC)
 
 
+@rows_of(models.Account, always=("owner_id",))  # Account and Transfer nodes check owners
 @strawberry.type(
     description="A wallet account. Its balance and transfers are private to its owner and admins."
 )
@@ -34,7 +36,8 @@ class Account(Node):
 
     @strawberry.field(
         description="Private: the owner and admins. Others (e.g. the other side of a "
-        "transfer) get a FORBIDDEN error."
+        "transfer) get a FORBIDDEN error.",
+        metadata=columns("owner_id", "balance"),
     )
     def balance(self, root: strawberry.Parent[models.Account], info: Info) -> Decimal:
         info.context.require_private(root.owner_id)
@@ -49,6 +52,7 @@ class Account(Node):
     )
 
 
+@rows_of(models.Transfer, always=("from_account_id", "to_account_id"))  # fetch_transfer
 @strawberry.type
 class Transfer(Node):
     id: strawberry.ID = global_id("Transfer")

@@ -13,6 +13,7 @@ from gql_app.content.loaders import (
     author_post_total,
 )
 from gql_app.content.types import COMMENT_ORDER, POST_ORDER, Comment, Post, PostFilter
+from gql_app.engine.columns import rows_of
 from gql_app.engine.fields import computed, loaded, private_to
 from gql_app.money.loaders import AccountsByOwnerIdLoader
 from gql_app.money.types import Account
@@ -25,12 +26,14 @@ private = private_to("id")
 """The user's private fields: the user themself and admins; FORBIDDEN for others."""
 
 
+@rows_of(models.Profile)
 @strawberry.type
 class Profile:
     display_name: str
     bio: str | None
 
 
+@rows_of(models.User)
 @strawberry.type
 class User(Node):
     id: strawberry.ID = global_id("User")
@@ -44,12 +47,16 @@ class User(Node):
     email: str | None = computed(
         lambda root, info: root.email if info.context.can_see_private(root.id) else None,
         str | None,
+        columns=("email", "id"),
         description="Visible to the user themself and to admins; "
         "null for everyone else (no error).",
     )
     profile: Profile | None = loaded(ProfileByUserIdLoader, "id", Profile | None)
     post_count: int = computed(
-        lambda user, info: user.published_post_count, int, description="Number of published posts."
+        lambda user, info: user.published_post_count,
+        int,
+        columns=("published_post_count",),
+        description="Number of published posts.",
     )
 
     posts: Connection[Post] = connection(
