@@ -49,59 +49,40 @@ W1_BOUND = binding(
     POST_ORDER.ordering(POST_ORDER.input(field=PostOrderField.PUBLISHED_AT)),
 )
 
-USER_COLUMNS = (
-    "users.id, users.username, users.email, users.password_hash, users.is_active, "
-    "users.is_admin, users.age, users.created_at, users.updated_at, users.last_login_at, "
-    "users.post_count, users.published_post_count"
-)
-POST_COLUMNS = (
-    "posts.id AS id, posts.author_id AS author_id, posts.title AS title, "
-    "posts.content AS content, posts.published_at AS published_at, "
-    "posts.created_at AS created_at, posts.updated_at AS updated_at, "
-    "posts.comment_count AS comment_count"
-)
-PAGE_POST_COLUMNS = (
-    "page.id, page.author_id, page.title, page.content, page.published_at, "
-    "page.created_at, page.updated_at, page.comment_count"
-)
-
-USERS_BY_ID = f"SELECT {USER_COLUMNS} \nFROM users \nWHERE users.id = ANY ($1::BIGINT[])"
+USERS_BY_ID = "SELECT users.id, users.username \nFROM users \nWHERE users.id = ANY ($1::BIGINT[])"
 PROFILES_BY_USER_ID = (
-    "SELECT profiles.id, profiles.user_id, profiles.display_name, profiles.bio \n"
+    "SELECT profiles.id, profiles.user_id, profiles.display_name \n"
     "FROM profiles \nWHERE profiles.user_id = ANY ($1::BIGINT[])"
 )
 TAGS_BY_POST_ID = (
-    "SELECT post_tags.post_id, tags.id, tags.name, tags.published_post_count \n"
+    "SELECT post_tags.post_id AS gql_parent, tags.id, tags.name \n"
     "FROM tags JOIN post_tags ON post_tags.tag_id = tags.id \n"
     "WHERE post_tags.post_id = ANY ($1::BIGINT[]) ORDER BY post_tags.post_id, tags.name, tags.id"
 )
-JOINED_USER_COLUMNS = (
-    "j0.id AS j0_id, j0.username AS j0_username, j0.email AS j0_email, "
-    "j0.password_hash AS j0_password_hash, j0.is_active AS j0_is_active, "
-    "j0.is_admin AS j0_is_admin, j0.age AS j0_age, j0.created_at AS j0_created_at, "
-    "j0.updated_at AS j0_updated_at, j0.last_login_at AS j0_last_login_at, "
-    "j0.post_count AS j0_post_count, j0.published_post_count AS j0_published_post_count"
-)
 # W3: the post by id, its author read beside it (gql_app.data.loaders.joined_statement)
 POSTS_BY_ID_WITH_AUTHOR = (
-    "SELECT posts.id, posts.author_id, posts.title, posts.content, posts.published_at, "
-    f"posts.created_at, posts.updated_at, posts.comment_count, {JOINED_USER_COLUMNS} \n"
+    "SELECT posts.id, posts.author_id, posts.title, posts.published_at, "
+    "j0.id AS j0_id, j0.username AS j0_username \n"
     "FROM posts LEFT OUTER JOIN users AS j0 ON j0.id = posts.author_id \n"
     "WHERE posts.id = ANY ($1::BIGINT[])"
 )
 
 # W1 (the total: the striped published-post counts, summed; migration 0006)
 FEED_PAGE = (
-    f"SELECT t.gql_total, {PAGE_POST_COLUMNS} \n"
+    "SELECT t.gql_total, page.id, page.author_id, page.title, page.published_at, "
+    "page.comment_count \n"
     "FROM (SELECT (SELECT CAST(coalesce(sum(post_totals.published), $1::INTEGER) AS BIGINT) "
     "AS coalesce_1 \nFROM post_totals) AS gql_total) AS t "
-    f"LEFT OUTER JOIN (SELECT {POST_COLUMNS} \nFROM posts \n"
+    "LEFT OUTER JOIN (SELECT posts.id AS id, posts.author_id AS author_id, "
+    "posts.title AS title, posts.published_at AS published_at, "
+    "posts.comment_count AS comment_count \nFROM posts \n"
     "WHERE posts.published_at IS NOT NULL AND posts.published_at IS NOT NULL "
     "ORDER BY posts.published_at DESC NULLS LAST, posts.id DESC \n LIMIT $2::INTEGER) AS page "
     "ON true ORDER BY page.published_at DESC NULLS LAST, page.id DESC"
 )
 COMMENT_PAGES = (
-    "SELECT p.pid, page.id, page.post_id, page.author_id, page.body, page.created_at \n"
+    "SELECT p.pid AS gql_parent, page.id, page.post_id, page.author_id, page.body, "
+    "page.created_at \n"
     "FROM unnest($1::BIGINT[]) AS p(pid) LEFT OUTER JOIN LATERAL (SELECT comments.id AS id, "
     "comments.post_id AS post_id, comments.author_id AS author_id, comments.body AS body, "
     "comments.created_at AS created_at \nFROM comments \n"
@@ -111,12 +92,16 @@ COMMENT_PAGES = (
 
 # W2
 USERS_PAGE = (
-    f"SELECT {USER_COLUMNS} \nFROM users ORDER BY users.created_at ASC, users.id ASC \n"
+    "SELECT users.id, users.username, users.created_at, users.post_count, "
+    "users.published_post_count \nFROM users ORDER BY users.created_at ASC, users.id ASC \n"
     " LIMIT $1::INTEGER"
 )
 POST_PAGES_BY_AUTHOR = (
-    f"SELECT p.pid, {PAGE_POST_COLUMNS} \n"
-    f"FROM unnest($1::BIGINT[]) AS p(pid) LEFT OUTER JOIN LATERAL (SELECT {POST_COLUMNS} \n"
+    "SELECT p.pid AS gql_parent, page.id, page.author_id, page.title, page.published_at, "
+    "page.created_at, page.comment_count \n"
+    "FROM unnest($1::BIGINT[]) AS p(pid) LEFT OUTER JOIN LATERAL (SELECT posts.id AS id, "
+    "posts.author_id AS author_id, posts.title AS title, posts.published_at AS published_at, "
+    "posts.created_at AS created_at, posts.comment_count AS comment_count \n"
     "FROM posts \nWHERE posts.author_id = p.pid AND posts.published_at IS NOT NULL "
     "ORDER BY posts.created_at DESC, posts.id DESC \n LIMIT $2::INTEGER) AS page ON true "
     "ORDER BY p.pid, page.created_at DESC, page.id DESC"
@@ -132,7 +117,7 @@ def unique(values: Iterable[int]) -> list[int]:
 def tag_lists(rows: list[asyncpg.Record]) -> dict[int, list[dict[str, str]]]:
     tags: dict[int, list[dict[str, str]]] = defaultdict(list)
     for row in rows:
-        tags[row["post_id"]].append({"name": row["name"]})
+        tags[row["gql_parent"]].append({"name": row["name"]})
     return tags
 
 
@@ -159,7 +144,7 @@ async def feed(conn: asyncpg.Connection, variables: dict[str, Any]) -> Any:
     comments: dict[int, list[asyncpg.Record]] = defaultdict(list)
     for row in await conn.fetch(COMMENT_PAGES, post_ids, 4):
         if row["id"] is not None:
-            comments[row["pid"]].append(row)
+            comments[row["gql_parent"]].append(row)
     profiles = {p["user_id"]: p for p in await conn.fetch(PROFILES_BY_USER_ID, author_ids)}
     missing = unique(
         c["author_id"] for page in comments.values() for c in page if c["author_id"] not in users
@@ -208,7 +193,7 @@ async def people(conn: asyncpg.Connection, variables: dict[str, Any]) -> Any:
     pages: dict[int, list[asyncpg.Record]] = defaultdict(list)
     for row in await conn.fetch(POST_PAGES_BY_AUTHOR, user_ids, 6):
         if row["id"] is not None:
-            pages[row["pid"]].append(row)
+            pages[row["gql_parent"]].append(row)
     post_ids = [p["id"] for uid in user_ids for p in pages[uid][:5]]
     tags = tag_lists(await conn.fetch(TAGS_BY_POST_ID, post_ids))
     nodes = [

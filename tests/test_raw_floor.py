@@ -48,6 +48,8 @@ async def test_the_raw_floor_answers_byte_equal_with_the_same_statements(
         assert raw_floor.POSTS_BY_ID_WITH_AUTHOR in sent and not began
     else:
         assert began
+    # the same statements: gql_app's own text, only the columns the document reads
+    assert {s for s in sent if s.startswith("SELECT")} == set(sql.statements)
 
 
 # ---------------------------------------------------------------- served: the bare ASGI callable
