@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
@@ -15,7 +16,10 @@ from sqlalchemy import event
 from bench.workloads import READ_WORKLOADS
 from gql_app.content.models import Comment, Post, Tag
 from gql_app.data.loaders import LoaderRegistry
+from gql_app.engine.columns import document_columns
 from gql_app.engine.planned_executor import PLANS
+from gql_app.engine.statements import LEAF, OBJECT
+from gql_app.schema import schema
 from gql_app.settings import Settings
 from gql_app.users.models import Profile, User
 from gql_app.web.app import create_app
@@ -188,3 +192,28 @@ def test_a_live_batch_reads_whole_rows():
     per_viewer = LoaderRegistry(ctx=None, shared=shared)  # type: ignore[arg-type]
     per_viewer.narrow({Post: frozenset({"id"})})
     assert per_viewer.columns == {} and shared.columns == {}
+
+
+def test_a_field_that_does_not_say_what_it_reads_makes_its_table_whole():
+    """The safe fallback: one undeclared field at any position of a table's types."""
+    post_type = schema._schema.get_type("Post")
+    tag_type = schema._schema.get_type("Tag")
+
+    def leaf(attribute: str | None = None, metadata: Any = None) -> Any:
+        definition = SimpleNamespace(metadata=metadata or {})
+        return SimpleNamespace(
+            typename=False,
+            attribute=attribute,
+            field_def=SimpleNamespace(extensions={"strawberry-definition": definition}),
+            completion=SimpleNamespace(kind=LEAF),
+        )
+
+    def at(plan: Any) -> Any:
+        return SimpleNamespace(
+            typename=False, attribute="x", completion=SimpleNamespace(kind=OBJECT, plan=plan)
+        )
+
+    posts = SimpleNamespace(type=post_type, fields=[leaf("title"), leaf()])  # undeclared
+    tags = SimpleNamespace(type=tag_type, fields=[leaf("name")])
+    root = SimpleNamespace(type=schema._schema.query_type, fields=[at(posts), at(tags)])
+    assert document_columns(root) == {Tag: {"id", "name"}}

@@ -204,12 +204,8 @@ class Loader(Declared, DataLoader[K, V]):
         return None
 
     def selected(self, model: type[Any], *keys: str) -> frozenset[str] | None:
-        """The columns of ``model``'s table to read (None: all): the operation's
-        (``LoaderRegistry.narrow``) and ``keys``, the ones the loader itself reads."""
-        names = self.ctx.loaders.columns.get(model)
-        if names is None or not keys:
-            return names
-        return names.union(keys)
+        """The columns of ``model``'s table to read (``selected``)."""
+        return selected(self.ctx, model, *keys)
 
     def build_statement(self) -> Executable:
         raise NotImplementedError
@@ -220,6 +216,16 @@ class Loader(Declared, DataLoader[K, V]):
 
     async def batch_load(self, keys: list[K]) -> list[V]:
         raise NotImplementedError
+
+
+def selected(ctx: Context, model: type[Any], *keys: str) -> frozenset[str] | None:
+    """The columns of ``model``'s table to read (None: all): the operation's
+    (``LoaderRegistry.narrow``) and ``keys``, the ones the reader itself reads (the
+    keys it matches, the page's ordering column)."""
+    names = ctx.loaders.columns.get(model)
+    if names is None or not keys:
+        return names
+    return names.union(keys)
 
 
 _STATEMENTS: LRUCache[tuple[type[Any], Hashable], Executable] = LRUCache(maxsize=1024)
@@ -835,8 +841,7 @@ class RootPage(Declared, Generic[M]):
 
     async def read(self, args: PageArgs, criteria: Hashable, with_count: bool) -> Page[M]:
         ctx = self.ctx
-        names = ctx.loaders.columns.get(self.model)
-        columns = None if names is None else names | {args.ordering.key.attr}
+        columns = selected(ctx, self.model, args.ordering.key.attr)
         statement = page_statement_for(
             (type(self), criteria, args, with_count, ctx.visibility, columns),
             lambda: page_statement(
