@@ -216,9 +216,7 @@ def connection(
     argument). ``order_by``: whether ``orderBy`` is exposed. ``guard(ctx, parent)``
     runs first. ``total(ctx, parent, criteria)``: a nested page's ``totalCount`` read
     from the parent's row (its maintained counts), or None to count in the page
-    statement. A root page reader gives its own (``RootPage.total``). The field
-    reads the parent's ``key`` and what ``guard`` and ``total`` declare they read
-    (``engine.fields.reading``).
+    statement. A root page reader gives its own (``RootPage.total``).
     """
     empty = filter().criteria() if filter is not None else criteria
     arguments = Arguments(sorting, empty, guard)
@@ -253,11 +251,23 @@ def connection(
                 sql_origin.reset(token)
 
     _declare(resolve, filter, sorting.input if order_by else None)
-    guarded, totalled = columns_read_by(guard), columns_read_by(total)
-    if guarded is not None and totalled is not None:
-        metadata = field_options.get("metadata", {})
-        field_options["metadata"] = {**metadata, COLUMNS: guarded | totalled | {key}}
+    field_options["metadata"] = _parent_columns(
+        field_options.get("metadata", {}), key, guard, total
+    )
     return strawberry.field(resolver=resolve, **field_options)
+
+
+def _parent_columns(metadata: dict[str, Any], key: str, *helpers: Any) -> dict[str, Any]:
+    """A connection field's metadata with the parent columns it reads (``COLUMNS``):
+    its ``key`` and what its guard and total declare (``engine.fields.reading``);
+    unchanged (any column) when one of them does not say."""
+    names = {key}
+    for helper in helpers:
+        read = columns_read_by(helper)
+        if read is None:
+            return metadata
+        names |= read
+    return {**metadata, COLUMNS: frozenset(names)}
 
 
 MaintainedTotal = Callable[[Any, Any, Any], int | None]
