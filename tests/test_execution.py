@@ -20,7 +20,7 @@ from strawberry.extensions import ParserCache
 
 from gql_app.engine import planned_executor as execution
 from gql_app.engine.planned_executor import PlannedExecutor
-from tests.documents import W1_FEED_N, W2_PEOPLE_N
+from tests.documents import W1_FEED_N, W2_PEOPLE_N, W3_NODE
 
 
 @strawberry.interface
@@ -360,3 +360,11 @@ async def test_loader_backed_fields_load_per_batch_not_per_key(gql, world, monke
         assert ("UserByIdLoader", n) in batches  # every post's author key, in one call
         assert ("TagsByPostIdLoader", n) in batches
         assert ("CommentPageByPostIdLoader", n) in batches
+    # node(id:) too: its by-id loader's key, in one call (the author joined to it)
+    post_id = body["data"]["posts"]["edges"][0]["node"]["id"]
+    per_key.clear()
+    batches.clear()
+    node = await gql(W3_NODE, {"postId": post_id})
+    assert node["data"]["node"]["author"]["username"]
+    assert per_key == []
+    assert batches == [("PostByIdLoader", 1), ("UserByIdLoader", 1)]

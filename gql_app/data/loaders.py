@@ -225,7 +225,16 @@ def selected(ctx: Context, model: type[Any], *keys: str) -> frozenset[str] | Non
     names = ctx.loaders.columns.get(model)
     if names is None or not keys:
         return names
-    return names.union(keys)
+    # One set object per (names, keys): statement keys hash it once, not per request.
+    found = _UNIONS.get((names, keys))
+    if found is None:
+        if len(_UNIONS) >= 4096:
+            _UNIONS.clear()
+        found = _UNIONS[names, keys] = names.union(keys)
+    return found
+
+
+_UNIONS: dict[tuple[frozenset[str], tuple[str, ...]], frozenset[str]] = {}
 
 
 _STATEMENTS: LRUCache[tuple[type[Any], Hashable], Executable] = LRUCache(maxsize=1024)
@@ -266,16 +275,13 @@ class BatchScheduler:
         self._ctx = ctx
         self._pending: list[Loader[Any, Any]] = []
         self._task: asyncio.Task[None] | None = None
-        self._batches: set[asyncio.Future[None]] = set()
         self._closed = False
 
     def close(self) -> None:
         """Cancel everything still waiting or running: the request is over."""
         self._closed = True
         if self._task is not None:
-            self._task.cancel()
-        for batch in self._batches:
-            batch.cancel()
+            self._task.cancel()  # and the batch it is sending, if any
         self._pending.clear()
 
     def schedule(self, loader: Loader[Any, Any]) -> None:
@@ -300,10 +306,9 @@ class BatchScheduler:
                 loader.depth = 1 << 30
                 origin, loader.origin = loader.origin, None
                 if queue or batched:
+                    # Sent from this task (statements run one at a time): no task per batch.
                     db.enter()
-                    batch = asyncio.ensure_future(self._run(loader, queue, batched, origin))
-                    self._batches.add(batch)
-                    batch.add_done_callback(self._batches.discard)
+                    await self._run(loader, queue, batched, origin)
         finally:
             self._task = None
 
@@ -566,8 +571,8 @@ def prime_joined(
     columns read of each join's row (None: all)."""
     for index, (key, target) in enumerate(joins):
         loader = ctx.loaders.get(target)
-        names = tuple(column.name for column in table_columns(target.model, shapes[index]))
-        row_class = joined_row_class(target.model, names)
+        row_class = joined_row_class(target.model, shapes[index])
+        names = row_class._keys
         prefix = f"j{index}_"
         for row in rows:
             parent_key = getattr(row, key)
@@ -586,17 +591,21 @@ class JoinedRow(NamedRow):
     __slots__ = ()
 
 
-_ROW_CLASSES: LRUCache[tuple[type[Any], tuple[str, ...]], type[JoinedRow]] = LRUCache(maxsize=1024)
+_ROW_CLASSES: LRUCache[tuple[type[Any], frozenset[str] | None], type[JoinedRow]] = LRUCache(
+    maxsize=1024
+)
 
 
-def joined_row_class(model: type[Any], names: tuple[str, ...]) -> type[JoinedRow]:
-    """The row class of ``model``'s rows read by a join with these columns."""
-    found = _ROW_CLASSES.get((model, names))
+def joined_row_class(model: type[Any], shape: frozenset[str] | None) -> type[JoinedRow]:
+    """The row class of ``model``'s rows read by a join with the columns of ``shape``
+    (None: all), in the table's order (its ``_keys``)."""
+    found = _ROW_CLASSES.get((model, shape))
     if found is None:
+        names = tuple(column.name for column in table_columns(model, shape))
         namespace: dict[str, Any] = {"__slots__": (), "_keys": names}
         for index, name in enumerate(names):
             namespace[name] = property(itemgetter(index))
-        found = _ROW_CLASSES[model, names] = type("Row", (JoinedRow,), namespace)
+        found = _ROW_CLASSES[model, shape] = type("Row", (JoinedRow,), namespace)
     return found
 
 

@@ -70,12 +70,12 @@ class Refused:
         self.error = error
 
 
-Batched = Callable[[list[Any], Any, dict[str, Any]], tuple[type[Any], list[Any], Any]]
+Batched = Callable[[list[Any], Any, dict[str, Any]], tuple[type[Any], list[Any], Any] | None]
 """A resolver's batch form (its ``batch`` attribute), which the planned executor
 calls once for all the objects at a position: ``batch(sources, info, kwargs)`` ->
 (loader class, one key per source (or a ``Refused``), ``finish``), where
 ``finish(loader, keys)`` gives the values once the loader knows the keys
-(``Loader.load_keys``)."""
+(``Loader.load_keys``); or None: the resolver runs per object instead."""
 
 
 def columns(*names: str) -> dict[str, Any]:

@@ -516,7 +516,7 @@ class PlannedExecutor(StrawberryGraphQLCoreExecutionContext):
             elif mode == LOADED:
                 self._load_field(field, sources, outs, slots, values[field.index])
             elif mode == BATCHED:
-                self._batch_field(field, sources, outs, slots)
+                self._batch_field(plan, field, sources, outs, slots)
             else:
                 self._resolve_field(plan, field, sources, outs, slots)
 
@@ -550,18 +550,28 @@ class PlannedExecutor(StrawberryGraphQLCoreExecutionContext):
         self._load(field, field.loads[0], keys, _values_for, outs, slots)
 
     def _batch_field(
-        self, field: FieldPlan, sources: list[Any], outs: list[dict[str, Any]], slots: list[Any]
+        self,
+        plan: ObjectPlan,
+        field: FieldPlan,
+        sources: list[Any],
+        outs: list[dict[str, Any]],
+        slots: list[Any],
     ) -> None:
-        """A resolver with a batch form (``engine.fields.Batched``), called once."""
+        """A resolver with a batch form (``engine.fields.Batched``), called once; when
+        the form declines (None), the resolver runs per object."""
         call = field.strawberry
         assert call is not None and field.batch is not None
         try:
             info = call.info_class(_raw_info=self.shared_info(field, slots[0]), _field=call.field)
             kwargs = self._converted_args(field, call, info, self._field_args(field))
-            loader_class, keys, finish = field.batch(sources, info, kwargs)
+            batched = field.batch(sources, info, kwargs)
         except Exception as error:
             self._complete_field(field, [error] * len(sources), outs, slots)
             return
+        if batched is None:
+            self._resolve_field(plan, field, sources, outs, slots)
+            return
+        loader_class, keys, finish = batched
         self._load(field, loader_class, keys, finish, outs, slots)
 
     def _load(
