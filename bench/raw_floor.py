@@ -64,7 +64,7 @@ POSTS_BY_ID_WITH_AUTHOR = (
     "SELECT posts.id, posts.author_id, posts.title, posts.published_at, "
     "j0.id AS j0_id, j0.username AS j0_username \n"
     "FROM posts LEFT OUTER JOIN users AS j0 ON j0.id = posts.author_id \n"
-    "WHERE posts.id = ANY ($1::BIGINT[])"
+    "WHERE posts.id = $1::BIGINT"
 )
 
 # W1 (the total: the striped published-post counts, summed; migration 0006)
@@ -221,7 +221,7 @@ async def node(conn: asyncpg.Connection, variables: dict[str, Any]) -> Any:
     type_name, pk = decode_id(variables["postId"])
     if type_name != "Post":
         return {"node": None}
-    posts = await conn.fetch(POSTS_BY_ID_WITH_AUTHOR, [pk])
+    posts = await conn.fetch(POSTS_BY_ID_WITH_AUTHOR, pk)
     if not posts or posts[0]["published_at"] is None:
         return {"node": None}
     post = posts[0]

@@ -18,6 +18,7 @@ from aiodataloader import DataLoader, dispatch_queue_batch
 from aiodataloader import Loader as QueuedLoad
 from cachetools import LRUCache
 from sqlalchemy import (
+    BigInteger,
     ColumnElement,
     Executable,
     FromClause,
@@ -524,6 +525,23 @@ class ByIdLoader(Loader[int, M | None], Generic[M]):
             statement = _JOINED[key] = joined_statement(self.model, joins, shapes)
         return statement
 
+    def single_statement(self) -> Executable:
+        """The statement for one key: ``id = :key``. PostgreSQL keeps one generic plan
+        for it; with ``id = ANY(:keys)`` it plans every execution (a custom plan for
+        one key costs less than the generic plan for an array of unknown length)."""
+        joins = self.ctx.loaders.joins.get(type(self)) or ()
+        shapes = self.joined_shapes(joins) if joins else (self.shape(),)
+        key = (type(self), joins, shapes)
+        statement = _SINGLE.get(key)
+        if statement is None:
+            statement = _SINGLE[key] = joined_statement(self.model, joins, shapes, single=True)
+        return statement
+
+    async def fetch(self, keys: Sequence[Any]) -> list[Any]:
+        if len(keys) == 1 and self.joinable():
+            return await self.ctx.db.rows(self.single_statement(), {"key": keys[0]})
+        return await super().fetch(keys)
+
     def joined_shapes(self, joins: tuple[Join, ...]) -> tuple[frozenset[str] | None, ...]:
         """The columns read of the parent (with the joins' keys) and of each join's row."""
         parent = self.selected(self.model, *(key for key, _ in joins))
@@ -542,11 +560,15 @@ _JOINED: LRUCache[Hashable, Executable] = LRUCache(maxsize=1024)
 
 
 def joined_statement(
-    model: type[Any], joins: tuple[Join, ...], shapes: Sequence[frozenset[str] | None]
+    model: type[Any],
+    joins: tuple[Join, ...],
+    shapes: Sequence[frozenset[str] | None],
+    single: bool = False,
 ) -> Executable:
     """``model``'s by-id statement with each join's row beside the parent's, in
     columns ``j<n>_<name>`` (all NULL when the foreign key names no row).
-    ``shapes``: the columns read of the parent, then of each join's row (None: all)."""
+    ``shapes``: the columns read of the parent, then of each join's row (None: all).
+    ``single``: for one key (``:key``), else for an array of them (``:keys``)."""
     table = model.__table__
     columns: list[Any] = table_columns(model, shapes[0])
     source: Any = table
@@ -557,7 +579,15 @@ def joined_statement(
             joined.c[column.name].label(f"j{index}_{column.name}")
             for column in table_columns(target.model, shapes[index + 1])
         )
-    return select(*columns).select_from(source).where(table.c.id == any_(keys_param()))
+    by_id = (
+        table.c.id == bindparam("key", type_=BigInteger)
+        if single
+        else table.c.id == any_(keys_param())
+    )
+    return select(*columns).select_from(source).where(by_id)
+
+
+_SINGLE: LRUCache[Hashable, Executable] = LRUCache(maxsize=1024)
 
 
 def prime_joined(
