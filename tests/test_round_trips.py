@@ -89,6 +89,8 @@ async def test_w3_is_one_statement_without_begin_or_rollback(gql, world, trips):
     assert body["data"] == {"node": {"title": "alice post 0", "author": {"username": "alice"}}}
     assert trips.kinds == ["SELECT"]
     assert "LEFT OUTER JOIN users AS j0 ON j0.id = posts.author_id" in trips.sent[0]
+    # one key: a scalar parameter, which PostgreSQL plans once (ANY($1) is planned per run)
+    assert trips.sent[0].endswith("WHERE posts.id = $1::BIGINT")
     # Twice more: the same single statement (cached plan, primed loader per request)
     for _ in range(2):
         trips.sent.clear()
