@@ -368,3 +368,34 @@ async def test_loader_backed_fields_load_per_batch_not_per_key(gql, world, monke
     assert node["data"]["node"]["author"]["username"]
     assert per_key == []
     assert batches == [("PostByIdLoader", 1), ("UserByIdLoader", 1)]
+
+
+async def test_load_keys_shares_a_load_under_way_and_one_batch() -> None:
+    """A key already being read by a per-key ``load`` is waited for, not read again;
+    the other keys go in the same dispatch; values and errors come back per key."""
+    from types import SimpleNamespace
+
+    from gql_app.data.loaders import Loader, dispatch_batches
+
+    calls: list[list[int]] = []
+
+    class Doubler(Loader[int, Any]):
+        async def batch_load(self, keys: list[int]) -> list[Any]:
+            calls.append(list(keys))
+            return [ValueError(f"no {k}") if k < 0 else k * 2 for k in keys]
+
+    scheduled: list[Any] = []
+    ctx = SimpleNamespace(
+        loaders=SimpleNamespace(scheduler=SimpleNamespace(schedule=scheduled.append))
+    )
+    loader = Doubler(ctx)  # type: ignore[arg-type]
+    one = loader.load(1)  # a per-key load, queued
+    waiting = loader.load_keys([1, 2, 2, -3])
+    assert waiting is not None and scheduled == [loader]  # one dispatch for both
+    await dispatch_batches(loader, *loader.take_queues())
+    await waiting
+    assert calls == [[1, 2, -3]]  # each key read once, in one call
+    assert await one == 2
+    assert [loader.loaded(k) for k in (1, 2)] == [2, 4]
+    assert str(loader.loaded(-3)) == "no -3"  # a key's error is its value
+    assert loader.load_keys([1, 2]) is None  # known now: no future at all

@@ -113,6 +113,18 @@ class Loader(Declared, DataLoader[K, V]):
                 value = future.result()
         return value
 
+    def loaded(self, key: K) -> Any:
+        """A key's value after ``load_keys`` settled: known (``primed``), or read by a
+        ``load`` of it that was under way (its value, or its error)."""
+        value = self.primed.get(key, MISSING)
+        if value is not MISSING:
+            return value
+        future = self._cache.get(key)
+        if future is None or not future.done():
+            raise RuntimeError(f"{type(self).__name__} has no value for {key!r}")
+        error = future.exception()
+        return error if error is not None else future.result()
+
     def load(self, key: K) -> asyncio.Future[V]:
         value = self.primed.get(key, MISSING)
         if value is MISSING:

@@ -1114,10 +1114,11 @@ _NON_NULL = Completion(LEAF, False)
 
 
 def _values_for(loader: Any, keys: list[Any]) -> list[Any]:
-    known = loader.primed
+    """A ``loaded`` field's values for the batch's keys (None for a null key; a
+    refused one's error)."""
+    loaded = loader.loaded
     return [
-        None if key is None else key.error if type(key) is Refused else known.get(key)
-        for key in keys
+        None if key is None else key.error if type(key) is Refused else loaded(key) for key in keys
     ]
 
 

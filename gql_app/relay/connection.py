@@ -314,15 +314,16 @@ def _pages_of(
             totals.append(None)
 
     def finish(pages: PageLoader[Any], keys: list[Any]) -> list[Any]:
-        known = pages.primed
-        return [
-            page_key.error
-            if type(page_key) is Refused
-            else known[page_key]
-            if known_total is None
-            else dataclasses.replace(known[page_key], total=known_total)
-            for page_key, known_total in zip(keys, totals, strict=True)
-        ]
+        values: list[Any] = []
+        for page_key, known_total in zip(keys, totals, strict=True):
+            if type(page_key) is Refused:
+                values.append(page_key.error)
+                continue
+            page = pages.loaded(page_key)  # a page, or the error that reading it raised
+            if known_total is not None and not isinstance(page, Exception):
+                page = dataclasses.replace(page, total=known_total)
+            values.append(page)
+        return values
 
     return source, keys, finish
 

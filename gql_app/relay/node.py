@@ -171,7 +171,9 @@ def _node_batch(roots: list[Any], info: Info, kwargs: dict[str, Any]) -> Any:
     ctx = info.context
 
     def finish(by_id: Loader[int, Any], keys: list[Any]) -> list[Any]:
-        row = by_id.primed.get(pk)
+        row = by_id.loaded(pk)
+        if isinstance(row, Exception):
+            return [row] * len(keys)
         if row is None or (visible is not None and not visible(ctx, row)):
             return [None] * len(keys)
         return [Typed(type_name, row)] * len(keys)
