@@ -392,6 +392,7 @@ async def test_load_keys_shares_a_load_under_way_and_one_batch() -> None:
     one = loader.load(1)  # a per-key load, queued
     waiting = loader.load_keys([1, 2, 2, -3])
     assert waiting is not None and scheduled == [loader]  # one dispatch for both
+    assert [keys for keys, _ in loader._batched] == [[2, -3]]  # a repeated key queued once
     await dispatch_batches(loader, *loader.take_queues())
     await waiting
     assert calls == [[1, 2, -3]]  # each key read once, in one call

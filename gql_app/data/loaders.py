@@ -141,6 +141,7 @@ class Loader(Declared, DataLoader[K, V]):
         known, cache, loading = self.primed, self._cache, self._loading
         missing: list[K] = []
         waits: list[asyncio.Future[Any]] = []
+        future: asyncio.Future[None] | None = None
         for key in keys:
             if key in known:
                 continue
@@ -149,20 +150,19 @@ class Loader(Declared, DataLoader[K, V]):
                 known[key] = cached.result()
                 continue
             under_way = loading.get(key)
-            if under_way is not None:
-                if under_way not in waits:
+            if under_way is not None:  # queued or sent (by this call too: a repeated key)
+                if under_way is not future and under_way not in waits:
                     waits.append(under_way)
                 continue
             if cached is not None:  # a ``load`` of it is under way: it is waited for
                 if cached not in waits:
                     waits.append(cached)
                 continue
-            loading[key] = None  # type: ignore[assignment]  # deduplicates; set below
+            if future is None:
+                future = self.loop.create_future()
+            loading[key] = future
             missing.append(key)
-        if missing:
-            future: asyncio.Future[None] = self.loop.create_future()
-            for key in missing:
-                loading[key] = future
+        if future is not None:
             self._batched.append((missing, future))
             if len(self._batched) == 1 and not self._queue:
                 self.ctx.loaders.scheduler.schedule(self)
