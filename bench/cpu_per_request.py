@@ -128,6 +128,8 @@ async def in_process(requests: int, profile: str | None, only: list[str]) -> dic
                 pstats.Stats(profiler, stream=text).sort_stats(os.environ.get("PROFILE_SORT", "tottime")).print_stats(45)
                 if os.environ.get("PROFILE_CALLERS"):
                     pstats.Stats(profiler, stream=text).print_callers(os.environ["PROFILE_CALLERS"])
+                if os.environ.get("PROFILE_CALLEES"):
+                    pstats.Stats(profiler, stream=text).print_callees(os.environ["PROFILE_CALLEES"])
                 print(text.getvalue())
     return out
 

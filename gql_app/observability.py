@@ -167,6 +167,9 @@ class PoolCollector(Collector):
 
     def __init__(self) -> None:
         self.engines: dict[str, AsyncEngine] = {}
+        self.kept: dict[str, Any] = {}
+        """Per pool, the connections query operations keep out of it while idle
+        (``data.driver_reads.KeptConnections``: its ``idle``)."""
 
     def collect(self) -> Iterator[Metric]:
         gauges = {
@@ -193,9 +196,11 @@ class PoolCollector(Collector):
             pool: Any = engine.pool
             if not hasattr(pool, "checkedout"):
                 continue
+            kept = self.kept.get(name)  # out of the pool, kept for the next query
+            idle = kept.idle if kept is not None else 0
             gauges["size"].add_metric([name], pool.size())
-            gauges["in_use"].add_metric([name], pool.checkedout())
-            gauges["idle"].add_metric([name], pool.checkedin())
+            gauges["in_use"].add_metric([name], pool.checkedout() - idle)
+            gauges["idle"].add_metric([name], pool.checkedin() + idle)
             gauges["overflow"].add_metric([name], max(0, pool.overflow()))
         yield from gauges.values()
 
@@ -283,8 +288,10 @@ class Metrics:
         self.live = LiveMetrics(self.registry)
         self.replica: ReplicaCollector | None = None
 
-    def watch_pool(self, name: str, engine: AsyncEngine) -> None:
+    def watch_pool(self, name: str, engine: AsyncEngine, kept: Any = None) -> None:
         self.pools.engines[name] = engine
+        if kept is not None:
+            self.pools.kept[name] = kept
 
     def watch_replica(self, replica: Any) -> None:
         self.replica = ReplicaCollector(replica)

@@ -22,6 +22,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from gql_app.data.db import async_url
+from gql_app.data.driver_reads import KeptConnections, kept
 from gql_app.settings import Settings
 from gql_app.tools.cli import alembic_config  # the migrations that ship in the package
 from gql_app.tools.embedded import start_embedded
@@ -162,15 +163,33 @@ class CheckoutCounter:
     count: int = 0
 
 
+def in_use(engine: AsyncEngine) -> int:
+    """Connections of ``engine``'s pool in use by requests: checked out, less those
+    kept idle for the next query (``driver_reads.KeptConnections``)."""
+    return engine.pool.checkedout() - kept(engine).idle
+
+
 @pytest.fixture
-def checkouts(engine: AsyncEngine) -> Iterator[CheckoutCounter]:
-    """Connections the app takes from its pool while the test runs: none taken, no
-    round trip to the database at all (not even BEGIN, which ``sql`` does not see)."""
+def checkouts(engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch) -> Iterator[CheckoutCounter]:
+    """Connections the app takes while the test runs, from its pool or kept idle
+    after an earlier query: none taken, no round trip to the database at all (not
+    even BEGIN, which ``sql`` does not see)."""
     counter = CheckoutCounter()
+    pooled = CheckoutCounter()
+    take = KeptConnections.take
+
+    async def counted(self: KeptConnections) -> Any:
+        before = pooled.count
+        lent = await take(self)
+        if pooled.count == before:  # a kept connection: the pool saw no checkout
+            counter.count += 1
+        return lent
 
     def listener(*args: Any) -> None:
+        pooled.count += 1
         counter.count += 1
 
+    monkeypatch.setattr(KeptConnections, "take", counted)
     event.listen(engine.sync_engine.pool, "checkout", listener)
     yield counter
     event.remove(engine.sync_engine.pool, "checkout", listener)

@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from gql_app.data.db import async_url
 from gql_app.settings import Settings
 from gql_app.web.app import create_app
-from tests.conftest import _admin, scratch_database
+from tests.conftest import _admin, in_use, scratch_database
 from tests.live_support import EmbeddedPostgres, embedded_postgres
 
 TAGS = "{ tags(first: 5) { nodes { name } } }"
@@ -135,7 +135,7 @@ async def test_pool_exhausted_waits_pool_timeout_then_service_unavailable(faults
         engine: AsyncEngine = app.state.engine
         held = await engine.connect()
         try:
-            assert engine.pool.checkedout() == 1
+            assert in_use(engine) == 1
             started = time.monotonic()
             status, body = await ask(http)
             waited = time.monotonic() - started
@@ -147,7 +147,7 @@ async def test_pool_exhausted_waits_pool_timeout_then_service_unavailable(faults
             await held.close()
         assert_ok(*await ask(http))
         assert (await http.get("/ready")).status_code == 200
-        assert engine.pool.checkedout() == 0
+        assert in_use(engine) == 0
 
 
 # ---------------------------------------------------------------- 2. connections killed
@@ -188,7 +188,7 @@ async def test_killed_connections_are_replaced_without_an_error(faults_url, admi
         assert (await http.get("/ready")).status_code == 200
         after = {pid for pid, _ in await app_backends(admin, database)}
         assert after and not after & {pid for pid, _ in before}
-        assert app.state.engine.pool.checkedout() == 0
+        assert in_use(app.state.engine) == 0
 
 
 async def test_connection_killed_mid_request_is_service_unavailable(faults_url, admin):
@@ -213,7 +213,7 @@ async def test_connection_killed_mid_request_is_service_unavailable(faults_url, 
             status, body = await asyncio.wait_for(request, 5)
         assert_fault(status, body, "SERVICE_UNAVAILABLE")
         assert_ok(*await ask(http))
-        assert app.state.engine.pool.checkedout() == 0
+        assert in_use(app.state.engine) == 0
 
 
 # ---------------------------------------------------------------- 3. database down and back
@@ -258,7 +258,7 @@ async def test_database_down_then_back_recovers_without_restart(own_server):
             assert ready.status_code == 503 and ready.json() == {"status": "unavailable"}
             assert (await http.get("/health")).status_code == 200
             assert max(fail_times) < 1.0 + 2.0, fail_times
-            assert app.state.engine.pool.checkedout() == 0
+            assert in_use(app.state.engine) == 0
 
             # It comes back; the app was never restarted.
             started = time.monotonic()
@@ -279,7 +279,7 @@ async def test_database_down_then_back_recovers_without_restart(own_server):
             recovery = await eventually(serving, within=5.0)
             assert (await http.get("/ready")).status_code == 200
             assert_ok(*await ask(http))
-            assert app.state.engine.pool.checkedout() == 0
+            assert in_use(app.state.engine) == 0
             print(
                 f"\noutage: requests failed in {', '.join(f'{t * 1000:.0f}' for t in fail_times)} ms, "
                 f"/ready in {ready_time * 1000:.0f} ms; server start took "
@@ -310,7 +310,7 @@ async def test_a_database_that_never_answers_fails_within_connect_timeout():
             assert (await http.get("/ready")).status_code == 503
             assert time.monotonic() - started < 1.5
             assert (await http.get("/health")).status_code == 200
-            assert app.state.engine.pool.checkedout() == 0
+            assert in_use(app.state.engine) == 0
             assert peers, "the app never reached the silent peer"
     finally:
         for writer in peers:
@@ -333,9 +333,9 @@ async def test_statement_timeout_is_timeout_and_the_pool_recovers(faults_url, ad
         assert_fault(status, body, "TIMEOUT")
         assert body["errors"][0]["message"] == "The operation took too long and was cancelled."
         assert 0.18 <= took < 2.0, took
-        assert engine.pool.checkedout() == 0
+        assert in_use(engine) == 0
         assert_ok(*await ask(http))
-        assert engine.pool.checkedout() == 0
+        assert in_use(engine) == 0
 
 
 # ---------------------------------------------------------------- 5. client gone mid-request
@@ -353,13 +353,13 @@ async def test_a_client_that_disconnects_releases_its_connection(faults_url, adm
                 return any(state == "active" for _, state in await app_backends(admin, database))
 
             await eventually(waiting)
-            assert engine.pool.checkedout() == 1
+            assert in_use(engine) == 1
             request.cancel()  # the client goes away while the statement waits on the lock
             with contextlib.suppress(asyncio.CancelledError):
                 await request
 
         async def released() -> bool:
-            return engine.pool.checkedout() == 0
+            return in_use(engine) == 0
 
         took = await eventually(released, within=1.0)
 
@@ -371,7 +371,7 @@ async def test_a_client_that_disconnects_releases_its_connection(faults_url, adm
         states = [state for _, state in await app_backends(admin, database)]
         print(f"\nclient gone: connection back in the pool {took * 1000:.0f} ms after; {states=}")
         assert_ok(*await ask(http))
-        assert engine.pool.checkedout() == 0
+        assert in_use(engine) == 0
 
 
 # ---------------------------------------------------------------- 6. idle in transaction

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from gql_app.models import AuthToken
 from gql_app.users.passwords import token_digest
+from tests.conftest import in_use
 
 CODES = {
     "BAD_USER_INPUT",
@@ -189,6 +190,6 @@ async def test_revoked_and_expired_tokens_are_anonymous(stack):
 
 
 async def test_after_the_battery_the_pool_is_idle_and_the_server_answers(stack):
-    assert stack.engine.pool.checkedout() == 0
+    assert in_use(stack.engine) == 0
     body = await stack.gql("{ users(first: 1) { totalCount } }")
     assert body["data"]["users"]["totalCount"] >= len(stack.world.users)

@@ -13,7 +13,7 @@ import base64
 
 import pytest
 
-from tests.conftest import GraphQLClient, TaskWatch, close_leaked_sessions
+from tests.conftest import GraphQLClient, TaskWatch, close_leaked_sessions, in_use
 from tests.factories import World
 
 NODE = """
@@ -304,7 +304,7 @@ async def test_nodes_with_an_undecodable_id_among_valid_ids_leaves_no_work_behin
         assert codes(body) == ["BAD_USER_INPUT"]
         assert working_at_response == set()
         assert sql.statements[statements_at_response:] == []
-        assert engine.pool.checkedout() == 0
+        assert in_use(engine) == 0
     finally:
         await close_leaked_sessions()
 

@@ -17,7 +17,7 @@ from gql_app.data.pages import Ordering
 from gql_app.relay.connection import OrderDirection
 from gql_app.relay.cursors import _signature, binding
 from gql_app.settings import Settings
-from tests.conftest import TaskWatch, close_leaked_sessions
+from tests.conftest import TaskWatch, close_leaked_sessions, in_use
 from tests.factories import World
 
 POSTS_PAGE = """
@@ -473,7 +473,7 @@ async def test_a_refused_request_leaves_no_database_work_behind(gql, world, sql,
         assert error_codes(body) == ["UNAUTHENTICATED"]
         assert working_at_response == set()
         assert sql.statements[statements_at_response:] == []
-        assert engine.pool.checkedout() == 0
+        assert in_use(engine) == 0
     finally:
         await close_leaked_sessions()
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, TypeVar, cast
+from typing import TypeVar, cast
 
 from graphql import ExecutionResult, GraphQLError
 from sqlalchemy.exc import DBAPIError
@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from gql_app.data.context import Context
 from gql_app.data.db import GuardedDB, began
-from gql_app.data.driver_reads import ReadDB, begin_read
+from gql_app.data.driver_reads import Connect, Lent, ReadDB, begin_read, kept
 from gql_app.data.events import NOTIFY
 from gql_app.errors import ErrorCode, UserError, UserFailure, database_fault
 from gql_app.tracing import sql_origin
@@ -212,7 +212,7 @@ async def begin_on(
     reads: Reads
     if ctx.read_engine is not None:
         assert engine is not None
-        db = await begin_read(engine, connector(engine, ctx.read_engine, failed))
+        db = await begin_read(connector(engine, ctx.read_engine, failed))
         ctx.open_read_db(db)
         reads = Reads(db)
     else:
@@ -227,17 +227,21 @@ async def begin_on(
     return reads
 
 
-def connector(engine: AsyncEngine, primary: AsyncEngine, failed: Callable[[], None] | None) -> Any:
-    """Where a query operation's connections come from (``driver_reads.Connect``)."""
+def connector(
+    engine: AsyncEngine, primary: AsyncEngine, failed: Callable[[], None] | None
+) -> Connect:
+    """Where a query operation's connections come from (``driver_reads.Connect``):
+    ``engine``'s, or the primary's when ``engine`` (a replica: ``failed`` marks it)
+    does not answer."""
 
-    async def connect() -> tuple[Any, AsyncEngine]:
+    async def connect() -> Lent:
         try:
-            return await engine.raw_connection(), engine
+            return await kept(engine).take()
         except Exception as exc:
             if failed is None or database_fault(exc) is None:
                 raise
-            failed()  # the replica does not answer: the primary does
-            return await primary.raw_connection(), primary
+            failed()
+            return await kept(primary).take()
 
     return connect
 

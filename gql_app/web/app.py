@@ -21,6 +21,7 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from gql_app.data.db import create_engine, create_sessionmaker
+from gql_app.data.driver_reads import kept
 from gql_app.data.listener import EventListener
 from gql_app.data.replica import Replica
 from gql_app.observability import (
@@ -157,7 +158,7 @@ async def lifespan(
     configure_logging(settings)
     engine = create_engine(settings)
     instrument_engine(engine, settings.slow_query_ms, tracer)
-    metrics.watch_pool("primary", engine)
+    metrics.watch_pool("primary", engine, kept(engine))
     state = app.state
     state.settings = settings
     state.engine = engine
@@ -189,8 +190,10 @@ async def lifespan(
             with contextlib.suppress(asyncio.CancelledError):
                 await monitor
         await state.hub.close()
+        await kept(engine).release()
         await engine.dispose()
         if replica is not None:
+            await kept(replica.engine).release()
             await replica.engine.dispose()
         if owned is not None:
             owned.shutdown()  # exports the last spans
@@ -204,7 +207,7 @@ def start_replica(
         return None
     engine = create_engine(settings, settings.read_replica_url)
     instrument_engine(engine, settings.slow_query_ms, tracer)
-    metrics.watch_pool("replica", engine)
+    metrics.watch_pool("replica", engine, kept(engine))
     replica = Replica(
         engine,
         create_sessionmaker(engine),
