@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
 import os
 import re
@@ -21,6 +22,7 @@ from starlette.routing import Route
 
 from gql_app.content.loaders import TagByNameLoader
 from gql_app.observability import (
+    BufferedLines,
     JSONFormatter,
     Metrics,
     RequestObservability,
@@ -381,3 +383,55 @@ def test_the_json_formatter_adds_the_current_request_id():
     finally:
         _current.reset(token)
     assert entry["message"] == "hi there" and entry["request_id"] == "ctx-1"
+
+
+class Writes(io.StringIO):
+    """A stream that counts its writes."""
+
+    writes = 0
+
+    def write(self, text: str) -> int:
+        self.writes += 1
+        return super().write(text)
+
+
+def buffered(stream: Writes) -> logging.Logger:
+    handler = BufferedLines()
+    handler.setStream(stream)  # type: ignore[arg-type]
+    handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+    logger = logging.getLogger(f"test.buffered.{id(stream)}")
+    logger.propagate = False
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    return logger
+
+
+async def test_log_lines_on_the_event_loop_are_written_together_within_a_tenth_of_a_second():
+    stream = Writes()
+    log = buffered(stream)
+    # When a hundred lines are logged on the event loop
+    for i in range(100):
+        log.info("line %d", i)
+    # Then none is written yet, and all are, in order, in one write, soon after
+    assert stream.writes == 0
+    await asyncio.sleep(BufferedLines.FLUSH_S * 2)
+    assert stream.writes == 1
+    assert stream.getvalue().splitlines() == [f"INFO line {i}" for i in range(100)]
+
+
+async def test_a_warning_is_written_at_once_with_the_lines_before_it():
+    stream = Writes()
+    log = buffered(stream)
+    log.info("before")
+    log.warning("careful")
+    assert stream.getvalue().splitlines() == ["INFO before", "WARNING careful"]
+    assert stream.writes == 1
+
+
+def test_log_lines_outside_an_event_loop_are_written_at_once():
+    stream = Writes()
+    log = buffered(stream)
+    log.info("one")
+    assert stream.getvalue() == "INFO one\n"
+    log.info("two")
+    assert stream.writes == 2

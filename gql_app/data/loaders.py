@@ -289,6 +289,7 @@ class BatchScheduler:
         self._pending: list[Loader[Any, Any]] = []
         self._task: asyncio.Task[None] | None = None
         self._closed = False
+        self._held = False
 
     def close(self) -> None:
         """Cancel everything still waiting or running: the request is over."""
@@ -301,7 +302,28 @@ class BatchScheduler:
         if self._closed:
             return
         self._pending.append(loader)
-        if self._task is None:
+        if self._task is None and not self._held:
+            self._task = asyncio.ensure_future(self._dispatch_when_idle())
+
+    def hold(self) -> None:
+        """Batches wait for ``send_held`` instead of a task of their own: the planned
+        executor, about to queue the only batch of a plan that sends one statement
+        (``ObjectPlan.statements``), sends it from its own task, with no task to
+        create and no loop turn to wait (no other key can come: nothing else reads)."""
+        self._held = True
+
+    async def send_held(self) -> None:
+        """Send what waits since ``hold`` from this task; whatever is queued later
+        goes through the scheduler's task again."""
+        self._held = False
+        db = self._ctx.db
+        token = sql_origin.set(None)
+        try:
+            while self._pending and self._task is None and not db.busy:
+                await self._dispatch_next(db)
+        finally:
+            sql_origin.reset(token)
+        if self._pending and self._task is None and not self._closed:
             self._task = asyncio.ensure_future(self._dispatch_when_idle())
 
     async def _dispatch_when_idle(self) -> None:
@@ -313,17 +335,21 @@ class BatchScheduler:
                 if db.busy:
                     await db.wait_idle()
                     continue
-                loader = min(self._pending, key=lambda waiting: waiting.depth)
-                self._pending.remove(loader)
-                queue, batched = loader.take_queues()
-                loader.depth = 1 << 30
-                origin, loader.origin = loader.origin, None
-                if queue or batched:
-                    # Sent from this task (statements run one at a time): no task per batch.
-                    db.enter()
-                    await self._run(loader, queue, batched, origin)
+                await self._dispatch_next(db)
         finally:
             self._task = None
+
+    async def _dispatch_next(self, db: Any) -> None:
+        """The shallowest waiting loader's batch, sent from the calling task
+        (statements run one at a time): no task per batch."""
+        loader = min(self._pending, key=lambda waiting: waiting.depth)
+        self._pending.remove(loader)
+        queue, batched = loader.take_queues()
+        loader.depth = 1 << 30
+        origin, loader.origin = loader.origin, None
+        if queue or batched:
+            db.enter()
+            await self._run(loader, queue, batched, origin)
 
     async def _run(
         self,

@@ -34,6 +34,7 @@ from graphql import (
     GraphQLNonNull,
     GraphQLObjectType,
     GraphQLOutputType,
+    GraphQLSchema,
     InlineFragmentNode,
     OperationDefinitionNode,
     OperationType,
@@ -43,13 +44,16 @@ from graphql import (
     is_leaf_type,
     located_error,
 )
+from graphql.execution import ExecutionResult, default_field_resolver, default_type_resolver
 from graphql.execution.collect_fields import (
     FieldDetails,
+    FragmentDetails,
     collect_fields,
     collect_subfields,
 )
-from graphql.execution.values import get_argument_values
+from graphql.execution.values import get_argument_values, get_variable_values
 from graphql.pyutils import Path, Undefined, inspect, is_iterable
+from strawberry.execution import optimized_is_awaitable
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.types.arguments import convert_arguments
 from strawberry.types.field import StrawberryField
@@ -342,6 +346,41 @@ class PlannedExecutor(StrawberryGraphQLCoreExecutionContext):
     propagation are graphql-core's.
     """
 
+    @classmethod
+    def run(
+        cls,
+        schema: GraphQLSchema,
+        operation: OperationDefinitionNode,
+        fragments: dict[str, FragmentDetails],
+        context: Any,
+        variables: dict[str, Any] | None,
+        extensions: Any,
+    ) -> Any:
+        """What graphql-core's ``execute`` does, for a query the lane prepared (parsed,
+        validated, its operation and fragments found once): coerce the variables,
+        build the executor, execute. The result, or an awaitable of it."""
+        coerced = get_variable_values(
+            schema, operation.variable_definitions or (), variables or {}, max_errors=50
+        )
+        if isinstance(coerced, list):
+            return ExecutionResult(None, errors=coerced)
+        definitions = {name: details.definition for name, details in fragments.items()}
+        executor = cls(
+            schema,
+            definitions,
+            fragments,
+            None,
+            context,
+            operation,
+            coerced,
+            default_field_resolver,
+            default_type_resolver,
+            default_field_resolver,
+            is_awaitable=optimized_is_awaitable,
+            operation_extensions=extensions,
+        )
+        return executor.execute_operation()
+
     def execute_operation(self, serially: bool | None = None) -> Any:
         if (
             self.operation.operation is OperationType.MUTATION
@@ -476,9 +515,11 @@ class PlannedExecutor(StrawberryGraphQLCoreExecutionContext):
         self._tasks: list[asyncio.Task[Any]] = []
         self._finished: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._context = contextvars.copy_context()
-        expect(self.context_value, root)
+        held = expect(self.context_value, root)
         try:
             self._execute_batch(root, [self.root_value], [self._data], [None])
+            if held is not None:
+                await held.send_held()
             if self._outstanding:
                 try:
                     await self._finished
@@ -1122,13 +1163,15 @@ def _values_for(loader: Any, keys: list[Any]) -> list[Any]:
     ]
 
 
-def expect(ctx: Any, root: ObjectPlan) -> None:
+def expect(ctx: Any, root: ObjectPlan) -> Any:
     """Tell the operation's loaders and database what the plan reads: the joins, the
     columns of each table (unless ``Settings.narrow_columns`` is off), and whether one
-    statement is all it sends (``ReadDB.expect``)."""
+    statement is all it sends (``ReadDB.expect``). With one statement, the loaders'
+    scheduler holds its batch for the executor to send (``BatchScheduler.hold``):
+    returned, or None."""
     loaders = getattr(ctx, "loaders", None)
     if loaders is None:
-        return
+        return None
     loaders.want(root.joins)
     settings = getattr(ctx, "settings", None)
     if settings is None or settings.narrow_columns:
@@ -1138,6 +1181,10 @@ def expect(ctx: Any, root: ObjectPlan) -> None:
     db = getattr(ctx, "_db", None)
     if db is not None:
         db.expect(root.statements)
+    if root.statements != 1 or loaders.shared is not None:
+        return None
+    loaders.scheduler.hold()
+    return loaders.scheduler
 
 
 def _response_order(root: ObjectPlan, error: GraphQLError) -> tuple[int, ...]:

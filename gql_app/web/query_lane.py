@@ -21,10 +21,10 @@ from graphql import (
     GraphQLError,
     OperationDefinitionNode,
     OperationType,
-    execute,
     parse,
     specified_rules,
 )
+from graphql.execution.collect_fields import FragmentDetails
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 from strawberry.execution import optimized_is_awaitable
@@ -64,6 +64,8 @@ class Prepared:
     document: DocumentNode
     operation: OperationDefinitionNode
     fragments: dict[str, FragmentDefinitionNode]
+    details: dict[str, FragmentDetails]
+    """The fragments as the executor takes them (none has variables of its own)."""
     name: str | None
     per_request: bool
     """The limits' verdict depends on the variables: checked on every request."""
@@ -115,12 +117,14 @@ class PreparedQueries:
         fragments = {
             d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
         }
+        if any(fragment.variable_definitions for fragment in fragments.values()):
+            return None  # fragment variables (experimental): the full path executes them
         admitted, per_request = self.admits(found, fragments, {})
         if not admitted and not per_request:
             return None
-        return Prepared(
-            document, found, fragments, found.name.value if found.name else None, per_request
-        )
+        details = {name: FragmentDetails(d, None) for name, d in fragments.items()}
+        name = found.name.value if found.name else None
+        return Prepared(document, found, fragments, details, name, per_request)
 
     def admits(
         self,
@@ -271,15 +275,8 @@ class QueryLane:
             if op.fault is not None:
                 result = op.unavailable()
             else:
-                result = execute(
-                    self.schema,
-                    prepared.document,
-                    context_value=ctx,
-                    variable_values=variables,
-                    operation_name=prepared.name,
-                    executor_class=PlannedExecutor,
-                    is_awaitable=optimized_is_awaitable,  # type: ignore[arg-type]
-                    operation_extensions=extensions,
+                result = PlannedExecutor.run(
+                    self.schema, prepared.operation, prepared.details, ctx, variables, extensions
                 )
                 if optimized_is_awaitable(result):
                     result = await result
