@@ -101,6 +101,22 @@ class UserFailure(Exception):
 _log = logging.getLogger("gql_app.errors")
 
 
+def forget_tracebacks(errors: list[GraphQLError]) -> None:
+    """Drop the tracebacks of answered errors (and of the errors they wrap and were
+    raised from). A traceback holds the frames it passed through, and so the
+    executor and the request's context that hold the error: a reference cycle
+    that would keep the whole request alive until the next cyclic collection."""
+    seen: set[int] = set()
+    pending: list[BaseException | None] = list(errors)
+    while pending:
+        error = pending.pop()
+        if error is None or id(error) in seen:
+            continue
+        seen.add(id(error))
+        error.__traceback__ = None
+        pending += (getattr(error, "original_error", None), error.__cause__, error.__context__)
+
+
 def database_fault(exc: BaseException) -> ErrorCode | None:
     """TIMEOUT or SERVICE_UNAVAILABLE for faults of the database, else None."""
     seen: set[int] = set()

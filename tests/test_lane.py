@@ -8,9 +8,11 @@ statements sent must be the same.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 from typing import Any
 
+import orjson
 import pytest
 from sqlalchemy import event
 from sqlalchemy.pool import PoolProxiedConnection
@@ -156,3 +158,73 @@ async def test_driver_reads_stay_batched(client, app, size):
         response = await client.post("/graphql", json={"query": query})
     assert "errors" not in response.json()
     assert len(sql.sent) == 3  # users, their post pages, the posts' tags
+
+
+async def test_a_lane_request_leaves_no_reference_cycle_behind(app, world):
+    """Everything a query request made is freed by reference counting when it ends:
+    the cyclic collector (and its pauses) has nothing of it to find. The app is
+    called as uvicorn calls it (an HTTP client's own objects would count too)."""
+    post = world.gid("Post", world.posts[world.alice][0])
+    alice = f"Bearer {world.tokens['alice']}"
+    bodies = [
+        ({"query": W1_FEED}, None),
+        ({"query": W2_PEOPLE}, alice),
+        ({"query": W3_NODE, "variables": {"postId": post}}, None),
+        ({"query": FRAGMENTS, "variables": {"first": 3}}, alice),
+        ({"query": '{ node(id: "bad") { id } }'}, None),  # a field error
+        ({"query": "query($n: Int!) { posts(first: $n) { totalCount } }"}, None),  # no $n
+    ]
+    for body, authorization in bodies:  # plans and statements cached before counting
+        assert await asgi_post(app, body, authorization) == 200
+    gc.collect()
+    gc.disable()
+    try:
+        for body, authorization in bodies * 4:
+            assert await asgi_post(app, body, authorization) == 200
+        gc.set_debug(gc.DEBUG_SAVEALL)
+        found = gc.collect()
+        cyclic = sorted({type(o).__qualname__ for o in gc.garbage})
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()
+    assert found == 0, " ".join(cyclic)
+
+
+async def asgi_post(app: Any, body: dict[str, Any], authorization: str | None) -> int:
+    """POST /graphql to the ASGI app; the response's status."""
+    content = orjson.dumps(body)
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"accept", b"application/json"),
+        (b"content-length", str(len(content)).encode()),
+    ]
+    if authorization:
+        headers.append((b"authorization", authorization.encode()))
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/graphql",
+        "raw_path": b"/graphql",
+        "root_path": "",
+        "query_string": b"",
+        "headers": headers,
+        "server": ("127.0.0.1", 8000),
+        "client": ("127.0.0.1", 50000),
+        "state": {},
+        "app": app,
+    }
+    sent: list[dict[str, Any]] = []
+    messages = [{"type": "http.request", "body": content, "more_body": False}]
+
+    async def receive() -> dict[str, Any]:
+        return messages.pop() if messages else {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    await app(scope, receive, send)
+    return int(sent[0]["status"])

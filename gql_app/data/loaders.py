@@ -285,18 +285,26 @@ class BatchScheduler:
     callback per key)."""
 
     def __init__(self, ctx: Context) -> None:
-        self._ctx = ctx
+        self._ctx: Context | None = ctx
         self._pending: list[Loader[Any, Any]] = []
         self._task: asyncio.Task[None] | None = None
         self._closed = False
         self._held = False
 
     def close(self) -> None:
-        """Cancel everything still waiting or running: the request is over."""
+        """Cancel everything still waiting or running, and let go of the context: the
+        request is over."""
         self._closed = True
         if self._task is not None:
             self._task.cancel()  # and the batch it is sending, if any
         self._pending.clear()
+        self._ctx = None
+
+    @property
+    def _db(self) -> Any:
+        if self._ctx is None:
+            raise RuntimeError("the request is over")
+        return self._ctx.db
 
     def schedule(self, loader: Loader[Any, Any]) -> None:
         if self._closed:
@@ -316,7 +324,7 @@ class BatchScheduler:
         """Send what waits since ``hold`` from this task; whatever is queued later
         goes through the scheduler's task again."""
         self._held = False
-        db = self._ctx.db
+        db = self._db
         token = sql_origin.set(None)
         try:
             while self._pending and self._task is None and not db.busy:
@@ -327,7 +335,7 @@ class BatchScheduler:
             self._task = asyncio.ensure_future(self._dispatch_when_idle())
 
     async def _dispatch_when_idle(self) -> None:
-        db = self._ctx.db
+        db = self._db
         try:
             while self._pending:
                 for _ in range(self.SETTLE_TICKS):
@@ -349,10 +357,11 @@ class BatchScheduler:
         origin, loader.origin = loader.origin, None
         if queue or batched:
             db.enter()
-            await self._run(loader, queue, batched, origin)
+            await self._run(db, loader, queue, batched, origin)
 
     async def _run(
         self,
+        db: Any,
         loader: Loader[Any, Any],
         queue: list[QueuedLoad],
         batched: list[tuple[list[Any], asyncio.Future[None]]],
@@ -365,7 +374,7 @@ class BatchScheduler:
             else:
                 await dispatch_batches(loader, queue, batched)
         finally:
-            self._ctx.db.leave()
+            db.leave()
 
 
 async def dispatch_batches(
@@ -425,7 +434,7 @@ class LoaderRegistry:
     """
 
     def __init__(self, ctx: Context, shared: LoaderRegistry | None = None) -> None:
-        self._ctx = ctx
+        self._ctx: Context | None = ctx
         self._loaders: dict[type[Loader[Any, Any]], Loader[Any, Any]] = {}
         self.scheduler = BatchScheduler(ctx)
         self.shared = shared
@@ -459,6 +468,8 @@ class LoaderRegistry:
             return self.shared.get(cls, info)
         loader = self._loaders.get(cls)
         if loader is None:
+            if self._ctx is None:
+                raise RuntimeError("the request is over: no more loading")
             loader = self._loaders[cls] = cls(self._ctx)
         if info is not None:
             depth = 0
@@ -494,8 +505,9 @@ class LoaderRegistry:
     def close(self) -> None:
         """The request is over: stop dispatching and let go of everything loaded.
 
-        A loader and the context refer to each other, so without this the
-        request's rows and futures would wait for a full cyclic collection.
+        The context, this registry, its scheduler and its loaders refer to each
+        other: the references back to the context go, so the request's objects
+        are freed when it ends rather than at the next cyclic collection.
         """
         self.scheduler.close()
         for loader in self._loaders.values():
@@ -503,6 +515,7 @@ class LoaderRegistry:
             loader._queue = []
             loader._batched = []
         self._loaders.clear()
+        self._ctx = None
 
 
 def values_array(values: Sequence[Any], element_type: Any) -> BindParameter[Any]:

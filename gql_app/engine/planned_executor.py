@@ -536,13 +536,14 @@ class PlannedExecutor(StrawberryGraphQLCoreExecutionContext):
             return self.build_response(self._data)
         finally:
             # graphql-core's executor is in a reference cycle (its async helpers
-            # are its bound methods): let go of the request's values now rather
-            # than at the next full collection.
+            # are its bound methods): broken here, so the executor and the
+            # request's values go when the request ends, not at a collection.
             self._data = None
             self._tasks = []
             self._infos = {}
             self._arguments = {}
             self._converted = {}
+            self.async_helpers = None  # type: ignore[assignment]  # its bound methods: the cycle
 
     def _execute_batch(
         self, plan: ObjectPlan, sources: list[Any], outs: list[dict[str, Any]], slots: list[Any]

@@ -224,9 +224,10 @@ def tune_garbage_collector() -> None:
 
     Everything alive at start-up (schema, modules, metadata) is frozen, so full
     collections stop rescanning it, and young collections run every 5 000
-    allocations instead of 700: a request leaves little for the cycle collector,
-    since the loaders and the executor let go of their rows and futures when it
-    ends (bench/RESULTS.md has the measurements behind the threshold).
+    allocations instead of 700: a query request leaves nothing for the cycle
+    collector (tests/test_lane.py checks: the context, its loaders and the
+    executor let go of each other, and answered errors of their tracebacks, when
+    it ends), so its objects are freed as it ends and collections stay rare.
     """
     gc.collect()
     gc.freeze()

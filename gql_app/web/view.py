@@ -21,7 +21,7 @@ from strawberry.types import ExecutionResult
 from strawberry.types.execution import PreExecutionError
 
 from gql_app.data.context import Context
-from gql_app.errors import ErrorCode, error_body, format_error
+from gql_app.errors import ErrorCode, error_body, forget_tracebacks, format_error
 from gql_app.observability import record_errors, request_id_for
 from gql_app.users.auth import authenticate
 from gql_app.web.trusted import TrustedDocuments, Untrusted, document_id_of
@@ -140,6 +140,7 @@ def graphql_response(result: ExecutionResult, context: Context | None) -> GraphQ
         errors = [format_error(e, request_id, suggestions=suggestions) for e in result.errors]
         record_errors([e["extensions"]["code"] for e in errors])
         response["errors"] = list(errors)
+        forget_tracebacks(result.errors)  # answered (and logged): the frames may go
     if result.extensions:
         response["extensions"] = result.extensions
     return response
