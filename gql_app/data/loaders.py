@@ -86,8 +86,16 @@ class Loader(Declared, DataLoader[K, V]):
     """Whether the statement depends on the viewer (visibility conditions). Loaders
     that do not are shared by every viewer of a live event batch (``LoaderRegistry``)."""
 
+    @staticmethod
+    def get_cache_key(key: Any) -> Any:
+        return key
+
     def __init__(self, ctx: Context) -> None:
-        super().__init__()
+        # aiodataloader's state, set here: its __init__ checks on every instance
+        # (two per request at least) that ``batch_load_fn`` is a coroutine function.
+        self.loop = asyncio.get_event_loop()
+        self._cache: dict[Any, asyncio.Future[V]] = {}
+        self._queue: list[QueuedLoad] = []
         self.ctx = ctx
         self.depth = 1 << 30  # shallowest GraphQL path depth among the queued loads
         self.origin: Any = None  # the ``info`` of the first queued load: names its statements

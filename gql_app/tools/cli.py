@@ -190,6 +190,8 @@ def serve(
         # zlib context (~300 KiB) and each frame a compression, for little gain.
         ws_per_message_deflate=False,
         ws_max_size=settings.max_body_bytes,
+        # uvicorn's httptools protocol, a response's head written with its body.
+        http="gql_app.web.http:HeadWithBody",
     )
 
 
