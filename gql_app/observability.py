@@ -576,6 +576,11 @@ def configure_logging(settings: Settings) -> None:
 
     Idempotent: calling it again (another app in the same process) only sets the level.
     """
+    # No record carries its thread's or process's name (the JSON lines do not show
+    # them): logging skips looking them up for every record (its "Optimization").
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     root = logging.getLogger()
     if not any(isinstance(h.formatter, JSONFormatter) for h in root.handlers):
         handler = BufferedLines()
