@@ -27,7 +27,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Any
 
 import asyncpg
@@ -61,9 +61,12 @@ async def bodies(url: str) -> dict[str, bytes]:
     return out
 
 
-def caller(app: Any, body: bytes) -> Callable[[], Awaitable[int]]:
-    """One POST /graphql through ``app``, as uvicorn would call it; returns the status."""
-    headers = [*HEADERS, (b"content-length", str(len(body)).encode())]
+def caller(
+    app: Any, body: bytes, extra: Sequence[tuple[bytes, bytes]] = ()
+) -> Callable[[], Awaitable[int]]:
+    """One POST /graphql through ``app``, as uvicorn would call it (``extra``: more
+    headers); returns the status."""
+    headers = [*HEADERS, (b"content-length", str(len(body)).encode()), *extra]
 
     async def call() -> int:
         scope = {
@@ -125,7 +128,9 @@ async def in_process(requests: int, profile: str | None, only: list[str]) -> dic
             if profile == name:
                 profiler.disable()
                 text = io.StringIO()
-                pstats.Stats(profiler, stream=text).sort_stats(os.environ.get("PROFILE_SORT", "tottime")).print_stats(45)
+                pstats.Stats(profiler, stream=text).sort_stats(
+                    os.environ.get("PROFILE_SORT", "tottime")
+                ).print_stats(45)
                 if os.environ.get("PROFILE_CALLERS"):
                     pstats.Stats(profiler, stream=text).print_callers(os.environ["PROFILE_CALLERS"])
                 if os.environ.get("PROFILE_CALLEES"):

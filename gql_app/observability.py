@@ -541,6 +541,8 @@ class BufferedLines(logging.StreamHandler):  # type: ignore[type-arg]
     def __init__(self) -> None:
         super().__init__()
         self._lines: list[str] = []
+        self._due_on: asyncio.AbstractEventLoop | None = None
+        """The event loop where a flush of the waiting lines is due."""
 
     def emit(self, record: logging.LogRecord) -> None:
         lines = self._lines
@@ -550,13 +552,15 @@ class BufferedLines(logging.StreamHandler):  # type: ignore[type-arg]
             self.handleError(record)
             return
         if record.levelno < logging.WARNING and len(lines) < self.LINES:
-            if len(lines) > 1:
-                return  # the first one's flush is due
             try:
-                asyncio.get_running_loop().call_later(self.FLUSH_S, self.flush)
-                return
+                loop = asyncio.get_running_loop()
             except RuntimeError:  # no event loop: written now
-                pass
+                loop = None
+            if loop is not None:
+                if self._due_on is not loop:  # none due, or on a loop that has ended
+                    self._due_on = loop
+                    loop.call_later(self.FLUSH_S, self.flush)
+                return
         self.write()
 
     def flush(self) -> None:
@@ -564,6 +568,7 @@ class BufferedLines(logging.StreamHandler):  # type: ignore[type-arg]
             self.write()
 
     def write(self) -> None:
+        self._due_on = None
         lines, self._lines = self._lines, []
         if lines:
             self.stream.write("\n".join(lines) + "\n")

@@ -435,3 +435,16 @@ def test_log_lines_outside_an_event_loop_are_written_at_once():
     assert stream.getvalue() == "INFO one\n"
     log.info("two")
     assert stream.writes == 2
+
+
+def test_lines_left_by_an_event_loop_that_ended_go_out_with_the_next_loops():
+    stream = Writes()
+    log = buffered(stream)
+
+    async def one(text: str, wait: float) -> None:
+        log.info(text)
+        await asyncio.sleep(wait)
+
+    asyncio.run(one("first", 0))  # its loop ends before the flush is due
+    asyncio.run(one("second", BufferedLines.FLUSH_S * 2))
+    assert stream.getvalue().splitlines() == ["INFO first", "INFO second"]

@@ -155,10 +155,11 @@ class KeptConnections:
     a one-statement query's).
 
     The pool still lends every connection and gets each back: at most ``keep``
-    wait here (half of ``GQL_POOL_SIZE``, so mutations, which take theirs from the
-    pool, always find the other half and the overflow), and one that left the pool more than
-    ``LEASE_S`` ago goes back at its next release, so the pool's recycle,
-    pre-ping, closed-connection guard and sizes still apply within a second.
+    wait here (half of ``GQL_POOL_SIZE``, so mutations, which take theirs from
+    the pool, always find the other half and the overflow), and one that left the
+    pool more than ``LEASE_S`` ago goes back at its next release, so the pool's
+    recycle, pre-ping, closed-connection guard and sizes still apply within a
+    second.
     """
 
     LEASE_S = 1.0

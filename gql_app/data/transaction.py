@@ -240,7 +240,7 @@ def connector(
         except Exception as exc:
             if failed is None or database_fault(exc) is None:
                 raise
-            failed()
+            failed()  # the replica does not answer: the primary does
             return await kept(primary).take()
 
     return connect

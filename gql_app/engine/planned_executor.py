@@ -26,6 +26,7 @@ from typing import Any
 from cachetools import LRUCache
 from graphql import (
     FieldNode,
+    FragmentDefinitionNode,
     FragmentSpreadNode,
     GraphQLAbstractType,
     GraphQLError,
@@ -351,6 +352,7 @@ class PlannedExecutor(StrawberryGraphQLCoreExecutionContext):
         cls,
         schema: GraphQLSchema,
         operation: OperationDefinitionNode,
+        definitions: dict[str, FragmentDefinitionNode],
         fragments: dict[str, FragmentDetails],
         context: Any,
         variables: dict[str, Any] | None,
@@ -364,7 +366,6 @@ class PlannedExecutor(StrawberryGraphQLCoreExecutionContext):
         )
         if isinstance(coerced, list):
             return ExecutionResult(None, errors=coerced)
-        definitions = {name: details.definition for name, details in fragments.items()}
         executor = cls(
             schema,
             definitions,

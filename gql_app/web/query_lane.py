@@ -276,7 +276,13 @@ class QueryLane:
                 result = op.unavailable()
             else:
                 result = PlannedExecutor.run(
-                    self.schema, prepared.operation, prepared.details, ctx, variables, extensions
+                    self.schema,
+                    prepared.operation,
+                    prepared.fragments,
+                    prepared.details,
+                    ctx,
+                    variables,
+                    extensions,
                 )
                 if optimized_is_awaitable(result):
                     result = await result
