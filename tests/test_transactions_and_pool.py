@@ -16,7 +16,7 @@ from gql_app.data.driver_reads import KeptConnections, kept
 from gql_app.models import Post, Profile, User
 from gql_app.settings import Settings
 from gql_app.web.app import create_app
-from tests.conftest import in_use
+from tests.conftest import GraphQLClient, in_use
 
 CONSISTENT = """
 { user(username: "writer") { postCount posts(first: 100, filter: {published: true}) { totalCount nodes { id } } } }
@@ -142,7 +142,7 @@ async def test_a_session_broken_at_begin_is_replaced_without_an_error(
 
 
 @contextlib.asynccontextmanager
-async def small_pool(settings: Settings, size: int) -> AsyncIterator[tuple[Any, httpx.AsyncClient]]:
+async def small_pool(settings: Settings, size: int) -> AsyncIterator[tuple[Any, GraphQLClient]]:
     """The app on a pool of ``size`` connections and no overflow, waiting at most 2 s."""
     app = create_app(
         settings.model_copy(update={"pool_size": size, "max_overflow": 0, "pool_timeout": 2})
@@ -150,25 +150,14 @@ async def small_pool(settings: Settings, size: int) -> AsyncIterator[tuple[Any, 
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
-            yield app, http
-
-
-async def ask(http: httpx.AsyncClient, query: str, token: str | None = None) -> dict[str, Any]:
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    response = await http.post("/graphql", json={"query": query}, headers=headers)
-    assert response.status_code == 200
-    body: dict[str, Any] = response.json()
-    assert "errors" not in body, body
-    return body
+            yield app, GraphQLClient(http)
 
 
 async def test_queries_keep_at_most_half_the_pool_so_mutations_find_the_rest(settings, world):
-    async with small_pool(settings, size=4) as (app, http):
+    async with small_pool(settings, size=4) as (app, gql):
         engine = app.state.engine
         # Given queries that used all four connections at once
-        await asyncio.gather(
-            *(ask(http, "{ tags(first: 2) { nodes { name } } }") for _ in range(40))
-        )
+        await asyncio.gather(*(gql("{ tags(first: 2) { nodes { name } } }") for _ in range(40)))
         # Then at most two stay out of the pool, idle, for the next queries; none is in use
         assert kept(engine).idle <= 2
         assert in_use(engine) == 0
@@ -177,8 +166,8 @@ async def test_queries_keep_at_most_half_the_pool_so_mutations_find_the_rest(set
         token = world.tokens["alice"]
         refused = "mutation { updateProfile(input: {age: 999}) { userErrors { code } } }"
         answers = await asyncio.gather(
-            *(ask(http, refused, token) for _ in range(2)),
-            *(ask(http, "{ tags(first: 1) { nodes { name } } }") for _ in range(4)),
+            *(gql(refused, token=token) for _ in range(2)),
+            *(gql("{ tags(first: 1) { nodes { name } } }") for _ in range(4)),
         )
         assert [a["data"]["updateProfile"]["userErrors"] for a in answers[:2]] == [
             [{"code": "INVALID"}]
@@ -191,19 +180,19 @@ async def test_a_kept_connection_goes_back_to_the_pool_after_its_lease(
     settings, world, monkeypatch
 ):
     monkeypatch.setattr(KeptConnections, "LEASE_S", 0.0)
-    async with small_pool(settings, size=4) as (app, http):
+    async with small_pool(settings, size=4) as (app, gql):
         engine = app.state.engine
         # When a query ends on a connection that left the pool longer ago than the lease
-        await ask(http, "{ tags(first: 1) { nodes { name } } }")
+        await gql("{ tags(first: 1) { nodes { name } } }")
         # Then it went back to the pool (its recycle, pre-ping and guard apply again)
         assert kept(engine).idle == 0
         assert engine.pool.checkedout() == 0
 
 
 async def test_a_kept_connection_the_server_closed_is_not_used(settings, world):
-    async with small_pool(settings, size=4) as (app, http):
+    async with small_pool(settings, size=4) as (app, gql):
         engine = app.state.engine
-        await ask(http, "{ tags(first: 1) { nodes { name } } }")
+        await gql("{ tags(first: 1) { nodes { name } } }")
         assert kept(engine).idle == 1
         # Given the server terminates the kept connection's backend
         async with engine.connect() as conn:
@@ -211,7 +200,7 @@ async def test_a_kept_connection_the_server_closed_is_not_used(settings, world):
                 await conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
         await asyncio.sleep(0.1)  # the driver reads the server's farewell
         # When the next query runs, it answers without an error, on another connection
-        body = await ask(http, "{ tags(first: 1) { nodes { name } } }")
+        body = await gql("{ tags(first: 1) { nodes { name } } }")
         assert body["data"]["tags"]["nodes"]
         assert in_use(engine) == 0
 
@@ -222,11 +211,9 @@ async def test_shutdown_closes_the_kept_connections(settings, world, engine):
     def on_connect(dbapi_connection: Any, record: Any) -> None:
         opened.add(dbapi_connection.driver_connection.get_server_pid())
 
-    async with small_pool(settings, size=4) as (app, http):
+    async with small_pool(settings, size=4) as (app, gql):
         event.listen(app.state.engine.sync_engine.pool, "connect", on_connect)
-        await asyncio.gather(
-            *(ask(http, "{ tags(first: 1) { nodes { name } } }") for _ in range(8))
-        )
+        await asyncio.gather(*(gql("{ tags(first: 1) { nodes { name } } }") for _ in range(8)))
         assert kept(app.state.engine).idle >= 1
         async with engine.connect() as conn:
             assert opened and opened <= await backends(conn)
