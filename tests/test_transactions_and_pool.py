@@ -189,6 +189,29 @@ async def test_a_kept_connection_goes_back_to_the_pool_after_its_lease(
         assert engine.pool.checkedout() == 0
 
 
+async def test_a_connection_given_back_goes_to_the_query_waiting_for_one(settings, world):
+    async with small_pool(settings, size=2) as (app, _gql):
+        keeper = kept(app.state.engine)  # keeps one of the two
+        # Given both connections lent to queries and a third query waiting in the pool's queue
+        first, second = await keeper.take(), await keeper.take()
+        third = asyncio.create_task(keeper.take())
+        await asyncio.sleep(0.05)
+        assert not third.done()
+        # When the first query gives its connection back (the keeper has room for it)
+        given = first[1].driver_connection
+        await keeper.give(first[1], first[2])
+        # Then the waiting query gets it at once, not after the pool's 2 s timeout, and
+        # no newcomer could have taken it from the keeper ahead of the queue
+        lent = await asyncio.wait_for(third, 1)
+        assert lent[1].driver_connection is given
+        assert keeper.idle == 0
+        # And once nobody waits, a connection given back is kept for the next query
+        await keeper.give(second[1], second[2])
+        assert keeper.idle == 1
+        await keeper.give(lent[1], lent[2])
+        assert in_use(app.state.engine) == 0
+
+
 async def test_a_kept_connection_the_server_closed_is_not_used(settings, world):
     async with small_pool(settings, size=4) as (app, gql):
         engine = app.state.engine

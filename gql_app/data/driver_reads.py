@@ -160,16 +160,24 @@ class KeptConnections:
     pool more than ``LEASE_S`` ago goes back at its next release, so the pool's
     recycle, pre-ping, closed-connection guard and sizes still apply within a
     second.
+
+    A query that finds none idle waits in the pool's queue (first come, first
+    served) while the pool is exhausted: as long as one waits there, connections
+    given back go to the pool, so a newcomer never takes one from the keeper ahead
+    of it (under more concurrent queries than connections, the keeper would
+    otherwise serve the newest and starve the queue until its leases ended).
     """
 
     LEASE_S = 1.0
 
-    __slots__ = ("__weakref__", "_idle", "engine", "keep")
+    __slots__ = ("__weakref__", "_idle", "engine", "keep", "waiting")
 
     def __init__(self, engine: AsyncEngine, keep: int) -> None:
         self.engine = engine
         self.keep = keep
         self._idle: list[tuple[PoolProxiedConnection, float]] = []
+        self.waiting = 0
+        """Takers in the pool's queue (or checking out of it)."""
 
     @property
     def idle(self) -> int:
@@ -183,14 +191,28 @@ class KeptConnections:
             if not proxied.driver_connection.is_closed():  # type: ignore[union-attr]
                 return self, proxied, since
             await discard(proxied)  # the server closed it (restart, terminated backend)
-        return self, await self.engine.raw_connection(), time.monotonic()
+        self.waiting += 1
+        try:
+            return self, await self.engine.raw_connection(), time.monotonic()
+        finally:
+            self.waiting -= 1
 
     async def give(self, proxied: PoolProxiedConnection, since: float) -> None:
-        """A connection whose operation ended cleanly (no transaction open)."""
-        if len(self._idle) < self.keep and time.monotonic() - since < self.LEASE_S:
+        """A connection whose operation ended cleanly (no transaction open): to the
+        pool while a taker waits there, else kept (room and lease permitting)."""
+        if self.waiting and self._pool_has_room():
+            await greenlet_spawn(proxied.close)
+        elif len(self._idle) < self.keep and time.monotonic() - since < self.LEASE_S:
             self._idle.append((proxied, since))
         else:
             await greenlet_spawn(proxied.close)
+
+    def _pool_has_room(self) -> bool:
+        """Whether the pool takes a connection back without closing it: its queue
+        holds ``size`` (beyond them, an overflow connection given back is closed,
+        which under a burst of releases would reopen one per waiter)."""
+        pool: Any = self.engine.sync_engine.pool
+        return bool(pool.checkedin() < pool.size())
 
     async def release(self) -> None:
         """Every idle connection back to the pool, and from now on each one given
