@@ -331,6 +331,7 @@ class Timed:
     cpu_ms: float | None  # server process CPU per request
     pg_cpu_ms: float | None  # the scratch database's backends, per request
     other_pct: float  # busy CPU of everything else (the load tool included), % of the machine
+    steal_pct: float  # of which the hypervisor gave to other machines (steal), % of the machine
 
 
 @dataclass(frozen=True)
@@ -406,11 +407,21 @@ class Cell:
         """The machine's CPU used by neither the server nor PostgreSQL (median)."""
         return median_of(t.other_pct for t in self.c16_runs)
 
+    @property
+    def steal_pct(self) -> float | None:
+        """Of it, the CPU the hypervisor gave to other machines (median)."""
+        return median_of(t.steal_pct for t in self.c16_runs)
+
 
 def busy_seconds() -> float:
     """CPU seconds the whole machine has spent busy (all cores)."""
     t = psutil.cpu_times()
     return sum(getattr(t, k, 0.0) for k in ("user", "nice", "system", "irq", "softirq", "steal"))
+
+
+def steal_seconds() -> float:
+    """Of them, the seconds stolen: the hypervisor ran another machine on our cores."""
+    return float(getattr(psutil.cpu_times(), "steal", 0.0))
 
 
 def pg_cpu(pids: set[int]) -> dict[int, float]:
@@ -439,15 +450,18 @@ async def timed(
     """One load run, with the CPU the server, PostgreSQL and the rest of the machine used."""
     await settle(server)
     cpu0, pg0, busy0 = server.cpu_seconds(), pg_cpu(await backend_pids(db)), busy_seconds()
+    steal0 = steal_seconds()
     result = await drive(server.url, requests, concurrency, duration)
     cpu1, pg1, busy1 = server.cpu_seconds(), pg_cpu(await backend_pids(db)), busy_seconds()
+    stolen = steal_seconds() - steal0
     pg_used = sum(v - pg0.get(pid, 0.0) for pid, v in pg1.items())
     other = (busy1 - busy0) - (cpu1 - cpu0) - pg_used
-    other_pct = 100 * other / (result.seconds * (os.cpu_count() or 1))
+    cores = result.seconds * (os.cpu_count() or 1)
+    other_pct, steal_pct = 100 * other / cores, 100 * stolen / cores
     n = result.requests
     if n == 0:
-        return Timed(result, None, None, other_pct)
-    return Timed(result, (cpu1 - cpu0) * 1000 / n, pg_used * 1000 / n, other_pct)
+        return Timed(result, None, None, other_pct, steal_pct)
+    return Timed(result, (cpu1 - cpu0) * 1000 / n, pg_used * 1000 / n, other_pct, steal_pct)
 
 
 async def measure(
@@ -1181,7 +1195,9 @@ def method(report: Report) -> list[str]:
         f"during the c={c} run, divided by the requests served; **PG CPU** the same for "
         "the scratch database's PostgreSQL backends. **other CPU**: the rest of the "
         "machine's busy CPU during that run (the load tool and anything else running), in % "
-        "of all cores: high values mean the numbers were disturbed.",
+        "of all cores: high values mean the numbers were disturbed; *steal* is the part of "
+        "it the hypervisor gave to other virtual machines on the same cores (`/proc/stat`), "
+        "time none of the contenders could run.",
         "- **Seeding**: `gql_app.tools.seed.seed` end to end (COPY with the index builds "
         "beside it, foreign keys, VACUUM (ANALYZE)) into a freshly migrated database.",
         "- The machine has "
@@ -1250,7 +1266,7 @@ def workload_table(workload: str, cells: dict[str, Cell], c: int) -> list[str]:
         "",
         f"| contender | req/s c={c} | range over rounds | p50 ms | p99 ms | req/s c=1 | "
         "p50 ms c=1 | p99 ms c=1 | errors | SQL/request | server CPU ms/req | "
-        f"PG CPU ms/req | other CPU | req/s vs floor (c={c} / c=1) |",
+        f"PG CPU ms/req | other CPU (steal) | req/s vs floor (c={c} / c=1) |",
         "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
     ]
     for name, cell in cells.items():
@@ -1266,7 +1282,7 @@ def workload_table(workload: str, cells: dict[str, Cell], c: int) -> list[str]:
             f"{ms(p50(cell.c1))} | "
             f"{ms(p99(cell.c1))} | "
             f"{errors} | {cell.sql or '—'} | {ms(cell.cpu_ms)} | {ms(cell.pg_cpu_ms)} | "
-            f"{pct(cell.other_pct)} | {vs} |"
+            f"{pct(cell.other_pct)} ({pct(cell.steal_pct)}) | {vs} |"
         )
     lines.append("")
     gql = cells.get(GQL_APP)

@@ -28,7 +28,7 @@ def load(rps: float, p50: float, p99: float, errors: int = 0) -> LoadResult:
 
 
 def cell(rounds: list[tuple[float, float, float]], c1_p50: float, sql: tuple[int, int]) -> Cell:
-    runs = [Timed(load(*r), 1.0, 0.5, 3.0) for r in rounds]
+    runs = [Timed(load(*r), 1.0, 0.5, 3.0, 2.0) for r in rounds]
     c1 = [load(100, c1_p50, c1_p50 * 2) for _ in rounds]
     return Cell(runs, c1, StatementCount(*sql))
 
@@ -42,14 +42,14 @@ def report(cells: dict[str, dict[str, Cell]], peer: Peer | None = None) -> Repor
 
 def test_each_figure_is_the_median_of_its_rounds_and_errors_add_up() -> None:
     c = cell([(300, 40, 90), (100, 50, 70), (200, 45, 200)], 5.0, (1, 0))
-    c.c16_runs[0] = Timed(load(300, 40, 90, errors=2), 3.0, None, 1.0)
+    c.c16_runs[0] = Timed(load(300, 40, 90, errors=2), 3.0, None, 1.0, 0.5)
 
     assert c.c16 is not None
     assert round(c.c16.rps) == 200
     assert (c.c16.p50_ms, c.c16.p99_ms) == (45, 90)
     assert c.c16.errors == 2
     assert c.c16.spread == (100, 300)
-    assert (c.cpu_ms, c.pg_cpu_ms, c.other_pct) == (1.0, 0.5, 3.0)
+    assert (c.cpu_ms, c.pg_cpu_ms, c.other_pct, c.steal_pct) == (1.0, 0.5, 3.0, 2.0)
 
 
 def test_a_cell_never_timed_has_no_figures() -> None:
