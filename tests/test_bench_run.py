@@ -52,6 +52,16 @@ def test_each_figure_is_the_median_of_its_rounds_and_errors_add_up() -> None:
     assert (c.cpu_ms, c.pg_cpu_ms, c.other_pct, c.steal_pct) == (1.0, 0.5, 3.0, 2.0)
 
 
+def test_the_tail_is_each_rounds_p99_over_its_own_p50() -> None:
+    # Given rounds whose median p99 (16) and median p50 (8) come from different rounds
+    c = cell([(100, 10, 19), (100, 5, 16), (100, 8, 12)], 1.0, (1, 0))
+
+    assert c.c16 is not None
+    # Then the tail is the median of each round's own ratio, not 16 / 8
+    assert c.c16.tails == [1.9, 3.2, 1.5]
+    assert c.c16.tail == 1.9
+
+
 def test_a_cell_never_timed_has_no_figures() -> None:
     assert (Cell().c16, Cell().c1, Cell().cpu_ms) == (None, None, None)
 
@@ -75,9 +85,11 @@ def test_the_peer_table_gives_ratios_targets_share_tail_and_statements() -> None
     table = [line for line in lines if line.startswith("| 1,000 |")]
     assert table == [
         "| 1,000 | W1 feed | 95 | 100 | 0.95 | ≥ 0.9: met | **not met** / **not met** | 200 "
-        "| 48% | 1.67: met | 12.0 / 10.0 / 6.00 | 6 (+2) / 1 (+0) / 6 (+2) |",
+        "| 48% | 1.67 (1.67, 1.67, 1.67): met | 1.43 / 1.43 | 12.0 / 10.0 / 6.00 "
+        "| 6 (+2) / 1 (+0) / 6 (+2) |",
         "| 1,000 | W3 node | 550 | 1,000 | 0.55 | ≥ 0.6: **not met** | **not met** / met | "
-        "2,000 | 28% | 3.04: **not met** | 2.00 / 2.50 / 0.60 | 1 (+0) / 1 (+0) / 1 (+2) |",
+        "2,000 | 28% | 3.04 (3.00, 3.20, 3.04): **not met** | 2.00 / 1.50 | 2.00 / 2.50 / 0.60 "
+        "| 1 (+0) / 1 (+0) / 1 (+2) |",
     ]
     assert lines[-2] == (
         "Targets met: 1 of 2; stretch ratio: 0 of 2; c=1 p50 at most PostGraphile's: 1 of 2; "

@@ -200,9 +200,11 @@ class KeptConnections:
     async def give(self, proxied: PoolProxiedConnection, since: float) -> None:
         """A connection whose operation ended cleanly (no transaction open): to the
         pool while a taker waits there, else kept (room and lease permitting)."""
-        if self.waiting and self._pool_has_room():
-            await greenlet_spawn(proxied.close)
-        elif len(self._idle) < self.keep and time.monotonic() - since < self.LEASE_S:
+        if (
+            len(self._idle) < self.keep
+            and time.monotonic() - since < self.LEASE_S
+            and not (self.waiting and self._pool_has_room())
+        ):
             self._idle.append((proxied, since))
         else:
             await greenlet_spawn(proxied.close)
