@@ -27,6 +27,7 @@ from gql_app.observability import (
     Metrics,
     RequestObservability,
     RequestObservation,
+    finish_request,
 )
 from gql_app.web.app import create_app
 
@@ -448,3 +449,75 @@ def test_lines_left_by_an_event_loop_that_ended_go_out_with_the_next_loops():
     asyncio.run(one("first", 0))  # its loop ends before the flush is due
     asyncio.run(one("second", BufferedLines.FLUSH_S * 2))
     assert stream.getvalue().splitlines() == ["INFO first", "INFO second"]
+
+
+def request_line_setup(
+    monkeypatch: pytest.MonkeyPatch, *others: logging.Handler
+) -> tuple[io.StringIO, RequestObservation]:
+    """The app's log setup (one ``BufferedLines`` of JSON lines, on the root logger),
+    plus ``others`` beside it; a finished query's observation."""
+    stream = io.StringIO()
+    handler = BufferedLines()
+    handler.setStream(stream)
+    handler.setFormatter(JSONFormatter())
+    monkeypatch.setattr(logging.getLogger(), "handlers", [handler, *others])
+    monkeypatch.setattr(logging.getLogger("gql_app"), "level", logging.INFO)
+    observation = RequestObservation(
+        "line-7", operation_type="query", operation_name="Feed", sql_statements=3, status=200
+    )
+    return stream, observation
+
+
+EXPECTED_LINE = {
+    "level": "INFO",
+    "logger": "gql_app.request",
+    "message": "graphql request",
+    "request_id": "line-7",
+    "method": "POST",
+    "path": "/graphql",
+    "status": 200,
+    "operation_type": "query",
+    "operation_name": "Feed",
+    "sql_statements": 3,
+    "outcome": "ok",
+    "error_codes": [],
+}
+
+
+def test_the_request_line_reads_the_same_whether_or_not_another_handler_listens(monkeypatch):
+    # Given the app's own log setup: the request's line is written straight to its handler
+    stream, observation = request_line_setup(monkeypatch)
+    finish_request(Metrics(), observation)
+    alone = orjson.loads(stream.getvalue())
+    # And given another handler beside it: the line goes through logging's records
+    records: list[logging.LogRecord] = []
+    collector = logging.Handler()
+    collector.emit = records.append  # type: ignore[method-assign]
+    stream, observation = request_line_setup(monkeypatch, collector)
+    finish_request(Metrics(), observation)
+    shared = orjson.loads(stream.getvalue())
+    # Then both lines are the same line, and the other handler got the record
+    for line in (alone, shared):
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+00:00", line.pop("time"))
+        assert line.pop("duration_ms") >= 0
+        assert line == EXPECTED_LINE
+    assert [(r.name, r.request_id) for r in records] == [("gql_app.request", "line-7")]  # type: ignore[attr-defined]
+
+
+def test_a_filter_on_the_request_logger_still_sees_every_request_line(monkeypatch):
+    stream, observation = request_line_setup(monkeypatch)
+    seen: list[str] = []
+
+    def keep_none(record: logging.LogRecord) -> bool:
+        seen.append(record.request_id)  # type: ignore[attr-defined]
+        return False
+
+    request_log = logging.getLogger("gql_app.request")
+    request_log.addFilter(keep_none)
+    try:
+        finish_request(Metrics(), observation)
+    finally:
+        request_log.removeFilter(keep_none)
+    # The filter decided: it saw the line's record and nothing was written
+    assert seen == ["line-7"]
+    assert stream.getvalue() == ""
